@@ -1,0 +1,10 @@
+"""Registers the pack's V3 nodes with ComfyUI (one extension, one entry point)."""
+from __future__ import annotations
+
+from .api import ComfyExtension, io
+from .hybrid_nodes import NODES as HYBRID_NODES
+
+
+class DiversityDistillationExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [*HYBRID_NODES]
