@@ -1,0 +1,37 @@
+"""Test-only ComfyUI node pack: tiny real ComfyUI models with random weights and matching conditioning,
+for graphs that run through the real server on CPU (where no loader node can build such a model)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ (test-only pack, never shipped)
+import tiny_models  # noqa: E402
+
+
+class TinyModel:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"kind": (["sdxl", "sd15", "sd21v", "flow"],), "seed": ("INT", {"default": 0, "min": 0})}}
+
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "make"
+    CATEGORY = "testing"
+
+    def make(self, kind, seed):
+        return (tiny_models.make_model(kind, seed),)
+
+
+class TinyConditioning:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"kind": (["sdxl", "sd15", "sd21v", "flow"],), "batch": ("INT", {"default": 1, "min": 1}),
+                             "seed": ("INT", {"default": 0, "min": 0})}}
+
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "make"
+    CATEGORY = "testing"
+
+    def make(self, kind, batch, seed):
+        return (tiny_models.make_conditioning(kind, batch, seed),)
+
+
+NODE_CLASS_MAPPINGS = {"DDTest_TinyModel": TinyModel, "DDTest_TinyConditioning": TinyConditioning}
