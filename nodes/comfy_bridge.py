@@ -48,7 +48,7 @@ def model_schedule(model, steps: int, scheduler: str) -> torch.Tensor:
     return comfy.samplers.calculate_sigmas(ms, scheduler, steps).cpu().float()
 
 
-def check_inputs(latent: dict, positive, negative, info: ModelInfo, role: str) -> torch.Tensor:
+def check_inputs(model, latent: dict, positive, negative, info: ModelInfo, role: str) -> torch.Tensor:
     """Validate a LATENT and its conditioning against a model; return the latent samples."""
     samples = latent.get("samples") if isinstance(latent, dict) else None
     if not isinstance(samples, torch.Tensor) or samples.ndim < 4:
@@ -58,9 +58,13 @@ def check_inputs(latent: dict, positive, negative, info: ModelInfo, role: str) -
                          "Empty Latent Image) or check the node that produced it")
     check_latent(info, samples.shape[1], role)
     batch = samples.shape[0]
+    width = model.model.model_config.unet_config.get("context_dim")
     for name, cond in (("positive", positive), ("negative", negative)):
         for c in cond or []:
             cb = c[0].shape[0]
+            if width is not None and c[0].ndim == 3 and c[0].shape[-1] != width:
+                raise ValueError(f"{name}: the conditioning has width {c[0].shape[-1]} but {role} expects {width}; "
+                                 f"encode the prompt with the text encoder that belongs to {role}")
             if cb not in (1, batch):
                 raise ValueError(f"{name}: the conditioning has batch size {cb} but the latent has {batch}; "
                                  f"use one conditioning (batch 1) for all latents or exactly {batch}")

@@ -10,7 +10,7 @@ TINY_UNET = {
     "use_linear_in_transformer": True, "num_head_channels": 32, "transformer_depth_output": [1, 1],
     "use_temporal_attention": False, "use_temporal_resblock": False, "dtype": torch.float32,
 }
-CONTEXT_DIM = {"sdxl": 2048, "sd15": 768, "sd21v": 1024, "flow": 768}
+CONTEXT_DIM = {"sdxl": 2048, "sd15": 768, "sd21": 1024, "sd21v": 1024, "flow": 768}
 
 
 def _randomize(module: torch.nn.Module, seed: int) -> None:
@@ -21,7 +21,7 @@ def _randomize(module: torch.nn.Module, seed: int) -> None:
 
 
 def make_model(kind: str = "sdxl", seed: int = 0):
-    """A ModelPatcher around a real ComfyUI model: sdxl (eps), sd15 (eps), sd21v (v-prediction), flow (SD1 latents, CONST)."""
+    """A ModelPatcher around a real ComfyUI model: sdxl, sd15, sd21 (eps), sd21v (v-prediction), flow (SD1 latents, CONST)."""
     import comfy.model_base
     import comfy.model_management
     import comfy.model_patcher
@@ -35,7 +35,7 @@ def make_model(kind: str = "sdxl", seed: int = 0):
         model = comfy.model_base.SDXL(config, device="cpu")
     else:
         cfg.update(adm_in_channels=None)
-        config = comfy.supported_models.SD20(cfg) if kind == "sd21v" else comfy.supported_models.SD15(cfg)
+        config = comfy.supported_models.SD20(cfg) if kind in ("sd21", "sd21v") else comfy.supported_models.SD15(cfg)
         if kind == "sd21v":
             model_type = comfy.model_base.ModelType.V_PREDICTION
         elif kind == "flow":

@@ -10,7 +10,7 @@ import tiny_models  # noqa: E402
 class TinyModel:
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"kind": (["sdxl", "sd15", "sd21v", "flow"],), "seed": ("INT", {"default": 0, "min": 0})}}
+        return {"required": {"kind": (["sdxl", "sd15", "sd21", "sd21v", "flow"],), "seed": ("INT", {"default": 0, "min": 0})}}
 
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "make"
@@ -23,7 +23,7 @@ class TinyModel:
 class TinyConditioning:
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"kind": (["sdxl", "sd15", "sd21v", "flow"],), "batch": ("INT", {"default": 1, "min": 1}),
+        return {"required": {"kind": (["sdxl", "sd15", "sd21", "sd21v", "flow"],), "batch": ("INT", {"default": 1, "min": 1}),
                              "seed": ("INT", {"default": 0, "min": 0})}}
 
     RETURN_TYPES = ("CONDITIONING",)
