@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""The one source of the pack's example workflows: every paper experiment is described once here and written
+both as a canvas (UI-format) workflow ``workflows/<name>.json`` and as its API-format twin
+``workflows/api/<name>.json``, plus a thumbnail card ``workflows/<name>.jpg`` (the template browser's image).
+
+The UI format needs each node's widget order, so the node definitions come from a real server's
+``/object_info``: ``--url http://127.0.0.1:8188`` uses a running ComfyUI with the pack; without it the script
+starts a temporary one from the test harness (``tests/server.py``). ``--check`` compares instead of writing
+(exit 1 on a difference); ``--readme`` prints the README table of experiments and model files.
+
+Node titles follow ``runner/CONVENTIONS.md`` (``prompt``, ``negative``, ``seed``, ``batch``, ``method: NAME``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workflow_catalog import EXPERIMENTS, MODELS, PACK_NODE_PREFIX, PACK_ID, PACK_VERSION  # noqa: E402
+from workflow_graph import complete_inputs, to_api, to_ui  # noqa: E402
+
+PACK_ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = PACK_ROOT / "workflows"
+LOADER_INPUTS = {"CheckpointLoaderSimple": "ckpt_name", "LoraLoaderModelOnly": "lora_name", "LoraLoader": "lora_name",
+                 "UNETLoader": "unet_name", "CLIPLoader": "clip_name", "VAELoader": "vae_name"}
+
+
+def node_properties(node) -> dict:
+    """Properties the frontend reads: the pack a node comes from and, on loaders, where to get the model file
+    (the frontend's missing-models dialog shows these links)."""
+    pack = node.type.startswith(PACK_NODE_PREFIX)
+    props = {"cnr_id": PACK_ID if pack else "comfy-core"}
+    if pack:
+        props["ver"] = PACK_VERSION
+    key = LOADER_INPUTS.get(node.type)
+    if key and node.inputs.get(key) in MODELS:
+        m = MODELS[node.inputs[key]]
+        props["models"] = [{"name": node.inputs[key], "url": m.url, "directory": m.folder}]
+    return props
+
+
+def build_all(object_info: dict) -> dict[str, tuple[dict, dict]]:
+    """{name: (ui_workflow, api_prompt)} for every experiment whose nodes the server knows."""
+    out = {}
+    for exp in EXPERIMENTS:
+        graph = exp.build()
+        complete_inputs(graph, object_info)
+        out[exp.name] = (to_ui(graph, object_info, node_properties), to_api(graph, object_info))
+    return out
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=1, ensure_ascii=False) + "\n"
+
+
+def fetch_object_info(url: str | None) -> dict:
+    if url:
+        import urllib.request
+        with urllib.request.urlopen(url.rstrip("/") + "/object_info", timeout=60) as r:
+            return json.loads(r.read())
+    sys.path.insert(0, str(PACK_ROOT / "tests"))
+    from server import ComfyServer  # the test harness's real server (pack linked into a temp base dir)
+    with ComfyServer(Path(tempfile.mkdtemp(prefix="ddistill_wf_")), with_fixture_pack=False) as server:
+        return server.object_info()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", help="a running ComfyUI server with the pack (default: start a temporary one)")
+    ap.add_argument("--check", action="store_true", help="compare with the files on disk instead of writing")
+    ap.add_argument("--readme", action="store_true", help="print the README table and exit")
+    ap.add_argument("--no-thumbnails", action="store_true", help="do not (re)draw the thumbnail cards")
+    args = ap.parse_args()
+    if args.readme:
+        from workflow_catalog import readme_table
+        print(readme_table())
+        return 0
+    built = build_all(fetch_object_info(args.url))
+    (WORKFLOWS / "api").mkdir(parents=True, exist_ok=True)
+    stale = []
+    for name, (ui, api) in built.items():
+        for path, text in ((WORKFLOWS / f"{name}.json", dumps(ui)), (WORKFLOWS / "api" / f"{name}.json", dumps(api))):
+            if args.check:
+                if not path.exists() or path.read_text(encoding="utf-8") != text:
+                    stale.append(str(path.relative_to(PACK_ROOT)))
+            else:
+                path.write_text(text, encoding="utf-8")
+    if not args.check and not args.no_thumbnails:
+        from workflow_thumbnails import draw_all
+        draw_all(WORKFLOWS)
+    if stale:
+        print("out of date (run `python scripts/build_workflows.py`):\n  " + "\n  ".join(stale))
+        return 1
+    print(f"{'checked' if args.check else 'wrote'} {len(built)} workflows (+ API twins) in {WORKFLOWS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
