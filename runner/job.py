@@ -1,0 +1,61 @@
+"""One run's job: builds each item's API prompt and collects its outputs (images, Diversity Meter and x̂0 Preview
+`ui` outputs) from /history into the report folder."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .client import ExecutionFailed
+from .work import Item, RunState, slug
+from .workflow import Workflow
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class Job:
+    def __init__(self, workflow: Workflow, state: RunState):
+        self.workflow = workflow
+        self.state = state
+        self.out = state.out
+
+    def build(self, item: Item) -> dict:
+        return self.workflow.build(item.method, item.prompt, item.seed, item.batch)
+
+    def _fetch_refs(self, client, refs: list, folder: Path) -> list[str]:
+        paths = []
+        for k, ref in enumerate(refs):
+            path = folder / f"{k:03d}_{Path(ref['filename']).name}"
+            write_atomic(path, client.view(ref))
+            paths.append(str(path.relative_to(self.out)))
+        return paths
+
+    def collect(self, client, item: Item, entry: dict) -> dict:
+        m = self.workflow.methods[item.method]
+        outputs = entry.get("outputs") or {}
+        refs = (outputs.get(m.image_node) or {}).get("images") or []
+        if len(refs) != item.batch:
+            raise ExecutionFailed("", f"server {client.url}: method {item.method!r}: node {m.image_node} gave "
+                                      f"{len(refs)} images for a batch of {item.batch}; its images input must be "
+                                      f"the method's whole batch")
+        images = []
+        for i, ref in enumerate(refs):
+            path = item.image_path(self.out, i)
+            write_atomic(path, client.view(ref))
+            images.append(str(path.relative_to(self.out)))
+        rec = {"images": images, "meter": None, "x0": None}
+        extras = self.out / "node_images" / slug(item.method, 24) / slug(item.prompt) / f"seed{item.seed}"
+        for key, nid in (("meter", m.meter_node), ("x0", m.x0_node)):
+            if nid and nid in outputs:
+                ui = dict(outputs[nid])
+                if isinstance(ui.get("images"), list):
+                    ui["images"] = self._fetch_refs(client, ui["images"], extras / key)
+                rec[key] = ui
+            elif nid:
+                raise ExecutionFailed("", f"server {client.url}: method {item.method!r}: node {nid} returned no "
+                                          f"output in /history")
+        return rec

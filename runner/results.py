@@ -1,0 +1,99 @@
+"""Per-method diversity from a run's records: the Diversity Meter's own numbers when one graph batch holds all of a
+prompt's samples, otherwise the same numbers recomputed over all saved images with the pack's functions
+(`nodes/metric_backends.py`, `nodes/diversity.py`). The average over prompts and its interval are small pure
+functions here."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACK_ROOT = Path(__file__).resolve().parent.parent
+_PKG = "_ddistill_runner_nodes"
+Z95 = 1.959963984540054
+
+
+def pack_module(name: str):
+    """A module of the pack's `nodes/` package, imported under a private name (ComfyUI's own top-level `nodes`
+    module may already be loaded in this process)."""
+    if _PKG not in sys.modules:
+        spec = importlib.util.spec_from_file_location(_PKG, PACK_ROOT / "nodes" / "__init__.py",
+                                                      submodule_search_locations=[str(PACK_ROOT / "nodes")])
+        pkg = importlib.util.module_from_spec(spec)
+        sys.modules[_PKG] = pkg
+        spec.loader.exec_module(pkg)
+    return importlib.import_module(f"{_PKG}.{name}")
+
+
+@dataclass
+class Cell:
+    """Diversity of one method on one prompt."""
+    method: str
+    prompt: str
+    n: int
+    n_pairs: int
+    mean: float
+    std: float
+    ci: tuple[float, float] | None
+    source: str  # "graph" (the Diversity Meter's output) or "recomputed (...)"
+    images: list[str] = field(default_factory=list)
+    chunk_means: list[float] = field(default_factory=list)  # what the meter measured on each graph batch
+
+
+def meter_numbers(ui: dict) -> dict:
+    """mean / std / ci / n / n_pairs from a Diversity Meter's `ui` output in /history."""
+    data = ui.get("ddistill_diversity")
+    if isinstance(data, list) and data:
+        data = data[0]
+    if not isinstance(data, dict) or "mean" not in data:
+        raise ValueError(f"Diversity Meter output has no numbers the runner understands: keys {sorted(ui)}")
+    first = data.get("a", data)
+    return {"mean": float(first["mean"]), "std": float(first.get("std", float("nan"))),
+            "ci": tuple(first["ci"]) if first.get("ci") else None, "n": int(first["n"]),
+            "n_pairs": int(first.get("n_pairs", first["n"] * (first["n"] - 1) // 2))}
+
+
+def load_images(paths: list[Path]):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    arrays = [np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255.0 for p in paths]
+    return torch.from_numpy(np.stack(arrays))
+
+
+def recompute(paths: list[Path], backend_name: str, device: str = "cpu", weights_dir: str | None = None,
+              n_boot: int | None = None, seed: int = 0) -> dict:
+    """The Diversity Meter's numbers over saved images, with the pack's own backend and statistics."""
+    backends = pack_module("metric_backends")
+    diversity = pack_module("diversity")
+    backend = backends.get_backend(backend_name, device=device, weights_dir=weights_dir)
+    d = backend.pairwise(backend.embed(load_images(paths)))
+    s, _ = diversity.summarize(d, n_boot if n_boot is not None else diversity.DEFAULT_BOOTSTRAP, seed)
+    return {"mean": s.mean, "std": s.std, "ci": tuple(s.ci) if s.ci else None, "n": s.n, "n_pairs": s.n_pairs}
+
+
+def average(cells: list[Cell]) -> dict:
+    """Average over prompts (prompts fixed, as in Table 3) with a 95% interval that combines the per-prompt
+    intervals as independent normal errors: se_i = (hi_i - lo_i) / (2 z), se = sqrt(sum se_i^2) / P."""
+    means = [c.mean for c in cells]
+    avg = sum(means) / len(means)
+    if any(c.ci is None for c in cells):
+        return {"mean": avg, "ci": None, "prompts": len(cells)}
+    se = math.sqrt(sum(((c.ci[1] - c.ci[0]) / (2 * Z95)) ** 2 for c in cells)) / len(cells)
+    return {"mean": avg, "ci": (avg - Z95 * se, avg + Z95 * se), "prompts": len(cells)}
+
+
+def x0_curve(ui: dict) -> list[float] | None:
+    """The mean x̂0 convergence curve (distance to the final image per step) from an x̂0 Preview `ui` output."""
+    data = ui.get("ddistill_x0_curve")
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]
+    if isinstance(data, dict):
+        data = data.get("mean")
+    if isinstance(data, list) and data and all(isinstance(v, (int, float)) for v in data):
+        return [float(v) for v in data]
+    return None
