@@ -12,6 +12,7 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 import torch
+from comfy_execution.validation import validate_node_input
 
 from .pairing import NOISE_FAMILY, ModelInfo, PairError, check_latent
 from .schedules import TIMESTEP_SCHEDULES, ScheduleError, sigmas_from_timesteps
@@ -48,6 +49,16 @@ def model_schedule(model, steps: int, scheduler: str) -> torch.Tensor:
     return comfy.samplers.calculate_sigmas(ms, scheduler, steps).cpu().float()
 
 
+def link_type_error(node_cls, input_types: dict) -> str | None:
+    """ComfyUI's own link-type check, for nodes whose validate_inputs takes ``input_types``."""
+    declared = node_cls.INPUT_TYPES()
+    for name, received in (input_types or {}).items():
+        spec = declared.get("required", {}).get(name) or declared.get("optional", {}).get(name)
+        if spec is not None and not validate_node_input(received, spec[0]):
+            return f"{name}: a {received} output is linked here but this input takes {spec[0]}; relink it"
+    return None
+
+
 def check_inputs(model, latent: dict, positive, negative, info: ModelInfo, role: str) -> torch.Tensor:
     """Validate a LATENT and its conditioning against a model; return the latent samples."""
     samples = latent.get("samples") if isinstance(latent, dict) else None
@@ -81,11 +92,14 @@ class _Recorder:
         self.process_out = model.model.process_latent_out
         self.label, self.offset = label, step_offset
         self.frames: list[Frame] = []
+        from .preview_nodes import LiveX0Frames  # the canvas filmstrip's live frames (no-op without a server)
+        self.live = LiveX0Frames(model.model, label)
 
     def __call__(self, step, x0, x, total_steps):
         sigma = self.sigmas[step]
         frame_x0 = self.process_out(x0.detach()).to("cpu", torch.float32)
         self.frames.append(Frame(self.offset + step, float(sigma), float(self.ms.timestep(sigma)), self.label, frame_x0))
+        self.live(self.offset + step, float(sigma), self.frames[-1].timestep, x0)
         self.preview(step, x0, x, total_steps)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .api import io
 from .comfy_bridge import (HANDOVER_KEY, SAMPLERS, SCHEDULERS, TRAJECTORY_KEY, check_inputs, initial_noise,
+                           link_type_error,
                            model_info, model_schedule, no_noise, output_latent, run_segment)
 from .pairing import ModelInfo, check_pair
 from .schedules import derive_seed, skip_first_schedule, split_schedule, unit_noise_scale
@@ -30,10 +31,16 @@ def _schedule_inputs(default_steps: int = 4):
     ]
 
 
-def _validate_steps(kwargs, min_steps: int, base_steps: int = 0):
-    if "sigmas" in kwargs:  # linked: its length is checked when the node runs
+def _validate(node_cls, input_types, steps: int, base_steps: int = 0, min_steps: int = 2):
+    """Widget checks before anything runs. ComfyUI skips its own range and link-type checks for the inputs a
+    node validates itself, so both are done here too (``input_types`` holds the types of linked inputs)."""
+    bad_link = link_type_error(node_cls, input_types)
+    if bad_link:
+        return bad_link
+    if steps < 1:
+        return f"steps: must be at least 1, got {steps}"
+    if "sigmas" in input_types:  # a linked schedule replaces steps; its length is checked when the node runs
         return True
-    steps = kwargs.get("steps", 4)
     if steps < min_steps:
         return f"steps: {steps} is too few; use at least {min_steps}"
     if base_steps >= steps:
@@ -76,8 +83,10 @@ class BaseFirstStepSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, base_steps=1, **kwargs):
-        return _validate_steps(kwargs, 2, base_steps)
+    def validate_inputs(cls, base_steps, steps, input_types):
+        if base_steps < 1:
+            return f"base_steps: must be at least 1 (the base model takes the first step), got {base_steps}"
+        return _validate(cls, input_types, steps, base_steps)
 
     @classmethod
     def execute(cls, base_model, positive, negative, latent_image, seed, base_cfg, base_steps, steps, scheduler,
@@ -157,8 +166,8 @@ class SkipFirstStep(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, **kwargs):
-        return _validate_steps(kwargs, 2)
+    def validate_inputs(cls, steps, input_types):
+        return _validate(cls, input_types, steps)
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, seed, cfg, steps, scheduler, sampler_name,

@@ -35,3 +35,31 @@ class TinyConditioning:
 
 
 NODE_CLASS_MAPPINGS = {"DDTest_TinyModel": TinyModel, "DDTest_TinyConditioning": TinyConditioning}
+
+
+class BadLatent:
+    """A latent that no stock node makes: NaN values or a foreign channel count."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"mode": (["nan", "channels16"],), "batch": ("INT", {"default": 1, "min": 1})}}
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "make"
+    CATEGORY = "testing"
+
+    def make(self, mode, batch):
+        import torch
+
+        if mode == "channels16":
+            return ({"samples": torch.zeros(batch, 16, 8, 8)},)
+        samples = torch.zeros(batch, 4, 8, 8)
+        samples[0, 0, 0, 0] = float("nan")
+        return ({"samples": samples},)
+
+
+NODE_CLASS_MAPPINGS["DDTest_BadLatent"] = BadLatent
+
+from .runner_nodes import NODE_CLASS_MAPPINGS as _RUNNER_NODES  # noqa: E402  (experiment runner tests)
+
+NODE_CLASS_MAPPINGS.update(_RUNNER_NODES)
