@@ -52,10 +52,11 @@ class Progress:
             self.n_failed += 1
             self._line(f"FAILED on {server}: {item.method} | {item.prompt[:40]} | seed {item.seed}: {message}")
 
-    def dead(self, server: str, message: str) -> None:
+    def dead(self, server: str, message: str, returned: int) -> None:
         with self.lock:
             self.servers[server]["state"] = "gone"
-            self._line(f"server {server} stopped: {message}; its unfinished items went back to the queue")
+            print(f"server {server} stopped: {message}; {returned} unfinished item(s) went back to the queue",
+                  file=self.stream, flush=True)
 
     def render(self, force: bool = False) -> None:
         if not self.tty or (not force and time.time() - self._last < 0.2):

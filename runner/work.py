@@ -173,62 +173,63 @@ def run_items(queue: WorkQueue, servers: list, job, progress=None, depth: int = 
     def worker(client):
         inflight: dict[str, Item] = {}
         tries = 0
+
+        def revived(client) -> bool:
+            """The server answers again within revive_tries waits (counted until an item succeeds)."""
+            nonlocal tries
+            while tries < revive_tries:
+                tries += 1
+                time.sleep(revive_wait)
+                try:
+                    client.check()
+                    return True
+                except ServerError:
+                    pass
+            return False
+
         while True:
             try:
                 while len(inflight) < depth:
                     item = queue.take(block=not inflight)
                     if item is None:
                         break
-                    try:
-                        pid = client.queue(job.build(item))
-                    except BaseException:
-                        queue.give_back(item)
-                        raise
-                    inflight[pid] = item
+                    inflight["?"] = item  # given back below if queueing fails
+                    pid = client.queue(job.build(item))
+                    inflight[pid] = inflight.pop("?")
                     if progress:
                         progress.started(client.url, item)
                 if not inflight:
                     return
                 pid, entry = client.next_finished(inflight, on_progress=progress and (
                     lambda p, v, m: progress.step(client.url, v, m)))
-                item = inflight.pop(pid)
-                try:
-                    rec = job.collect(client, item, entry)
-                except ExecutionFailed as e:
-                    queue.failed_attempt(item, str(e))
-                    continue
+                item = inflight[pid]
+                rec = job.collect(client, item, entry)  # images on disk before the item is recorded
                 rec["server"] = client.url
                 job.state.record(item, rec)
+                del inflight[pid]
                 queue.finish(item)
                 tries = 0
                 if progress:
                     progress.finished(client.url, item)
-            except ExecutionFailed as e:
-                item = inflight.pop(e.prompt_id)
+            except (ExecutionFailed, PromptRejected) as e:  # this item's fault: retried, then reported as failed
+                key = "?" if "?" in inflight else (getattr(e, "prompt_id", "") or pid)
+                item = inflight.pop(key if key in inflight else pid)
                 queue.failed_attempt(item, str(e))
                 if progress:
                     progress.failed(client.url, item, str(e))
-            except (ServerError, PromptRejected) as e:
+            except Exception as e:  # noqa: BLE001 - server gone (or a runner bug): its items go back, the server stops
+                returned = len(inflight)
                 for item in inflight.values():
                     queue.give_back(item)
                 inflight.clear()
                 client.close()
-                if isinstance(e, PromptRejected):
-                    stopped[client.url] = str(e)
-                    return
-                while tries < revive_tries:
-                    tries += 1
-                    time.sleep(revive_wait)
-                    try:
-                        client.check()
-                        break
-                    except ServerError:
-                        continue
-                else:
-                    stopped[client.url] = str(e)
-                    if progress:
-                        progress.dead(client.url, str(e))
-                    return
+                if isinstance(e, ServerError) and revived(client):
+                    continue
+                why = str(e) if isinstance(e, ServerError) else f"runner error {e!r}"
+                stopped[client.url] = why
+                if progress:
+                    progress.dead(client.url, why, returned)
+                return
 
     threads = [threading.Thread(target=worker, args=(c,), name=f"runner-{c.url}", daemon=True) for c in servers]
     for t in threads:

@@ -1,0 +1,234 @@
+"""The experiment runner (`python -m runner`) against real ComfyUI servers on 127.0.0.1: two servers, one killed
+mid-run; resume; the report's numbers against the Diversity Meter's own numbers in the graph; bad input."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from comfy_host import PACK_ROOT
+from server import ComfyServer, execution_error
+
+EFFNET = "efficientnet_lite0 (ImageNet, not DreamSim)"
+PROMPTS = ["a red car", "a blue house", "a green tree"]
+
+
+def tiny_workflow(meter: bool = True) -> dict:
+    """Two methods (stock KSampler 'base', the pack's hybrid), tiny real models, 64x64 images, a real VAE."""
+    g = {
+        "1": {"class_type": "DDTest_TinyModel", "inputs": {"kind": "sdxl", "seed": 1}},
+        "2": {"class_type": "DDTest_TinyModel", "inputs": {"kind": "sdxl", "seed": 2}},
+        "3": {"class_type": "DDTest_TextConditioning", "_meta": {"title": "prompt"}, "inputs": {"kind": "sdxl", "text": ""}},
+        "4": {"class_type": "EmptyLatentImage", "_meta": {"title": "batch"},
+              "inputs": {"width": 64, "height": 64, "batch_size": 3}},
+        "5": {"class_type": "DDTest_TinyVAE", "inputs": {"seed": 0}},
+        "10": {"class_type": "KSampler", "_meta": {"title": "seed"}, "inputs": {
+            "model": ["1", 0], "positive": ["3", 0], "negative": ["3", 0], "latent_image": ["4", 0], "seed": 0,
+            "steps": 4, "cfg": 1.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+        "11": {"class_type": "VAEDecode", "inputs": {"samples": ["10", 0], "vae": ["5", 0]}},
+        "12": {"class_type": "SaveImage", "_meta": {"title": "method: base"},
+               "inputs": {"images": ["11", 0], "filename_prefix": "rt/base"}},
+        "20": {"class_type": "DDistill_BaseFirstStepSampler", "_meta": {"title": "seed"}, "inputs": {
+            "base_model": ["1", 0], "positive": ["3", 0], "negative": ["3", 0], "latent_image": ["4", 0], "seed": 0,
+            "base_cfg": 1.0, "base_steps": 1, "steps": 4, "scheduler": "lcm", "sampler_name": "lcm"}},
+        "21": {"class_type": "DDistill_DistilledContinueSampler", "inputs": {
+            "distilled_model": ["2", 0], "positive": ["3", 0], "negative": ["3", 0], "latent": ["20", 0], "cfg": 1.0}},
+        "22": {"class_type": "VAEDecode", "inputs": {"samples": ["21", 0], "vae": ["5", 0]}},
+        "23": {"class_type": "SaveImage", "_meta": {"title": "method: hybrid"},
+               "inputs": {"images": ["22", 0], "filename_prefix": "rt/hybrid"}},
+        "30": {"class_type": "PreviewImage", "inputs": {"images": ["22", 0]}},  # untitled: not run by the runner
+    }
+    if meter:
+        g["13"] = {"class_type": "DDistill_DiversityMeter", "_meta": {"title": "method: base"},
+                   "inputs": {"images": ["11", 0], "backend": EFFNET}}
+        g["24"] = {"class_type": "DDistill_DiversityMeter", "_meta": {"title": "method: hybrid"},
+                   "inputs": {"images": ["22", 0], "backend": EFFNET}}
+    return g
+
+
+def start_all(servers):
+    errors = []
+
+    def go(s):
+        try:
+            s.start()
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=go, args=(s,)) for s in servers]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    if errors:
+        [s.stop() for s in servers]
+        raise errors[0]
+    return servers
+
+
+@pytest.fixture(scope="module")
+def server_a(tmp_path_factory):
+    s = ComfyServer(tmp_path_factory.mktemp("comfy_a"))
+    yield start_all([s])[0]
+    s.stop()
+
+
+def runner_cmd(workflow: Path, prompts: Path, out: Path, servers, *extra):
+    cmd = [sys.executable, "-m", "runner", str(workflow), "--prompts", str(prompts), "--out", str(out)]
+    for s in servers:
+        cmd += ["--server", s]
+    return cmd + [str(x) for x in extra]
+
+
+def run_runner(*args, timeout=240):
+    return subprocess.run(runner_cmd(*args), cwd=PACK_ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def write_inputs(tmp: Path, graph: dict, prompts=PROMPTS):
+    (tmp / "wf.json").write_text(json.dumps(graph))
+    (tmp / "prompts.txt").write_text("# test prompts\n" + "\n".join(prompts) + "\n")
+    return tmp / "wf.json", tmp / "prompts.txt"
+
+
+def done_records(out: Path) -> list[dict]:
+    lines = (out / "state.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("kind") == "done"]
+
+
+def direct_meter_run(server, prompt: str, seed: int, batch: int, method_nodes: tuple[str, str]):
+    """The graph built by hand (not by the runner) for one method: the meter's numbers and the image bytes."""
+    g = tiny_workflow()
+    g["3"]["inputs"]["text"] = prompt
+    g["4"]["inputs"]["batch_size"] = batch
+    g["10"]["inputs"]["seed"] = g["20"]["inputs"]["seed"] = seed
+    save, meter = method_nodes
+    keep = {"1", "2", "3", "4", "5", "10", "11", "20", "21", "22", save, meter}
+    entry = server.run({k: v for k, v in g.items() if k in keep})
+    assert entry["status"]["status_str"] == "success", execution_error(entry)
+    images = [server.get(f"/view?filename={r['filename']}&subfolder={r['subfolder']}&type={r['type']}")
+              for r in entry["outputs"][save]["images"]]
+    return entry["outputs"][meter], images
+
+
+def test_two_servers_one_killed_report_complete_and_equal_to_meter(server_a, tmp_path):
+    wf, prompts = write_inputs(tmp_path, tiny_workflow())
+    out = tmp_path / "report"
+    server_b = start_all([ComfyServer(tmp_path / "comfy_b")])[0]
+    try:
+        proc = subprocess.Popen(runner_cmd(wf, prompts, out, [server_a.url, server_b.url], "--seeds", 3,
+                                           "--depth", 2, "--revive-tries", 1),
+                                cwd=PACK_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "state.jsonl").exists() and any(r["server"] == server_b.url for r in done_records(out)):
+                server_b.proc.kill()  # dies with work queued on it (depth 2)
+                break
+            time.sleep(0.05)
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        server_b.stop()
+    assert proc.returncode == 0, stderr
+    assert f"server {server_b.url} stopped" in stderr and "went back to the queue" in stderr, stderr
+    returned = int(stderr.split("stopped:")[1].split(" unfinished item")[0].rsplit(";", 1)[1])
+    assert returned >= 1, stderr
+
+    records = done_records(out)
+    ids = [r["item"] for r in records]
+    assert len(ids) == len(set(ids)) == 2 * len(PROMPTS), ids  # every item once, none twice
+    by_server = {r["server"] for r in records}
+    assert by_server == {server_a.url, server_b.url}
+    report = json.loads((out / "report.json").read_text())
+    assert report["complete"] is True and report["problems"] == []
+    assert server_b.url in report["servers_stopped"]
+    images = sorted(p.relative_to(out).as_posix() for p in (out / "images").rglob("*.png"))
+    assert len(images) == 2 * len(PROMPTS) * 3
+    assert sorted(x for r in records for x in r["images"]) == images
+
+    rows = list(csv.DictReader((out / "diversity.csv").open()))
+    for method, nodes in (("base", ("12", "13")), ("hybrid", ("23", "24"))):
+        for p in PROMPTS:
+            cell = report["methods"][method]["prompts"][p]
+            assert cell["n"] == 3 and cell["n_pairs"] == 3 and cell["source"] == "graph"
+            row = next(r for r in rows if r["method"] == method and r["prompt"] == p)
+            assert float(row["mean"]) == cell["mean"]
+            rec = next(r for r in records if r["method"] == method and r["prompt"] == p)
+            assert [(out / x).read_bytes() for x in rec["images"]] == [(out / x).read_bytes() for x in cell["images"]]
+        # the Diversity Meter, run here in a graph built by hand on server A, gives the report's numbers exactly
+        ui, direct_images = direct_meter_run(server_a, PROMPTS[0], 0, 3, nodes)
+        cell = report["methods"][method]["prompts"][PROMPTS[0]]
+        direct = ui["ddistill_diversity"][0]
+        assert cell["mean"] == direct["mean"] and list(cell["ci"]) == list(direct["ci"])
+        assert [(out / x).read_bytes() for x in cell["images"]] == direct_images
+        avg = report["methods"][method]["average"]
+        assert avg["mean"] == pytest.approx(sum(report["methods"][method]["prompts"][p]["mean"] for p in PROMPTS) / 3)
+    for name in ("summary.md", "summary.html", "plots/diversity.png", f"grids/{Path(images[0]).parent.name}.png"):
+        assert (out / name).is_file(), name
+    summary = (out / "summary.md").read_text()
+    assert "INCOMPLETE" not in summary and "not DreamSim" in summary
+
+    # rerun: everything is finished, nothing is queued again, same report
+    before = len(server_a.get("/history"))
+    again = run_runner(wf, prompts, out, [server_a.url], "--seeds", 3)
+    assert again.returncode == 0, again.stderr
+    assert f"{2 * len(PROMPTS)} already done" in again.stderr
+    assert len(server_a.get("/history")) == before
+    assert json.loads((out / "report.json").read_text())["methods"] == report["methods"]
+
+
+def test_several_chunks_recomputed_like_the_meter(server_a, tmp_path):
+    wf, prompts = write_inputs(tmp_path, tiny_workflow(), PROMPTS[:1])
+    out = tmp_path / "report"
+    res = run_runner(wf, prompts, out, [server_a.url], "--seeds", 4, "--batch", 2, "--seed-start", 5)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((out / "report.json").read_text())
+    records = done_records(out)
+    assert sorted((r["method"], r["seed"], r["batch"]) for r in records) == [
+        ("base", 5, 2), ("base", 6, 2), ("hybrid", 5, 2), ("hybrid", 6, 2)]
+    sys.path.insert(0, str(PACK_ROOT))
+    from runner.results import recompute
+
+    for method in ("base", "hybrid"):
+        cell = report["methods"][method]["prompts"][PROMPTS[0]]
+        assert cell["n"] == 4 and cell["n_pairs"] == 6 and cell["source"].startswith("recomputed over 4")
+        # the same functions on one graph batch's saved images give the meter's number of that batch (up to the
+        # 8-bit rounding of the saved PNGs)
+        for rec in (r for r in records if r["method"] == method):
+            mine = recompute([out / x for x in rec["images"]], EFFNET)
+            assert mine["mean"] == pytest.approx(rec["meter"]["ddistill_diversity"][0]["mean"], rel=0.05, abs=1e-4)
+
+
+def test_unreachable_server_and_missing_nodes_are_clear(server_a, tmp_path):
+    wf, prompts = write_inputs(tmp_path, tiny_workflow(meter=False))
+    res = run_runner(wf, prompts, tmp_path / "r1", ["127.0.0.1:9"], "--seeds", 3, timeout=60)
+    assert res.returncode == 2
+    assert "server http://127.0.0.1:9: cannot connect" in res.stderr and "--server" in res.stderr
+    assert not (tmp_path / "r1" / "report.json").exists()
+
+    g = tiny_workflow(meter=False)
+    g["5"]["class_type"] = "DDTest_NoSuchVAE"
+    wf2, _ = write_inputs(tmp_path, g)
+    res = run_runner(wf2, prompts, tmp_path / "r2", [server_a.url], "--seeds", 3, timeout=60)
+    assert res.returncode == 2
+    assert f"server {server_a.url} lacks node types DDTest_NoSuchVAE" in res.stderr
+    assert not (tmp_path / "r2" / "report.json").exists()
+
+
+def test_rejected_workflow_gives_an_incomplete_report(server_a, tmp_path):
+    g = tiny_workflow(meter=False)
+    g["10"]["inputs"]["sampler_name"] = "no_such_sampler"
+    wf, prompts = write_inputs(tmp_path, g, PROMPTS[:1])
+    out = tmp_path / "report"
+    res = run_runner(wf, prompts, out, [server_a.url], "--seeds", 3, timeout=120)
+    assert res.returncode == 1, res.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["complete"] is False
+    assert "base | a red car: 1 of 1 chunks missing (seeds 0)" in report["problems"]
+    failed = [p for p in report["problems"] if p.startswith("failed: base|")]
+    assert len(failed) == 1 and "rejected the workflow" in failed[0] and "sampler_name" in failed[0], failed
+    assert report["methods"]["hybrid"]["prompts"]["a red car"]["n"] == 3  # the other method still ran
+    assert (out / "summary.md").read_text().startswith("# Diversity report (INCOMPLETE)")
+    assert "INCOMPLETE" in (out / "summary.html").read_text()
