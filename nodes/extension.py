@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from .api import ComfyExtension, io
 from .hybrid_nodes import NODES as HYBRID_NODES
+from .preview_nodes import NODES as PREVIEW_NODES
 
 
 class DiversityDistillationExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [*HYBRID_NODES]
+        return [*PREVIEW_NODES, *HYBRID_NODES]
