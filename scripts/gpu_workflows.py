@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Run every example workflow end to end on a GPU machine with full-size random-weight models.
+
+1. ``write``: builds each model file the workflows expect (``scripts/workflow_catalog.py: MODELS``) from ComfyUI's
+   own model classes with the real architectures (SDXL, SD 2.1, PixArt-alpha DiT, T5-XXL, SD VAE) and random
+   weights, and writes it under the expected name in ``<base>/models/<folder>/`` -- checkpoints with
+   ``comfy.sd.save_checkpoint`` (what the CheckpointSave node uses), diffusion models / text encoders / VAEs as
+   plain state dicts, LoRAs / sliders in the kohya ``lora_unet_*`` format over every SDXL attention projection.
+2. ``run``: starts a real ComfyUI server (``main.py``) on 127.0.0.1 with that base directory and the pack, queues
+   every API workflow (``workflows/api/*.json``, batch set through the node titled ``batch``), waits for each
+   and prints a table (status, seconds, images per method, Diversity Meter numbers where present).
+
+Needs only a working ComfyUI (``--comfyui``, default ``$COMFYUI_PATH`` or ``.host/ComfyUI``) and torch.
+Example (about 35 GB of model files, a few minutes on an H100)::
+
+    python scripts/gpu_workflows.py --base /tmp/ddistill_gpu write
+    python scripts/gpu_workflows.py --base /tmp/ddistill_gpu run --batch 2 --out results.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parent
+PACK_ROOT = SCRIPTS.parent
+sys.path.insert(0, str(SCRIPTS))
+from workflow_catalog import EXPERIMENTS, MODELS  # noqa: E402  (stdlib only)
+
+PACK_LINK = "ComfyUI-DiversityDistillation"
+# Full-size architectures (as ComfyUI's model detection reads them from the released files).
+SDXL_UNET = {"use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
+             "legacy": False, "num_classes": "sequential", "adm_in_channels": 2816, "in_channels": 4,
+             "model_channels": 320, "num_res_blocks": [2, 2, 2], "transformer_depth": [0, 0, 2, 2, 10, 10],
+             "channel_mult": [1, 2, 4], "transformer_depth_middle": 10, "use_linear_in_transformer": True,
+             "context_dim": 2048, "num_head_channels": 64, "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10],
+             "use_temporal_attention": False, "use_temporal_resblock": False}
+SD21_UNET = {"use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
+             "legacy": False, "adm_in_channels": None, "in_channels": 4, "model_channels": 320,
+             "num_res_blocks": [2, 2, 2, 2], "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "channel_mult": [1, 2, 4, 4],
+             "transformer_depth_middle": 1, "use_linear_in_transformer": True, "context_dim": 1024,
+             "num_head_channels": 64, "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+             "use_temporal_attention": False, "use_temporal_resblock": False}
+PIXART_1024 = {"image_model": "pixart_alpha", "num_heads": 16, "patch_size": 2, "hidden_size": 1152, "in_channels": 4,
+               "depth": 28, "model_max_length": 120, "input_size": 128, "pe_interpolation": 2, "micro_condition": True}
+VAE_DDCONFIG = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+SDXL_CHECKPOINTS = ("sd_xl_base_1.0.safetensors", "sd_xl_turbo_1.0_fp16.safetensors", "sdxl_lightning_4step.safetensors")
+SD21_CHECKPOINTS = ("v2-1_512-ema-pruned.safetensors", "sd_turbo.safetensors")
+SDXL_LORAS = ("dmd2_sdxl_4step_lora_fp16.safetensors", "lcm-lora-sdxl.safetensors", "sdxl_age_slider.safetensors",
+              "dmd2_age_slider.safetensors")
+PIXART_FILES = ("PixArt-XL-2-1024-MS.pth", "PixArt-LCM-XL-2-1024-MS.safetensors")
+
+
+def log(msg: str) -> None:
+    print(f"[gpu_workflows] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------- model files
+def boot_comfy(root: Path, cpu: bool) -> None:
+    sys.argv = [sys.argv[0], *(["--cpu"] if cpu else [])]
+    sys.path.insert(0, str(root))
+    os.chdir(root)
+    import comfy.options
+    comfy.options.enable_args_parsing()
+    import utils.extra_config  # noqa: F401  (before `import nodes`: ComfyUI's own import order)
+
+
+def randomize(module, seed: int) -> None:
+    """Fan-in-scaled normal weights (activations stay near unit scale through full depth), unit norm scales,
+    zero biases: finite outputs at every step, in fp16 too."""
+    import torch
+    g = None
+    with torch.no_grad():
+        for i, (name, p) in enumerate(module.named_parameters()):
+            if g is None or g.device != p.device:
+                g = torch.Generator(device=p.device).manual_seed(seed)
+            if p.ndim >= 2:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=g, device=p.device) / fan_in ** 0.5)
+            elif name.endswith("weight") or name.endswith("scale"):
+                p.fill_(1.0)
+            else:
+                p.zero_()
+
+
+def _device(cpu: bool):
+    import comfy.model_management
+    return comfy.model_management.get_torch_device() if not cpu else "cpu"
+
+
+def _unet_model(config_cls, unet_config, seed, cpu):
+    import torch
+    import comfy.model_management
+    import comfy.model_patcher
+    cfg = config_cls(dict(unet_config))
+    cfg.set_inference_dtype(torch.float16 if not cpu else torch.float32, None)
+    model = cfg.get_model({}, device=_device(cpu))
+    randomize(model.diffusion_model, seed)
+    return cfg, comfy.model_patcher.ModelPatcher(model, load_device=_device(cpu),
+                                                offload_device=comfy.model_management.unet_offload_device())
+
+
+def _random_vae(seed: int):
+    import comfy.sd
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+    ae = AutoencoderKL(ddconfig=dict(VAE_DDCONFIG), embed_dim=4)
+    randomize(ae, seed)
+    return comfy.sd.VAE(sd={k: v.contiguous() for k, v in ae.state_dict().items()})
+
+
+def write_checkpoint(path: Path, config_cls, unet_config, seed: int, cpu: bool):
+    import comfy.sd
+    cfg, model = _unet_model(config_cls, unet_config, seed, cpu)
+    clip = comfy.sd.CLIP(target=cfg.clip_target({}))
+    randomize(clip.cond_stage_model, seed + 1)
+    comfy.sd.save_checkpoint(str(path), model, clip, _random_vae(seed + 2))
+    return model
+
+
+def write_lora(path: Path, sdxl_model, seed: int, rank: int = 4) -> None:
+    """A kohya-format LoRA (``lora_unet_<diffusers name>.lora_down/lora_up/alpha``) over every attention
+    projection of the SDXL UNet, small random values: LoraLoaderModelOnly patches 700+ weights."""
+    import torch
+    import comfy.lora
+    import comfy.utils
+    sd = sdxl_model.model.state_dict()
+    g = torch.Generator().manual_seed(seed)
+    out, done = {}, set()
+    for key, target in comfy.lora.model_lora_keys_unet(sdxl_model.model, {}).items():
+        diffusers_name = key.startswith(("lora_unet_down_blocks", "lora_unet_mid_block", "lora_unet_up_blocks"))
+        if not diffusers_name or "_attn" not in key or target in done or target not in sd or sd[target].ndim != 2:
+            continue
+        done.add(target)
+        n_out, n_in = sd[target].shape
+        out[f"{key}.lora_down.weight"] = (torch.randn(rank, n_in, generator=g) / n_in ** 0.5).half()
+        out[f"{key}.lora_up.weight"] = (torch.randn(n_out, rank, generator=g) * 1e-3).half()
+        out[f"{key}.alpha"] = torch.tensor(float(rank)).half()
+    if not out:
+        raise RuntimeError("no SDXL attention weights found for the LoRA")
+    comfy.utils.save_torch_file(out, str(path))
+
+
+def write_pixart(path: Path, seed: int, cpu: bool) -> None:
+    import torch
+    import comfy.supported_models
+    import comfy.utils
+    _, model = _unet_model(comfy.supported_models.PixArtAlpha, PIXART_1024, seed, cpu)
+    sd = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.model.diffusion_model.state_dict().items()}
+    if path.suffix == ".pth":
+        torch.save(sd, str(path))
+    else:
+        comfy.utils.save_torch_file(sd, str(path))
+
+
+def write_t5xxl(path: Path, seed: int, cpu: bool) -> None:
+    import torch
+    import comfy.ops
+    import comfy.text_encoders.t5 as t5
+    import comfy.utils
+    config = json.loads((Path(t5.__file__).parent / "t5_config_xxl.json").read_text())
+    model = t5.T5(config, torch.float16 if not cpu else torch.float32, _device(cpu), comfy.ops.manual_cast)
+    randomize(model, seed)
+    comfy.utils.save_torch_file({k: v.detach().to("cpu", torch.float16).contiguous()
+                                 for k, v in model.state_dict().items()}, str(path))
+
+
+def write_vae(path: Path, seed: int) -> None:
+    import comfy.utils
+    comfy.utils.save_torch_file(_random_vae(seed).get_sd(), str(path))
+
+
+def write_models(base: Path, files: set[str], cpu: bool, force: bool) -> None:
+    import torch
+    import comfy.model_management
+    import comfy.supported_models as sm
+
+    def target(name):
+        p = base / "models" / MODELS[name].folder / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    todo = {f for f in files if force or not target(f).exists()}
+    log(f"{len(todo)} of {len(files)} model files to write under {base}/models")
+    sdxl = None
+    for i, name in enumerate(sorted(todo)):
+        t0 = time.time()
+        if name in SDXL_CHECKPOINTS:
+            sdxl = write_checkpoint(target(name), sm.SDXL, SDXL_UNET, 100 + i, cpu)
+        elif name in SD21_CHECKPOINTS:
+            write_checkpoint(target(name), sm.SD20, SD21_UNET, 200 + i, cpu)
+        elif name in SDXL_LORAS:
+            if sdxl is None:
+                _, sdxl = _unet_model(sm.SDXL, SDXL_UNET, 99, cpu)
+            write_lora(target(name), sdxl, 300 + i)
+        elif name in PIXART_FILES:
+            write_pixart(target(name), 400 + i, cpu)
+        elif name == "t5xxl_fp16.safetensors":
+            write_t5xxl(target(name), 500, cpu)
+        elif MODELS[name].folder == "vae":
+            write_vae(target(name), 600 + i)
+        else:
+            raise ValueError(f"no writer for {name}")
+        comfy.model_management.soft_empty_cache()
+        log(f"wrote {target(name)} ({target(name).stat().st_size / 2**30:.2f} GiB, {time.time() - t0:.0f} s)")
+        if name not in SDXL_CHECKPOINTS:
+            torch.cuda.empty_cache() if torch.cuda.is_available() else None
+
+
+# ------------------------------------------------------------------------------------------------ run workflows
+class Server:
+    def __init__(self, root: Path, base: Path, python: str, cpu: bool):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        link = base / "custom_nodes" / PACK_LINK
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(PACK_ROOT, target_is_directory=True)
+        self.log_path = base / "server.log"
+        cmd = [python, "main.py", "--listen", "127.0.0.1", "--port", str(self.port), "--base-directory", str(base),
+               "--database-url", "sqlite:///:memory:", "--disable-auto-launch", *(["--cpu"] if cpu else [])]
+        if subprocess.run([python, "-c", "import comfyui_frontend_package"], capture_output=True).returncode:
+            web = base / "web"  # no frontend package here: the API needs none, serve an empty web root
+            web.mkdir(parents=True, exist_ok=True)
+            (web / "index.html").write_text("<!doctype html><title>ComfyUI API only</title>")
+            cmd += ["--front-end-root", str(web)]
+        self.proc = subprocess.Popen(cmd, cwd=root, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        while True:
+            try:
+                self.get("/system_stats")
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("ComfyUI did not start:\n" + self.log_path.read_text()[-3000:])
+                time.sleep(0.5)
+
+    def get(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=60) as r:
+            return json.loads(r.read())
+
+    def post(self, path, payload):
+        req = urllib.request.Request(self.url + path, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def run_one(server: Server, name: str, prompt: dict, batch: int, timeout: float) -> dict:
+    for node in prompt.values():
+        if node.get("_meta", {}).get("title", "").strip().lower() == "batch":
+            node["inputs"]["batch_size"] = batch
+    t0 = time.time()
+    status, body = server.post("/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})
+    if status != 200:
+        return {"workflow": name, "status": "rejected", "seconds": 0, "error": json.dumps(body)[:800]}
+    pid = body["prompt_id"]
+    while time.time() - t0 < timeout:
+        hist = server.get(f"/history/{pid}")
+        if pid in hist and hist[pid].get("status", {}).get("completed") is not None:
+            break
+        time.sleep(0.5)
+    else:
+        server.post("/interrupt", {})
+        return {"workflow": name, "status": "timeout", "seconds": round(time.time() - t0, 1)}
+    entry = hist[pid]
+    result = {"workflow": name, "status": entry["status"]["status_str"], "seconds": round(time.time() - t0, 1),
+              "images": {}, "meters": {}}
+    for kind, msg in entry["status"].get("messages", []):
+        if kind == "execution_error":
+            result["error"] = f"{msg.get('node_type')}: {msg.get('exception_message', '')[:600]}"
+    for node_id, out in entry.get("outputs", {}).items():
+        title = prompt[node_id].get("_meta", {}).get("title", node_id)
+        if prompt[node_id]["class_type"] == "SaveImage":
+            result["images"][title] = len(out.get("images", []))
+        elif "text" in out:
+            result["meters"][title] = out["text"][0][:200] if out["text"] else ""
+    return result
+
+
+def run_workflows(root: Path, base: Path, names: list[str], batch: int, python: str, cpu: bool, timeout: float):
+    server = Server(root, base, python, cpu)
+    results = []
+    try:
+        for name in names:
+            prompt = json.loads((PACK_ROOT / "workflows" / "api" / f"{name}.json").read_text())
+            log(f"running {name}")
+            results.append(run_one(server, name, prompt, batch, timeout))
+            log(json.dumps(results[-1]))
+    finally:
+        server.stop()
+    return results
+
+
+def table(results, device: str) -> str:
+    lines = [f"device: {device}", "| workflow | status | seconds | images per method | error |", "|---|---|---|---|---|"]
+    for r in results:
+        imgs = ", ".join(f"{k.replace('method: ', '')}={v}" for k, v in r.get("images", {}).items())
+        lines.append(f"| {r['workflow']} | {r['status']} | {r['seconds']} | {imgs} | {r.get('error', '')[:200]} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=["write", "run", "all"])
+    ap.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH") or str(PACK_ROOT / ".host" / "ComfyUI"))
+    ap.add_argument("--base", default="/tmp/ddistill_gpu", help="ComfyUI base directory (models/, custom_nodes/)")
+    ap.add_argument("--only", nargs="*", help="workflow names (default: all)")
+    ap.add_argument("--batch", type=int, default=2, help="batch size set on the node titled 'batch'")
+    ap.add_argument("--cpu", action="store_true", help="CPU only (slow; for small checks)")
+    ap.add_argument("--force", action="store_true", help="rewrite model files that exist")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per workflow")
+    ap.add_argument("--python", default=sys.executable, help="python that runs the ComfyUI server")
+    ap.add_argument("--out", help="write the results as JSON here")
+    args = ap.parse_args()
+    root, base = Path(args.comfyui).resolve(), Path(args.base).resolve()
+    exps = [e for e in EXPERIMENTS if not args.only or e.name in args.only]
+    if args.only and len(exps) != len(args.only):
+        ap.error(f"unknown workflow in --only; known: {[e.name for e in EXPERIMENTS]}")
+    exps = [e for e in exps if all(f in MODELS for f in e.files)]
+    if args.action == "all":  # write in a child process so that its GPU memory is free for the server
+        argv = [a if a != "all" else "write" for a in sys.argv[1:]]
+        if subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv]).returncode:
+            return 1
+    elif args.action == "write":
+        boot_comfy(root, args.cpu)
+        write_models(base, {f for e in exps for f in e.files}, args.cpu, args.force)
+    if args.action in ("run", "all"):
+        results = run_workflows(root, base, [e.name for e in exps], args.batch, args.python, args.cpu, args.timeout)
+        device = "cpu" if args.cpu else subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+        print(table(results, device))
+        if args.out:
+            Path(args.out).write_text(json.dumps({"device": device, "results": results}, indent=1))
+        return 0 if all(r["status"] == "success" for r in results) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
