@@ -301,7 +301,7 @@ class X0Preview(io.ComfyNode):
         total = max(f.step for f in traj.frames) + 1
         labels = [(*cell_label(f.step, total, f.sigma, f.timestep, f.model), f.model) for f in picked]
         cells = fit_cells(frames, cell_size).view(len(cols), rows, *fit_cells(frames[:1], cell_size).shape[1:])
-        title = f"x̂0 per step: {plan.total_steps} steps x {plan.total_rows} seeds"
+        title = f"x0 (denoised) per step: {plan.total_steps} steps x {plan.total_rows} seeds"
         grid = compose_grid(cells, labels, [f"#{b}" for b in range(rows)], title, plan.note(max_cells))
 
         dist = distances(framed, final, metric)

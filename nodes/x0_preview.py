@@ -69,8 +69,9 @@ def plan_grid(n_steps: int, batch: int, max_cells: int) -> GridPlan:
 
 
 def cell_label(step: int, total: int, sigma: float, timestep: float, model: str) -> tuple[str, str]:
-    """Two label lines of a grid cell: which step and model, and where on the noise schedule."""
-    return f"step {step + 1}/{total} · {model}", f"σ {sigma:.3g} · t {timestep:.0f}"
+    """Two label lines of a grid cell: which step and model, and where on the noise schedule
+    (Latin-1 only: Pillow's built-in font has no Greek letters or combining marks)."""
+    return f"step {step + 1}/{total} · {model}", f"sigma {sigma:.3g} · t {timestep:.0f}"
 
 
 def _font(size: int):
@@ -187,7 +188,7 @@ def render_curve(dist: torch.Tensor, steps: list[int], models: list[str], metric
         x = ml + (pw * (step + 1 - lo) / (hi - lo) if hi > lo else pw / 2)
         return x, mt + ph * (1 - value / ymax)
 
-    d.text((ml, 10), f"x̂0 distance to the final image ({metric})", fill=INK, font=font)
+    d.text((ml, 10), f"x0 (denoised) distance to the final image ({metric})", fill=INK, font=font)
     d.line((ml, mt, ml, mt + ph), fill=MUTED)
     d.line((ml, mt + ph, ml + pw, mt + ph), fill=MUTED)
     for k in range(5):
@@ -216,5 +217,5 @@ def render_curve(dist: torch.Tensor, steps: list[int], models: list[str], metric
     for j, m in enumerate(dict.fromkeys(models)):
         d.ellipse((lx, mt + 6 + 18 * j, lx + 10, mt + 16 + 18 * j), fill=model_colour(m))
         d.text((lx + 16, mt + 3 + 18 * j), m, fill=INK, font=small)
-    d.text((lx, mt + 6 + 18 * len(set(models))), "— mean over seeds", fill=INK, font=small)
+    d.text((lx, mt + 6 + 18 * len(set(models))), "white line: mean over seeds", fill=INK, font=small)
     return from_pil(img)
