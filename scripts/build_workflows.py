@@ -47,7 +47,7 @@ def build_all(object_info: dict) -> dict[str, tuple[dict, dict]]:
     out = {}
     for exp in EXPERIMENTS:
         graph = exp.build()
-        complete_inputs(graph, object_info)
+        complete_inputs(graph, object_info, MODELS)
         out[exp.name] = (to_ui(graph, object_info, node_properties), to_api(graph, object_info))
     return out
 

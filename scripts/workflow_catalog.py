@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import workflow_blocks as b
 from workflow_graph import Graph
 
 PACK_ID = "comfyui-diversity-distillation"
@@ -72,124 +73,6 @@ MODELS = {
         "sliders repo on the DMD2 UNet) saved under this name"),
 }
 
-# Every workflow starts with this note; the experiment adds its own text.
-PROMPT = "image of a car"  # the prompt of Tables D.1 and E.1
-BATCH = 8
-NEG = ""
-
-
-# ----------------------------------------------------------------------------------------------- building blocks
-class Canvas:
-    """Positions nodes: shared loaders on the left, one row per method on the right."""
-    ROW_H = 420
-    X_SAMPLER, X_CONTINUE, X_DECODE, X_SAVE, X_METER = 1000, 1360, 1720, 1960, 2300
-
-    def __init__(self, name: str, note: str):
-        self.g = Graph(name)
-        self.g.note(note, pos=(0, -420), size=(900, 380))
-        self.rows = 0
-        self.col_y = {0: 0, 460: 0}  # next free y of the loader column and of the encoder column
-
-    def left(self, class_type, inputs=None, title=None, x=0, h=160, **kw):
-        node = self.g.add(class_type, inputs, title=title, pos=(x, self.col_y[x]), **kw)
-        self.col_y[x] += h
-        return node
-
-    def row(self, method: str, label: str):
-        y = self.rows * self.ROW_H
-        self.rows += 1
-        self.g.group(label, (self.X_SAMPLER - 20, y - 50, 1700, self.ROW_H - 30))
-        return y
-
-    def finish(self, method: str, y: int, latent, vae, prefix: str):
-        """VAE Decode -> Save Image (+ Diversity Meter once the pack has it), titled ``method: NAME``."""
-        g = self.g
-        image = g.add("VAEDecode", {"samples": latent, "vae": vae}, pos=(self.X_DECODE, y))
-        g.add("SaveImage", {"images": image[0], "filename_prefix": f"ddistill/{prefix}/{method.replace(' ', '_')}"},
-              title=f"method: {method}", pos=(self.X_SAVE, y), size=(320, 340))
-        return image
-
-
-def ksampler(c: Canvas, y, model, pos, neg, latent, steps, cfg, sampler, scheduler):
-    return c.g.add("KSampler", {"model": model, "positive": pos, "negative": neg, "latent_image": latent,
-                                "seed": 0, "steps": steps, "cfg": cfg, "sampler_name": sampler,
-                                "scheduler": scheduler, "denoise": 1.0}, title="seed", pos=(c.X_SAMPLER, y))
-
-
-def hybrid(c: Canvas, y, base, b_pos, b_neg, distilled, d_pos, d_neg, latent, scheduler, sampler, steps=4,
-           base_cfg=1.0, base_steps=1, cfg=1.0):
-    first = c.g.add("DDistill_BaseFirstStepSampler", {
-        "base_model": base, "positive": b_pos, "negative": b_neg, "latent_image": latent, "seed": 0,
-        "base_cfg": base_cfg, "base_steps": base_steps, "steps": steps, "scheduler": scheduler,
-        "sampler_name": sampler}, title="seed", pos=(c.X_SAMPLER, y))
-    rest = c.g.add("DDistill_DistilledContinueSampler", {
-        "distilled_model": distilled, "positive": d_pos, "negative": d_neg, "latent": first[0], "cfg": cfg},
-        pos=(c.X_CONTINUE, y))
-    return first, rest
-
-
-def encode(c: Canvas, clip, text, title, x=460):
-    return c.left("CLIPTextEncode", {"text": text, "clip": clip}, title=title, x=x, h=150)
-
-
-def checkpoint(c: Canvas, name):
-    return c.left("CheckpointLoaderSimple", {"ckpt_name": name}, h=150)
-
-
-def latent(c: Canvas, size, batch=BATCH):
-    return c.left("EmptyLatentImage", {"width": size, "height": size, "batch_size": batch}, title="batch", x=460)
-
-
-@dataclass(frozen=True)
-class Family:
-    """A distilled family: how to get its model/CLIP/VAE, its schedule and handover rule, and its resolution."""
-    label: str
-    files: tuple
-    scheduler: str       # the pack's schedule for the hybrid ("lcm" or "trailing")
-    sampler: str         # update rule of every step
-    ksampler_scheduler: str  # closest stock scheduler for the distilled model alone
-    size: int = 1024
-
-
-DMD2 = Family("SDXL-DMD2", ("dmd2_sdxl_4step_lora_fp16.safetensors",), "lcm", "lcm", "sgm_uniform")
-TURBO = Family("SDXL-Turbo", ("sd_xl_turbo_1.0_fp16.safetensors",), "trailing", "euler_ancestral", "sgm_uniform", 512)
-LIGHTNING = Family("SDXL-Lightning 4-step", ("sdxl_lightning_4step.safetensors",), "trailing", "euler", "sgm_uniform")
-LCM = Family("LCM-LoRA SDXL", ("lcm-lora-sdxl.safetensors",), "lcm", "lcm", "sgm_uniform")
-
-
-def sdxl_pair(c: Canvas, fam: Family, prompt=PROMPT):
-    """Load SDXL base and the family's distilled model; encode the prompt for each. Returns a dict of outputs."""
-    base = checkpoint(c, "sd_xl_base_1.0.safetensors")
-    b_pos = encode(c, base[1], prompt, "prompt")
-    b_neg = encode(c, base[1], NEG, "negative")
-    file = fam.files[0]
-    if MODELS[file].folder == "loras":
-        d_model = c.left("LoraLoaderModelOnly", {"model": base[0], "lora_name": file, "strength_model": 1.0}, h=130)
-        d = {"model": d_model[0], "pos": b_pos[0], "neg": b_neg[0], "vae": base[2]}
-    else:
-        ck = checkpoint(c, file)
-        d_pos = encode(c, ck[1], prompt, "prompt")
-        d_neg = encode(c, ck[1], NEG, "negative")
-        d = {"model": ck[0], "pos": d_pos[0], "neg": d_neg[0], "vae": ck[2]}
-    lat = latent(c, fam.size)
-    return {"model": base[0], "pos": b_pos[0], "neg": b_neg[0], "vae": base[2]}, d, lat[0]
-
-
-def three_way(c: Canvas, fam: Family, base, d, lat, prefix, base_cfg=5.0, base_steps=50, with_base=True):
-    """The Table 2/3 comparison rows: base alone, distilled alone, hybrid (base first step)."""
-    if with_base:
-        y = c.row("base", f"Base alone: SDXL base, {base_steps} steps euler, cfg {base_cfg}")
-        s = ksampler(c, y, base["model"], base["pos"], base["neg"], lat, base_steps, base_cfg, "euler", "normal")
-        c.finish("base", y, s[0], base["vae"], prefix)
-    y = c.row("distilled", f"Distilled alone: {fam.label}, 4 steps {fam.sampler}, cfg 1")
-    s = ksampler(c, y, d["model"], d["pos"], d["neg"], lat, 4, 1.0, fam.sampler, fam.ksampler_scheduler)
-    c.finish("distilled", y, s[0], d["vae"], prefix)
-    y = c.row("hybrid", f"Hybrid: base takes step 1, {fam.label} steps 2-4 ('{fam.scheduler}' schedule)")
-    _, rest = hybrid(c, y, base["model"], base["pos"], base["neg"], d["model"], d["pos"], d["neg"], lat,
-                     fam.scheduler, fam.sampler)
-    c.finish("hybrid", y, rest[0], d["vae"], prefix)
-
-
 # --------------------------------------------------------------------------------------------------- experiments
 @dataclass(frozen=True)
 class Experiment:
@@ -197,202 +80,216 @@ class Experiment:
     title: str
     paper: str           # what in the paper it reproduces
     compare: str         # the paper's number(s) to compare with
-    files: tuple         # model files it expects (keys of MODELS)
+    files: tuple         # model files it expects (keys of MODELS); empty for the bundled demo models
     make: Callable[["Experiment"], Graph]
-    cpu: bool = False    # executes end to end on CPU (demo models)
+    body: str = ""
 
     def build(self) -> Graph:
         return self.make(self)
 
-    def note(self, body: str) -> str:
+    def note(self) -> str:
         files = "\n".join(f"- `{f}` in `models/{MODELS[f].folder}/` ({MODELS[f].licence})" for f in self.files)
-        return (f"## {self.title}\n{self.paper}\n\n{body}\n\n**Compare with:** {self.compare}\n\n"
-                f"**Model files:**\n{files}\n\nTitles `prompt`, `seed`, `batch`, `method: ...` are read by the "
-                f"pack's experiment runner (`python -m runner`); change values, keep titles.")
+        files = files or "- none: the pack's bundled demo digit models (runs on CPU in seconds)"
+        return (f"## {self.title}\n*{self.paper}*\n\n{self.body}\n\n**Compare with:** {self.compare}\n\n"
+                f"**Model files:**\n{files}\n\nThe Diversity Meter uses its offline EfficientNet-Lite0 backend; set its "
+                "backend to `dreamsim_ensemble` (weights in `models/dreamsim`) for the paper's DreamSim numbers. "
+                "Titles `prompt`, `negative`, `seed`, `batch`, `method: ...` are read by the pack's experiment "
+                "runner (`python -m runner`): change values, keep titles.")
 
 
-def _family_workflow(fam: Family, body: str):
-    def make(exp: Experiment) -> Graph:
-        c = Canvas(exp.name, exp.note(body))
-        base, d, lat = sdxl_pair(c, fam)
-        three_way(c, fam, base, d, lat, exp.name)
+def _pair(c, source, fam, prompt=b.PROMPT):
+    if source == "demo":
+        return b.demo_pair(c)
+    if source == "pixart":
+        return b.pixart_pair(c, prompt)
+    return b.checkpoint_pair(c, source, fam, prompt)
+
+
+def three_way(source, fam: b.Family, bcfg: b.Base):
+    """Tables 2-3 / D.1: base alone, distilled alone, hybrid on one batch of seeds."""
+    def make(exp):
+        c = b.Canvas(exp.name, exp.note())
+        base, d, lat = _pair(c, source, fam)
+        b.base_row(c, base, lat, bcfg)
+        b.distilled_row(c, d, lat, fam)
+        b.hybrid_row(c, base, d, lat, fam)
         return c.g
     return make
 
 
-def _skip_first(exp: Experiment) -> Graph:
-    c = Canvas(exp.name, exp.note(
-        "Skip First Step: the distilled model alone on its schedule without the first timestep, from unit-variance "
-        "noise (no base model in memory). Hybrid: the base model takes the first timestep."))
-    base, d, lat = sdxl_pair(c, DMD2)
-    three_way(c, DMD2, base, d, lat, exp.name, with_base=False)
-    y = c.row("skip first", "Skip first step: DMD2 alone on t = 759, 499, 259")
-    s = c.g.add("DDistill_SkipFirstStep", {"model": d["model"], "positive": d["pos"], "negative": d["neg"],
-                                           "latent_image": lat, "seed": 0, "cfg": 1.0, "steps": 4,
-                                           "scheduler": "lcm", "sampler_name": "lcm"}, title="seed",
-                pos=(c.X_SAMPLER, y))
-    c.finish("skip first", y, s[0], d["vae"], exp.name)
-    return c.g
+def skip_first(source, fam, bcfg):
+    def make(exp):
+        c = b.Canvas(exp.name, exp.note())
+        base, d, lat = _pair(c, source, fam)
+        b.distilled_row(c, d, lat, fam)
+        b.hybrid_row(c, base, d, lat, fam)
+        b.skip_first_row(c, d, lat, fam)
+        return c.g
+    return make
 
 
-def _replace_final(exp: Experiment) -> Graph:
-    c = Canvas(exp.name, exp.note(
-        "Causal check: the same two sampler nodes with the roles swapped. In 'replace final' DMD2 takes the FIRST "
-        "step (it sits in the Base First Step Sampler's model slot) and SDXL base takes steps 2-4 (in the "
-        "Distilled Continue Sampler's slot). Diversity should stay at the distilled level: the first step decides "
-        "the layout."))
-    base, d, lat = sdxl_pair(c, DMD2)
-    three_way(c, DMD2, base, d, lat, exp.name)
-    y = c.row("replace final", "Replace final steps: DMD2 takes step 1, SDXL base steps 2-4")
-    _, rest = hybrid(c, y, d["model"], d["pos"], d["neg"], base["model"], base["pos"], base["neg"], lat, "lcm", "lcm")
-    c.finish("replace final", y, rest[0], base["vae"], exp.name)
-    return c.g
+def replace_final(source, fam, bcfg):
+    def make(exp):
+        c = b.Canvas(exp.name, exp.note())
+        base, d, lat = _pair(c, source, fam)
+        b.base_row(c, base, lat, bcfg)
+        b.distilled_row(c, d, lat, fam)
+        b.hybrid_row(c, base, d, lat, fam)
+        b.replace_final_row(c, base, d, lat, fam)
+        return c.g
+    return make
 
 
-def _sd21(exp: Experiment) -> Graph:
-    c = Canvas(exp.name, exp.note(
-        "SD 2.1 base (512 px, eps) with SD-Turbo, each with its own text encoder; Turbo's schedule: 'trailing' "
-        "with euler_ancestral."))
-    fam = Family("SD-Turbo", ("sd_turbo.safetensors",), "trailing", "euler_ancestral", "sgm_uniform", 512)
-    b = checkpoint(c, "v2-1_512-ema-pruned.safetensors")
-    b_pos, b_neg = encode(c, b[1], PROMPT, "prompt"), encode(c, b[1], NEG, "negative")
-    t = checkpoint(c, "sd_turbo.safetensors")
-    t_pos, t_neg = encode(c, t[1], PROMPT, "prompt"), encode(c, t[1], NEG, "negative")
-    lat = latent(c, 512)
-    three_way(c, fam, {"model": b[0], "pos": b_pos[0], "neg": b_neg[0], "vae": b[2]},
-              {"model": t[0], "pos": t_pos[0], "neg": t_neg[0], "vae": t[2]}, lat[0], exp.name, base_cfg=7.0)
-    return c.g
+def x0_viz(source, fam, bcfg):
+    def make(exp):
+        c = b.Canvas(exp.name, exp.note())
+        base, d, lat = _pair(c, source, fam)
+        b.x0_rows(c, base, d, lat, fam, bcfg)
+        return c.g
+    return make
 
 
-def _pixart(exp: Experiment) -> Graph:
-    c = Canvas(exp.name, exp.note(
-        "PixArt-alpha (DiT) with PixArt-delta (its LCM distillation). Both diffusion models load with Load "
-        "Diffusion Model, share the T5-XXL encoder (type 'pixart') and the SD 1.x VAE. PixArt-delta's schedule: "
-        "'lcm' with the lcm sampler."))
-    fam = Family("PixArt-delta", ("PixArt-LCM-XL-2-1024-MS.safetensors",), "lcm", "lcm", "sgm_uniform")
-    b = c.left("UNETLoader", {"unet_name": "PixArt-XL-2-1024-MS.pth", "weight_dtype": "default"}, h=130)
-    dm = c.left("UNETLoader", {"unet_name": "PixArt-LCM-XL-2-1024-MS.safetensors", "weight_dtype": "default"}, h=130)
-    clip = c.left("CLIPLoader", {"clip_name": "t5xxl_fp16.safetensors", "type": "pixart"}, h=130)
-    vae = c.left("VAELoader", {"vae_name": "vae-ft-mse-840000-ema-pruned.safetensors"}, h=110)
-    pos, neg = encode(c, clip[0], PROMPT, "prompt"), encode(c, clip[0], NEG, "negative")
-    lat = latent(c, 1024)
-    three_way(c, fam, {"model": b[0], "pos": pos[0], "neg": neg[0], "vae": vae[0]},
-              {"model": dm[0], "pos": pos[0], "neg": neg[0], "vae": vae[0]}, lat[0], exp.name, base_cfg=4.5)
-    return c.g
+def cfg_sweep(source, fam, bcfg):
+    def make(exp):
+        c = b.Canvas(exp.name, exp.note())
+        base, d, lat = _pair(c, source, fam)
+        b.distilled_row(c, d, lat, fam)
+        for cfg in (1.0, 2.0, 4.0, 7.0):
+            b.hybrid_row(c, base, d, lat, fam, method="hybrid" if cfg == 1.0 else f"hybrid cfg {cfg:g}", base_cfg=cfg)
+        return c.g
+    return make
 
 
-def _control(slider: str, trained_on: str):
-    def make(exp: Experiment) -> Graph:
-        c = Canvas(exp.name, exp.note(
-            f"A Concept Slider / LoRA trained on {trained_on} applied, unchanged, to every model (LoRA Loader "
-            "Model Only, same strength). Each method runs with and without the slider from the same seeds, so "
-            "each pair differs only by the slider; the hybrid gets it on both models."))
-        base, d, lat = sdxl_pair(c, DMD2, prompt="a photo of a person")
+def k_sweep(source, fam, bcfg):
+    def make(exp):
+        c = b.Canvas(exp.name, exp.note())
+        base, d, lat = _pair(c, source, fam)
+        b.base_row(c, base, lat, bcfg)
+        b.distilled_row(c, d, lat, fam)
+        for k in (1, 2, 3):
+            b.hybrid_row(c, base, d, lat, fam, method="hybrid" if k == 1 else f"hybrid k{k}", base_steps=k)
+        return c.g
+    return make
+
+
+def control(slider: str):
+    """Table 1 / Fig. B.1: one slider LoRA on base, distilled and hybrid, each with and without it."""
+    def make(exp):
+        c = b.Canvas(exp.name, exp.note())
+        base, d, lat = _pair(c, "sd_xl_base_1.0.safetensors", b.DMD2, prompt="a photo of a person")
         lora = {"lora_name": slider, "strength_model": 2.0}
         b_s = c.left("LoraLoaderModelOnly", {"model": base["model"], **lora}, title="slider on base", h=130)
         d_s = c.left("LoraLoaderModelOnly", {"model": d["model"], **lora}, title="slider on DMD2", h=130)
-        rows = [("base", base, None), ("base + slider", {**base, "model": b_s[0]}, None),
-                ("distilled", d, None), ("distilled + slider", {**d, "model": d_s[0]}, None),
-                ("hybrid", base, d), ("hybrid + slider", {**base, "model": b_s[0]}, {**d, "model": d_s[0]})]
-        for method, m, m2 in rows:
-            y = c.row(method, method)
-            if m2 is None:
-                steps, cfg, smp, sch = (50, 5.0, "euler", "normal") if m is base or "base" in method else (
-                    4, 1.0, "lcm", "sgm_uniform")
-                s = ksampler(c, y, m["model"], m["pos"], m["neg"], lat, steps, cfg, smp, sch)
-            else:
-                _, s = hybrid(c, y, m["model"], m["pos"], m["neg"], m2["model"], m2["pos"], m2["neg"], lat, "lcm",
-                              "lcm")
-            c.finish(method, y, s[0], base["vae"], exp.name)
+        base_s, d2_s = {**base, "model": b_s[0]}, {**d, "model": d_s[0]}
+        for tag, bm, dm in (("", base, d), (" + slider", base_s, d2_s)):
+            y = c.row(f"Base alone{tag}")
+            s = b.ksampler(c, y, bm, lat, 50, 5.0, "euler", "normal")
+            c.finish("base" + tag, y, s[0], base["vae"])
+            y = c.row(f"DMD2 alone{tag}")
+            s = b.ksampler(c, y, dm, lat, 4, 1.0, "lcm", "sgm_uniform")
+            c.finish("distilled" + tag, y, s[0], base["vae"])
+            y = c.row(f"Hybrid{tag}")
+            _, rest = b.hybrid(c, y, bm, dm, lat, b.DMD2)
+            c.finish("hybrid" + tag, y, rest[0], base["vae"])
         return c.g
     return make
 
 
-def _cfg_sweep(exp: Experiment) -> Graph:
-    c = Canvas(exp.name, exp.note(
-        "Guidance of the base model's first step (base_cfg). 1.0 = conditional only (the paper's setting); "
-        "higher values follow the prompt more, cost a second UNet pass and lower diversity."))
-    base, d, lat = sdxl_pair(c, DMD2)
-    three_way(c, DMD2, base, d, lat, exp.name, with_base=False)
-    for cfg in (2.0, 4.0, 7.0):
-        method = f"hybrid cfg {cfg:g}"
-        y = c.row(method, f"Hybrid, base_cfg {cfg:g}")
-        _, rest = hybrid(c, y, base["model"], base["pos"], base["neg"], d["model"], d["pos"], d["neg"], lat, "lcm",
-                         "lcm", base_cfg=cfg)
-        c.finish(method, y, rest[0], d["vae"], exp.name)
-    return c.g
-
-
-def _k_sweep(exp: Experiment) -> Graph:
-    c = Canvas(exp.name, exp.note(
-        "k = number of steps (of 4) the base model takes before DMD2 continues. k = 0 is the distilled model "
-        "alone, k = 1 the paper's hybrid; more base steps cost time and add little diversity."))
-    base, d, lat = sdxl_pair(c, DMD2)
-    three_way(c, DMD2, base, d, lat, exp.name, with_base=False)
-    for k in (2, 3):
-        method = f"hybrid k{k}"
-        y = c.row(method, f"Hybrid, base takes {k} of 4 steps")
-        _, rest = hybrid(c, y, base["model"], base["pos"], base["neg"], d["model"], d["pos"], d["neg"], lat, "lcm",
-                         "lcm", base_steps=k)
-        c.finish(method, y, rest[0], d["vae"], exp.name)
-    return c.g
-
-
+SDXL = "sd_xl_base_1.0.safetensors"
+SD21 = "v2-1_512-ema-pruned.safetensors"
+DMD2_FILES = (SDXL, b.DMD2.file)
 T3 = "Table 3: mean pairwise DreamSim distance base / distilled / hybrid, average .337 / .264 / .350"
+E1 = "Table E.1 (DreamSim, 'image of a car'): base .357, DMD2 .264, replace first .350, replace final .251"
+SAME = "Same prompt, same seeds (one batch) for every method."
+DEMO_NOTE = ("Offline twin on the pack's bundled demo digit models (unconditional 32x32 digits; the student is a "
+             "4-step DMD distillation of the base). ")
+
+
+def _e(name, title, paper, compare, files, make, body):
+    return Experiment(name, title, paper, compare, tuple(files), make, body)
+
+
 EXPERIMENTS = [
-    Experiment("01_mode_collapse_sdxl_dmd2", "Mode collapse and its fix: SDXL base vs DMD2 vs hybrid",
-               "Tables 2-3, Fig. G", T3 + "; Table 2 FID 12.74 / 15.52 / 10.79",
-               ("sd_xl_base_1.0.safetensors", "dmd2_sdxl_4step_lora_fp16.safetensors"),
-               _family_workflow(DMD2, "Same prompt, same seeds (one batch) for each method. DMD2's schedule: 'lcm' "
-                                      "(t = 999, 759, 499, 259) with the lcm sampler.")),
-    Experiment("02a_mode_collapse_sdxl_turbo", "Mode collapse and its fix: SDXL-Turbo", "Tables 2-3 (Turbo column)",
-               "diversity: hybrid close to base, Turbo lower (Table 3 pattern)",
-               ("sd_xl_base_1.0.safetensors", "sd_xl_turbo_1.0_fp16.safetensors"),
-               _family_workflow(TURBO, "SDXL-Turbo (512 px): 'trailing' schedule (t = 999, 749, 499, 249) with "
-                                       "euler_ancestral; each model encodes the prompt with its own CLIP.")),
-    Experiment("02b_mode_collapse_sdxl_lightning", "Mode collapse and its fix: SDXL-Lightning 4-step",
-               "Tables 2-3 (Lightning column)", "diversity: hybrid close to base, Lightning lower",
-               ("sd_xl_base_1.0.safetensors", "sdxl_lightning_4step.safetensors"),
-               _family_workflow(LIGHTNING, "SDXL-Lightning: 'trailing' schedule with deterministic euler.")),
-    Experiment("02c_mode_collapse_lcm_lora_sdxl", "Mode collapse and its fix: LCM-LoRA SDXL",
-               "Tables 2-3 (LCM column)", "diversity: hybrid close to base, LCM lower",
-               ("sd_xl_base_1.0.safetensors", "lcm-lora-sdxl.safetensors"),
-               _family_workflow(LCM, "LCM-LoRA on SDXL base: 'lcm' schedule with the lcm sampler.")),
-    Experiment("03_skip_first_step_vs_hybrid", "Skip the first step vs the hybrid", "Table 4, Fig. C.1",
-               "Table 4: hybrid FID 10.79 / CLIP 32.12 / 0.64 s; skip first FID 10.12 / CLIP 31.71 / 0.53 s",
-               ("sd_xl_base_1.0.safetensors", "dmd2_sdxl_4step_lora_fp16.safetensors"), _skip_first),
-    Experiment("04_causal_replace_final_steps", "Causal check: replace the final steps instead of the first",
-               "Table E.1, Fig. E.1",
-               "Table E.1 (DreamSim, 'image of a car'): base .357, DMD2 .264, replace first .350, replace final .251",
-               ("sd_xl_base_1.0.safetensors", "dmd2_sdxl_4step_lora_fp16.safetensors"), _replace_final),
-    Experiment("05a_generalization_sd21_sd_turbo", "Generalization: SD 2.1 + SD-Turbo", "Table D.1, Fig. D.1",
-               "Table D.1 (DreamSim, 'image of a car'): SD 2.1 .298, SD-Turbo .171, hybrid .294",
-               ("v2-1_512-ema-pruned.safetensors", "sd_turbo.safetensors"), _sd21),
-    Experiment("05b_generalization_pixart", "Generalization: PixArt-alpha + PixArt-delta", "Table D.1, Fig. D.1",
-               "Table D.1 (DreamSim, 'image of a car'): PixArt-alpha .342, PixArt-delta .198, hybrid .339",
-               ("PixArt-XL-2-1024-MS.pth", "PixArt-LCM-XL-2-1024-MS.safetensors", "t5xxl_fp16.safetensors",
-                "vae-ft-mse-840000-ema-pruned.safetensors"), _pixart),
-    Experiment("07a_control_transfer_base_to_distilled", "Control transfer: a base-model slider on DMD2 and the hybrid",
-               "Table 1, Fig. 3", "Table 1 (% CLIP change, age slider): base 20.4, DMD2 17.8",
-               ("sd_xl_base_1.0.safetensors", "dmd2_sdxl_4step_lora_fp16.safetensors",
-                "sdxl_age_slider.safetensors"), _control("sdxl_age_slider.safetensors", "SDXL base")),
-    Experiment("07b_control_transfer_distilled_to_base", "Reverse control transfer: a DMD2 slider on the base model",
-               "Appendix B, Fig. B.1", "Fig. B.1 (qualitative): the slider's edit appears on the base model",
-               ("sd_xl_base_1.0.safetensors", "dmd2_sdxl_4step_lora_fp16.safetensors", "dmd2_age_slider.safetensors"),
-               _control("dmd2_age_slider.safetensors", "SDXL-DMD2")),
-    Experiment("08a_ablation_base_guidance", "Ablation: guidance of the base step", "Fig. 7 (left)",
-               "Fig. 7: lower base guidance gives more diversity",
-               ("sd_xl_base_1.0.safetensors", "dmd2_sdxl_4step_lora_fp16.safetensors"), _cfg_sweep),
-    Experiment("08b_ablation_base_steps", "Ablation: number of base steps k", "Fig. 7 (right)",
-               "Fig. 7: k = 1 is the sweet spot",
-               ("sd_xl_base_1.0.safetensors", "dmd2_sdxl_4step_lora_fp16.safetensors"), _k_sweep),
+    _e("01_mode_collapse_sdxl_dmd2", "Mode collapse and its fix: SDXL base vs DMD2 vs hybrid", "Tables 2-3, Fig. G",
+       T3 + "; Table 2 FID 12.74 / 15.52 / 10.79", DMD2_FILES, three_way(SDXL, b.DMD2, b.SDXL_BASE),
+       SAME + " DMD2 (LoRA on SDXL base): 'lcm' schedule (t = 999, 759, 499, 259) with the lcm sampler."),
+    _e("02a_mode_collapse_sdxl_turbo", "Mode collapse and its fix: SDXL-Turbo", "Tables 2-3 (Turbo)",
+       "diversity: hybrid close to base, Turbo lower (Table 3 pattern)", (SDXL, b.TURBO.file),
+       three_way(SDXL, b.TURBO, b.SDXL_BASE),
+       SAME + " SDXL-Turbo at its 512 px: 'trailing' schedule (t = 999, 749, 499, 249) with euler_ancestral; each "
+              "model encodes the prompt with its own CLIP."),
+    _e("02b_mode_collapse_sdxl_lightning", "Mode collapse and its fix: SDXL-Lightning 4-step", "Tables 2-3 (Lightning)",
+       "diversity: hybrid close to base, Lightning lower", (SDXL, b.LIGHTNING.file),
+       three_way(SDXL, b.LIGHTNING, b.SDXL_BASE), SAME + " SDXL-Lightning: 'trailing' schedule with euler."),
+    _e("02c_mode_collapse_lcm_lora_sdxl", "Mode collapse and its fix: LCM-LoRA SDXL", "Tables 2-3 (LCM)",
+       "diversity: hybrid close to base, LCM lower", (SDXL, b.LCM.file), three_way(SDXL, b.LCM, b.SDXL_BASE),
+       SAME + " LCM-LoRA on SDXL base: 'lcm' schedule with the lcm sampler."),
+    _e("03_skip_first_step_vs_hybrid", "Skip the first step vs the hybrid", "Table 4, Fig. C.1",
+       "Table 4: hybrid FID 10.79 / CLIP 32.12 / 0.64 s; skip first FID 10.12 / CLIP 31.71 / 0.53 s", DMD2_FILES,
+       skip_first(SDXL, b.DMD2, b.SDXL_BASE),
+       "Skip First Step: DMD2 alone from the second timestep (t = 759), starting from unit-variance noise; no "
+       "base model in memory. The hybrid lets the base model take the first timestep."),
+    _e("04_causal_replace_final_steps", "Causal check: replace the final steps instead of the first",
+       "Table E.1, Fig. E.1", E1, DMD2_FILES, replace_final(SDXL, b.DMD2, b.SDXL_BASE),
+       "'replace final' uses the same two nodes with the roles swapped: DMD2 sits in the Base First Step "
+       "Sampler's model slot and takes step 1, SDXL base sits in the Distilled Continue Sampler and takes steps "
+       "2-4. Diversity should stay at the distilled level: the first step decides the layout."),
+    _e("05a_generalization_sd21_sd_turbo", "Generalization: SD 2.1 + SD-Turbo", "Table D.1, Fig. D.1",
+       "Table D.1 (DreamSim, 'image of a car'): SD 2.1 .298, SD-Turbo .171, hybrid .294", (SD21, b.SD_TURBO.file),
+       three_way(SD21, b.SD_TURBO, b.SD21_BASE),
+       "SD 2.1 base (512 px, eps) with SD-Turbo, each with its own text encoder; Turbo: 'trailing' + "
+       "euler_ancestral."),
+    _e("05b_generalization_pixart", "Generalization: PixArt-alpha + PixArt-delta", "Table D.1, Fig. D.1",
+       "Table D.1 (DreamSim, 'image of a car'): PixArt-alpha .342, PixArt-delta .198, hybrid .339",
+       ("PixArt-XL-2-1024-MS.pth", b.PIXART_DELTA.file, "t5xxl_fp16.safetensors",
+        "vae-ft-mse-840000-ema-pruned.safetensors"), three_way("pixart", b.PIXART_DELTA, b.PIXART_ALPHA),
+       "PixArt-alpha (DiT) with PixArt-delta (its LCM distillation): both load with Load Diffusion Model and "
+       "share the T5-XXL encoder (type 'pixart') and the SD 1.x VAE; PixArt-delta: 'lcm' schedule + lcm sampler."),
+    _e("06_x0_visualization", "x̂0 visualization: base vs distilled vs hybrid", "Fig. 5, F.1, F.2",
+       "Fig. 5: the distilled model's x̂0 reaches the final layout within ~10% of its trajectory, the base "
+       "model's after ~30%", DMD2_FILES, x0_viz(SDXL, b.DMD2, b.SDXL_BASE),
+       "Each x̂0 Preview shows every step's x̂0 (rows = seeds, columns = steps) and the distance of each step's "
+       "x̂0 to the final image. Base and distilled alone run through stock SamplerCustom with a Record x̂0 "
+       "Sampler; the hybrid's samplers output their trajectory."),
+    _e("07a_control_transfer_base_to_distilled", "Control transfer: a base-model slider on DMD2 and the hybrid",
+       "Table 1, Fig. 3", "Table 1 (% CLIP change, age slider): base 20.4, DMD2 17.8",
+       (*DMD2_FILES, "sdxl_age_slider.safetensors"), control("sdxl_age_slider.safetensors"),
+       "A Concept Slider / LoRA trained on SDXL base, applied unchanged (LoRA Loader Model Only, same strength) "
+       "to base, DMD2 and both models of the hybrid. Each method runs with and without it from the same seeds, "
+       "so each pair differs only by the slider."),
+    _e("07b_control_transfer_distilled_to_base", "Reverse control transfer: a DMD2 slider on the base model",
+       "Appendix B, Fig. B.1", "Fig. B.1 (qualitative): the slider's edit appears on the base model",
+       (*DMD2_FILES, "dmd2_age_slider.safetensors"), control("dmd2_age_slider.safetensors"),
+       "The reverse direction: a slider trained on SDXL-DMD2, applied unchanged to SDXL base, DMD2 and the "
+       "hybrid, each with and without it from the same seeds."),
+    _e("08a_ablation_base_guidance", "Ablation: guidance of the base step", "Fig. 7 (left)",
+       "Fig. 7: lower base guidance gives more diversity", DMD2_FILES, cfg_sweep(SDXL, b.DMD2, b.SDXL_BASE),
+       "The hybrid with base_cfg 1 (conditional only, the paper's setting), 2, 4 and 7; higher values follow the "
+       "prompt more, cost a second UNet pass in the base step and lower diversity."),
+    _e("08b_ablation_base_steps", "Ablation: number of base steps k", "Fig. 7 (right)",
+       "Fig. 7: k = 1 is the sweet spot", DMD2_FILES, k_sweep(SDXL, b.DMD2, b.SDXL_BASE),
+       "k = steps (of 4) the base model takes before DMD2 continues: k = 0 is DMD2 alone, k = 1 the paper's "
+       "hybrid; more base steps cost time and add little diversity."),
+    _e("09a_demo_mode_collapse", "Offline demo: mode collapse and its fix", "twin of 01 (Tables 2-3)",
+       "the same ordering as Table 3: distilled below base, hybrid back near base", (),
+       three_way("demo", b.DEMO, b.DEMO_BASE), DEMO_NOTE + SAME),
+    _e("09b_demo_skip_first_step", "Offline demo: skip the first step vs the hybrid", "twin of 03 (Table 4)",
+       "skip first between distilled and hybrid", (), skip_first("demo", b.DEMO, b.DEMO_BASE), DEMO_NOTE),
+    _e("09c_demo_replace_final_steps", "Offline demo: replace the final steps", "twin of 04 (Table E.1)",
+       "replace final stays near the distilled level, hybrid near base", (),
+       replace_final("demo", b.DEMO, b.DEMO_BASE), DEMO_NOTE),
+    _e("09d_demo_x0_visualization", "Offline demo: x̂0 visualization", "twin of 06 (Fig. 5)",
+       "the student's x̂0 fixes the digit at step 1; the base's forms over its steps", (),
+       x0_viz("demo", b.DEMO, b.DEMO_BASE), DEMO_NOTE),
+    _e("09e_demo_base_steps", "Offline demo: number of base steps k", "twin of 08b (Fig. 7)",
+       "diversity rises from k = 0 to k = 1, little after", (), k_sweep("demo", b.DEMO, b.DEMO_BASE), DEMO_NOTE),
 ]
 
 
 def readme_table() -> str:
     rows = ["| experiment (paper) | workflow | model files (folder) | compare with |", "|---|---|---|---|"]
     for e in EXPERIMENTS:
-        files = "<br>".join(f"`{f}` ({MODELS[f].folder})" for f in e.files)
+        files = "<br>".join(f"`{f}` ({MODELS[f].folder})" for f in e.files) or "none (bundled demo models)"
         rows.append(f"| {e.title} ({e.paper}) | `workflows/{e.name}.json` | {files} | {e.compare} |")
     rows += ["", "| file | folder | where to get it | licence |", "|---|---|---|---|"]
     for f, m in MODELS.items():

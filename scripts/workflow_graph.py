@@ -107,14 +107,21 @@ def widget_default(info, node_type, name, kind, opts):
     return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}[kind]
 
 
-def complete_inputs(graph: Graph, info: dict) -> None:
-    """Fill every widget input the graph leaves unset with its default (as the frontend does) and check names."""
+def complete_inputs(graph: Graph, info: dict, known_files=()) -> None:
+    """Fill every widget input the graph leaves unset with its default (as the frontend does); check input names
+    and combo values (model file names, listed in ``known_files``, may be absent from the server's lists)."""
     for node in graph.real_nodes():
         known = {}
         for name, kind, opts, widget, optional in input_list(info, node.type):
             known[name] = kind
             if widget and name not in node.inputs:
                 node.inputs[name] = widget_default(info, node.type, name, kind, opts)
+            value = node.inputs.get(name)
+            if kind == "COMBO" and not isinstance(value, Out) and name in node.inputs:
+                options = _combo_options(info, node.type, name)
+                if options and value not in options and value not in known_files:
+                    raise ValueError(f"{graph.name}: node {node.id} ({node.type}) {name}={value!r} is not one of "
+                                     f"{options[:8]}")
             elif not widget and not optional and name not in node.inputs:
                 raise ValueError(f"{graph.name}: node {node.id} ({node.type}) has no link for its input {name!r}")
         unknown = set(node.inputs) - set(known)
