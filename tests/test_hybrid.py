@@ -148,3 +148,29 @@ def test_trajectory_records_denoised_in_vae_space(mods, sdxl_pair):
     # the lcm rule's last step returns x̂0 itself, so the final frame is the output latent
     torch.testing.assert_close(t2.frames[-1].x0, out["samples"], rtol=1e-5, atol=1e-5)
     assert t2.labels()[0].startswith("step 1 | sigma 14.6 | t 999 | base")
+
+
+def test_closest_stock_graph_differs_only_by_the_continuation_seed(mods, sdxl_pair):
+    """SplitSigmas + two SamplerCustomAdvanced (RandomNoise, then DisableNoise) equals the pack's hybrid except that
+    DisableNoise seeds the continuation's noise stream with 0 for every user seed (README: "Seeds")."""
+    from comfy_extras import nodes_custom_sampler as ncs
+
+    base, distilled = sdxl_pair
+    pos, neg = tm.make_conditioning("sdxl", seed=1), tm.make_conditioning("sdxl", seed=2)
+    sigmas = mods["comfy_bridge"].model_schedule(distilled, 4, "lcm")
+    high, low = ncs.SplitSigmas.execute(sigmas, 1).result
+    sampler = ncs.KSamplerSelect.execute("lcm").result[0]
+
+    def stock(seed):
+        latent = tm.empty_latent(batch=2)
+        g1 = ncs.CFGGuider.execute(base, pos, neg, 1.0).result[0]
+        mid = ncs.SamplerCustomAdvanced.execute(ncs.RandomNoise.execute(seed).result[0], g1, sampler, high,
+                                                latent).result[0]
+        g2 = ncs.CFGGuider.execute(distilled, pos, neg, 1.0).result[0]
+        return ncs.SamplerCustomAdvanced.execute(ncs.DisableNoise.execute().result[0], g2, sampler, low,
+                                                 mid).result[0]["samples"]
+
+    latent = tm.empty_latent(batch=2)
+    assert torch.equal(stock(7), reference(mods, base, distilled, latent, seed=7, continue_seed=0))
+    _, (ours, _) = run_hybrid(mods, base, distilled, latent, seed=7)
+    assert not torch.allclose(ours["samples"], stock(7))
