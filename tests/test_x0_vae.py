@@ -52,13 +52,14 @@ def make_taesd_vae(seed: int = 0, latent_channels: int = 4):
     return comfy.sd.VAE(sd=taesd_state_dict(seed, latent_channels))
 
 
-def write_taesd_file(models_dir: Path, name: str = "tiny_taesd.safetensors", seed: int = 0) -> str:
+def write_taesd_file(models_dir: Path, name: str = "tiny_taesd.safetensors", seed: int = 0,
+                     latent_channels: int = 4) -> str:
     """Writes a random TAESD VAE where ComfyUI's VAELoader finds it (``<models_dir>/vae/<name>``)."""
     from safetensors.torch import save_file
 
     folder = Path(models_dir) / "vae"
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in taesd_state_dict(seed).items()}, str(folder / name))
+    save_file({k: v.contiguous() for k, v in taesd_state_dict(seed, latent_channels).items()}, str(folder / name))
     return name
 
 
