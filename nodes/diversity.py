@@ -11,7 +11,6 @@ With fewer than 3 images there is nothing to resample and the interval is undefi
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -55,12 +54,22 @@ def pair_distances(d: torch.Tensor) -> torch.Tensor:
     return d[i, j]
 
 
+def canonical_order(d: torch.Tensor) -> list[int]:
+    """An order of the images that depends only on their distances (row sum, then sorted row), so that the
+    seeded bootstrap gives the same interval whatever order the batch comes in."""
+    rows = d.detach().to(torch.float64).cpu()
+    keys = torch.cat([rows.sum(1, keepdim=True), rows.sort(dim=1).values], dim=1)
+    keys = [tuple(round(v, 9) for v in row) for row in keys.tolist()]
+    return sorted(range(len(keys)), key=keys.__getitem__)
+
+
 def bootstrap_means(d: torch.Tensor, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0,
                     chunk: int = 64) -> torch.Tensor:
     """Mean pairwise distance of ``n_boot`` image-level bootstrap replicates (seeded; NaN-free for N >= 2)."""
     n = _check_matrix(d)
     gen = torch.Generator().manual_seed(int(seed))
-    d64 = d.detach().to(torch.float64).cpu()
+    order = torch.tensor(canonical_order(d))
+    d64 = d.detach().to(torch.float64).cpu()[order][:, order]
     out = []
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
@@ -203,6 +212,3 @@ def heatmap_image(matrices: list[torch.Tensor], size: int = 512, vmax: float | N
         parts += [spacer, p] if k else [p]
     return torch.cat(parts, dim=1).unsqueeze(0).clamp(0, 1)
 
-
-def is_finite_number(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

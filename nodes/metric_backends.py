@@ -183,16 +183,19 @@ class Backend:
         return self._net, device
 
     @torch.no_grad()
-    def embed(self, images, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
-        """IMAGE [N, H, W, C] in [0, 1] -> [N, D] float32 embeddings on the CPU, ``chunk_size`` images at a time."""
-        images = check_images(images)
+    def embed(self, images, chunk_size: int = DEFAULT_CHUNK, progress=None, name: str = "images") -> torch.Tensor:
+        """IMAGE [N, H, W, C] in [0, 1] -> [N, D] float32 embeddings on the CPU, ``chunk_size`` images at a time.
+        ``progress(done, total)`` is called after each chunk (progress bars, interrupts)."""
+        images = check_images(images, name)
         if chunk_size < 1:
             raise ValueError(f"chunk_size: must be at least 1, got {chunk_size}")
         net, device = self._ready(chunk_size)
-        out = []
-        for start in range(0, images.shape[0], chunk_size):
+        out, total = [], images.shape[0]
+        for start in range(0, total, chunk_size):
             x = resize_for_net(images[start:start + chunk_size].to(device, non_blocking=True))
             out.append(self._forward(net, x).float().reshape(x.shape[0], -1).cpu())
+            if progress is not None:
+                progress(min(start + chunk_size, total), total)
         return torch.cat(out)
 
     def pairwise(self, emb: torch.Tensor) -> torch.Tensor:
