@@ -1,0 +1,104 @@
+"""Every UI workflow in the real frontend (headless Chromium, ComfyUI's bundled frontend, real server): fetched
+through the template browser's URL, loaded with no missing node and no warning, each widget value where the
+workflow put it, and the prompt the frontend builds equals the API twin and passes the server's validation."""
+import copy
+import json
+import sys
+
+import pytest
+
+from browser import chromium, open_frontend  # noqa: F401  (pytest fixture)
+from comfy_host import PACK_ROOT
+from server import ComfyServer
+
+sys.path.insert(0, str(PACK_ROOT / "scripts"))
+from workflow_catalog import EXPERIMENTS, MODELS  # noqa: E402
+
+WORKFLOWS = PACK_ROOT / "workflows"
+PACK_FOLDER = "ComfyUI-DiversityDistillation"
+NAMES = [e.name for e in EXPERIMENTS]
+# Chromium here has no internet: the frontend's calls to outside hosts fail by name. Anything else logged is ours.
+OFFLINE = "Failed to load resource: net::ERR_NAME_NOT_RESOLVED"
+
+LOAD_JS = """async ([name, url, data]) => {
+  const app = window.app;
+  const workflow = data || await (await fetch(url)).json();
+  await app.loadGraphData(workflow, true, true, name);
+  const nodes = app.graph.nodes;
+  const missing = nodes.filter(n => !window.LiteGraph.registered_node_types[n.type]).map(n => n.type);
+  const serialized = app.graph.serialize();
+  const prompt = await app.graphToPrompt();
+  return {missing, widgets: Object.fromEntries(serialized.nodes.map(n => [n.id, n.widgets_values || []])),
+          output: prompt.output};
+}"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy_wf_browser")
+    for name, model in MODELS.items():  # placeholders: validation checks names in the folder lists only
+        path = base / "models" / model.folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    with ComfyServer(base, with_fixture_pack=False) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def frontend(server, chromium):  # noqa: F811
+    with open_frontend(chromium, server) as fe:
+        yield fe
+
+
+def load(fe, name: str, data: dict | None = None) -> dict:
+    start = len(fe.console)
+    url = fe.eval("(p) => window.comfyAPI.api.api.apiURL(p)", f"/workflow_templates/{PACK_FOLDER}/{name}.json")
+    result = fe.eval(LOAD_JS, [name, url, data])
+    result["log"] = [m for m in fe.console[start:] if not m.startswith("log:") and OFFLINE not in m] + fe.errors
+    return result
+
+
+def comparable(prompt: dict) -> dict:
+    return {k: {"class_type": v["class_type"], "inputs": v["inputs"], "title": v.get("_meta", {}).get("title")}
+            for k, v in prompt.items()}
+
+
+def test_frontend_lists_the_templates_and_their_thumbnails(frontend):
+    listed = frontend.eval("async () => await window.comfyAPI.api.api.getWorkflowTemplates()")
+    assert sorted(listed[PACK_FOLDER]) == sorted(NAMES)
+    for name in NAMES:
+        status = frontend.eval("async (u) => { const r = await fetch(u); return [r.status, r.headers.get('content-type')]; }",
+                               frontend.eval("(p) => window.comfyAPI.api.api.apiURL(p)",
+                                             f"/workflow_templates/{PACK_FOLDER}/{name}.jpg"))
+        assert status == [200, "image/jpeg"], name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_loads_cleanly_and_builds_its_api_twin(frontend, server, name):
+    ui = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+    twin = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    result = load(frontend, name)
+    assert result["missing"] == [], f"{name}: missing node types {result['missing']}"
+    assert result["log"] == [], f"{name}: the frontend warned:\n" + "\n".join(result["log"])
+    for node in ui["nodes"]:
+        assert result["widgets"][str(node["id"])] == node["widgets_values"], f"{name}: widgets of node {node['id']}"
+    assert comparable(result["output"]) == comparable(twin)
+    status, body = server.queue(result["output"])
+    assert status == 200 and body["node_errors"] == {}, f"{name}: {json.dumps(body)[:1500]}"
+    server.post("/queue", {"clear": True})
+    server.post("/interrupt")
+
+
+def test_checks_catch_a_missing_node_and_a_misplaced_widget(frontend):
+    """The two checks above can fail: an unknown node type is reported, swapped widget values change the prompt."""
+    name = "01_mode_collapse_sdxl_dmd2"
+    ui = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+    twin = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    broken = copy.deepcopy(ui)
+    node = next(n for n in broken["nodes"] if n["type"] == "DDistill_DistilledContinueSampler")
+    node["type"] = "DDistill_NoSuchNode"
+    assert load(frontend, name, broken)["missing"] == ["DDistill_NoSuchNode"]
+    swapped = copy.deepcopy(ui)
+    ks = next(n for n in swapped["nodes"] if n["type"] == "KSampler")
+    ks["widgets_values"][2], ks["widgets_values"][3] = ks["widgets_values"][3], ks["widgets_values"][2]  # steps, cfg
+    assert comparable(load(frontend, name, swapped)["output"]) != comparable(twin)
