@@ -102,3 +102,29 @@ def test_checks_catch_a_missing_node_and_a_misplaced_widget(frontend):
     ks = next(n for n in swapped["nodes"] if n["type"] == "KSampler")
     ks["widgets_values"][2], ks["widgets_values"][3] = ks["widgets_values"][3], ks["widgets_values"][2]  # steps, cfg
     assert comparable(load(frontend, name, swapped)["output"]) != comparable(twin)
+
+
+@pytest.fixture(scope="module")
+def bare_server(tmp_path_factory):
+    """A ComfyUI that does not load the pack (as one older than the pack's floor) and has no model files."""
+    with ComfyServer(tmp_path_factory.mktemp("comfy_bare"), with_fixture_pack=False,
+                     extra_args=("--disable-all-custom-nodes",)) as s:
+        yield s
+
+
+def test_without_the_pack_or_the_models_comfyui_says_what_is_missing(bare_server, chromium):  # noqa: F811
+    name = "01_mode_collapse_sdxl_dmd2"
+    ui = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+    twin = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    status, body = bare_server.queue(twin)  # API mode: the server's own message naming a pack node
+    assert status == 400 and body["error"]["type"] == "invalid_prompt"
+    assert "Cannot execute because node DDistill_" in body["error"]["message"]
+    warn = {"Comfy.Workflow.ShowMissingNodesWarning": True, "Comfy.Workflow.ShowMissingModelsWarning": True}
+    with open_frontend(chromium, bare_server, settings=warn) as fe:
+        fe.eval("async (g) => { await window.app.loadGraphData(g, true, true, 'x'); }", ui)
+        fe.wait_for("() => document.querySelectorAll('.p-dialog').length >= 2")
+        text = "\n".join(fe.eval("() => [...document.querySelectorAll('.p-dialog')].map(d => d.innerText)"))
+    pack_types = {n["type"] for n in ui["nodes"] if n["type"].startswith("DDistill_")}
+    assert "missing nodes" in text and all(t in text for t in pack_types), text
+    assert "checkpoints / sd_xl_base_1.0.safetensors" in text, text  # the missing-models dialog, with download links
+    assert "loras / dmd2_sdxl_4step_lora_fp16.safetensors" in text, text
