@@ -82,13 +82,24 @@ def check_inputs(model, latent: dict, positive, negative, info: ModelInfo, role:
     return samples
 
 
+def _to_host(t: torch.Tensor) -> torch.Tensor:
+    """float32 copy on the CPU without stalling the GPU: a non-blocking copy into pinned memory, which the
+    sampler's own final ``.to(intermediate_device)`` synchronises before anyone reads it."""
+    t = t.to(torch.float32)
+    if t.device.type != "cuda":
+        return t.to("cpu", copy=True)
+    host = torch.empty(t.shape, dtype=torch.float32, pin_memory=True)
+    return host.copy_(t, non_blocking=True)
+
+
 class _Recorder:
     """Sampler callback: records x̂0 (VAE latent space, CPU) and forwards to ComfyUI's previewer."""
 
     def __init__(self, model, sigmas: torch.Tensor, label: str, step_offset: int):
         self.preview = latent_preview.prepare_callback(model, sigmas.numel() - 1)
         self.sigmas = sigmas.cpu()
-        self.ms = model.get_model_object("model_sampling")
+        ms = model.get_model_object("model_sampling")
+        self.timesteps = ms.timestep(sigmas.to(ms.sigmas.device if hasattr(ms, "sigmas") else "cpu")).tolist()
         self.process_out = model.model.process_latent_out
         self.label, self.offset = label, step_offset
         self.frames: list[Frame] = []
@@ -96,10 +107,9 @@ class _Recorder:
         self.live = LiveX0Frames(model.model, label)
 
     def __call__(self, step, x0, x, total_steps):
-        sigma = self.sigmas[step]
-        frame_x0 = self.process_out(x0.detach()).to("cpu", torch.float32)
-        self.frames.append(Frame(self.offset + step, float(sigma), float(self.ms.timestep(sigma)), self.label, frame_x0))
-        self.live(self.offset + step, float(sigma), self.frames[-1].timestep, x0)
+        sigma, timestep = float(self.sigmas[step]), float(self.timesteps[step])
+        self.frames.append(Frame(self.offset + step, sigma, timestep, self.label, _to_host(self.process_out(x0.detach()))))
+        self.live(self.offset + step, sigma, timestep, x0)
         self.preview(step, x0, x, total_steps)
 
 

@@ -18,14 +18,14 @@ def comfyui_root() -> Path:
     return Path(os.environ.get("COMFYUI_PATH") or PACK_ROOT / ".host" / "ComfyUI").resolve()
 
 
-def boot(extra_args: tuple[str, ...] = ()) -> Path:
-    """Import ComfyUI in-process on the CPU (idempotent); returns its root."""
+def boot(extra_args: tuple[str, ...] = (), cpu: bool = True) -> Path:
+    """Import ComfyUI in-process (``--cpu`` unless ``cpu=False``; idempotent); returns its root."""
     root = comfyui_root()
     if "nodes" in sys.modules and hasattr(sys.modules["nodes"], "NODE_CLASS_MAPPINGS"):
         return root
     if not (root / "nodes.py").exists():
         raise RuntimeError(f"no ComfyUI at {root}; run python3 scripts/setup_host.py first")
-    sys.argv = [sys.argv[0], "--cpu", *extra_args]
+    sys.argv = [sys.argv[0], *(["--cpu"] if cpu else []), *extra_args]
     sys.path.insert(0, str(root))
     os.chdir(root)
     import comfy.options

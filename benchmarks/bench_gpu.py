@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""GPU benchmark of the hybrid through the pack's nodes, against stock ComfyUI in the same run.
+
+Full-size SDXL (1024x1024) and SD 2.1 (512x512) UNet architectures with random fp16 weights, built by ComfyUI's
+own classes; both models of a pair are real, separate UNets. Timings are medians of warm runs (models loaded),
+each reported as a ratio to "distilled alone" (stock `comfy.sample.sample_custom`, 4 lcm steps) at the same batch.
+
+  python benchmarks/bench_gpu.py main --out table.md
+  python benchmarks/bench_gpu.py lowvram --cap-gb 12 --out lowvram.md   # ComfyUI's --reserve-vram caps free VRAM
+
+Needs a ComfyUI root in $COMFYUI_PATH (default .host/ComfyUI) and a CUDA GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+import comfy_host  # noqa: E402
+
+
+def parse():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", choices=["main", "lowvram"])
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--cap-gb", type=float, default=12.0, help="lowvram: VRAM left free for ComfyUI")
+    ap.add_argument("--archs", default="sdxl,sd21")
+    ap.add_argument("--batches", default="1,4,16")
+    return ap.parse_args()
+
+
+def boot(args):
+    extra = ()
+    if args.mode == "lowvram":
+        import torch
+
+        total = torch.cuda.get_device_properties(0).total_memory / 2**30
+        extra = ("--reserve-vram", f"{max(total - args.cap_gb, 0):.1f}")
+    comfy_host.boot(extra_args=extra, cpu=False)
+    return comfy_host.load_pack()
+
+
+def make_pair(arch):
+    import random_checkpoints as rc
+    import torch
+
+    dtype = torch.float16
+    models = []
+    for seed in (1, 2):
+        import comfy.model_management as mm
+        import comfy.model_patcher
+        import comfy.supported_models
+
+        name, cls = {"sdxl": ("SDXL", comfy.supported_models.SDXL), "sd21": ("SD21", comfy.supported_models.SD20)}[arch]
+        config = cls(dict(rc._unet_configs(dtype)[name]))
+        model = config.get_model({}, device=mm.get_torch_device())
+        g = torch.Generator(device=mm.get_torch_device()).manual_seed(seed)
+        with torch.no_grad():
+            for p in model.diffusion_model.parameters():
+                p.copy_(torch.randn(p.shape, generator=g, device=p.device, dtype=torch.float32).to(p.dtype) * 0.02)
+        model.diffusion_model.to(mm.unet_offload_device())
+        models.append(comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                                       offload_device=mm.unet_offload_device()))
+    return models
+
+
+def conditioning(arch, batch):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    if arch == "sdxl":
+        c = torch.randn(1, 77, 2048, generator=g)
+        return [[c, {"pooled_output": torch.randn(1, 1280, generator=g), "width": 1024, "height": 1024}]]
+    return [[torch.randn(1, 77, 1024, generator=g), {}]]
+
+
+def timed(fn, repeats):
+    import torch
+
+    fn()  # warm-up: loads the models, compiles nothing
+    torch.cuda.synchronize()
+    times = []
+    torch.cuda.reset_peak_memory_stats()
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), torch.cuda.max_memory_allocated() / 2**30
+
+
+def methods(pack, base, distilled, arch, batch):
+    import importlib
+
+    import comfy.sample
+    import comfy.samplers
+    import latent_preview
+    import torch
+
+    hn = importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
+    cb = importlib.import_module(pack.__name__ + ".nodes.comfy_bridge")
+    size = 128 if arch == "sdxl" else 64
+    latent = {"samples": torch.zeros(batch, 4, size, size)}
+    cond = conditioning(arch, batch)
+    sigmas = cb.model_schedule(distilled, 4, "lcm")
+    lcm = comfy.samplers.sampler_object("lcm")
+
+    def stock(model, noise, cfg, sampler, sig, x, seed):  # as SamplerCustomAdvanced runs it, preview callback included
+        cbk = latent_preview.prepare_callback(model, len(sig) - 1)
+        return comfy.sample.sample_custom(model, noise, cfg, sampler, sig, cond, cond, x, callback=cbk,
+                                          disable_pbar=True, seed=seed)
+
+    noise = comfy.sample.prepare_noise(latent["samples"], 0)
+
+    def distilled_alone():
+        stock(distilled, noise, 1.0, lcm, sigmas, latent["samples"], 0)
+
+    def stock_two():
+        mid = stock(base, noise, 1.0, lcm, sigmas[:2], latent["samples"], 0)
+        stock(distilled, torch.zeros_like(mid), 1.0, lcm, sigmas[1:], mid, 1)
+
+    def hybrid(cfg):
+        def run():
+            mid = hn.BaseFirstStepSampler.execute(base, cond, cond, latent, 0, cfg, 1, 4, "lcm", "lcm").result[0]
+            hn.DistilledContinueSampler.execute(distilled, cond, cond, mid, 1.0)
+        return run
+
+    def skip_first():
+        hn.SkipFirstStep.execute(distilled, cond, cond, latent, 0, 1.0, 4, "lcm", "lcm")
+
+    def pack_distilled():  # the pack's segment runner (x̂0 recording) on the same 4 steps as distilled_alone
+        cb.run_segment(distilled, cond, cond, latent, noise, 1.0, "lcm", sigmas, 0, "distilled", 0)
+
+    def base_50():
+        s = comfy.samplers.calculate_sigmas(base.get_model_object("model_sampling"), "normal", 50).cpu()
+        stock(base, noise, 7.0, comfy.samplers.sampler_object("euler"), s, latent["samples"], 0)
+
+    out = [("distilled alone (stock, 4 lcm steps)", distilled_alone),
+           ("pack: distilled 4 steps with x̂0 recording", pack_distilled),
+           ("stock two samplers (base sigmas[0:2] + distilled sigmas[1:])", stock_two),
+           ("pack hybrid, base cfg 1", hybrid(1.0)),
+           ("pack hybrid, base cfg 5", hybrid(5.0)),
+           ("pack skip first step (3 steps)", skip_first)]
+    if batch == 1:
+        out.append(("base alone, 50 euler steps, cfg 7", base_50))
+    return out
+
+
+def loads_per_run(pack, base, distilled, arch, batch):
+    """How many times each model is loaded onto the GPU during one hybrid run of the whole batch."""
+    import importlib
+
+    import torch
+
+    hn = importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
+    size = 128 if arch == "sdxl" else 64
+    latent, cond = {"samples": torch.zeros(batch, 4, size, size)}, conditioning(arch, batch)
+    pair = {"base": base, "distilled": distilled}
+    resident = lambda: {k: m.model.model_loaded_weight_memory for k, m in pair.items()}  # noqa: E731
+    snapshots = [resident()]
+    mid = hn.BaseFirstStepSampler.execute(base, cond, cond, latent, 0, 1.0, 1, 4, "lcm", "lcm").result[0]
+    snapshots.append(resident())
+    hn.DistilledContinueSampler.execute(distilled, cond, cond, mid, 1.0)
+    snapshots.append(resident())
+    return {k: sum(b[k] > a[k] for a, b in zip(snapshots, snapshots[1:])) for k in pair}
+
+
+def main():
+    args = parse()
+    pack = boot(args)
+    import comfy.model_management as mm
+    import torch
+
+    card = torch.cuda.get_device_name(0)
+    lines = [f"Card: {card}; torch {torch.__version__}; ComfyUI {comfy_version()}; mode {args.mode}"
+             + (f" (free VRAM capped at {args.cap_gb:g} GiB with --reserve-vram)" if args.mode == "lowvram" else ""),
+             "", "| arch | batch | method | time (s) | x distilled alone | peak VRAM (GiB) |", "|---|---|---|---|---|---|"]
+    batches = [int(b) for b in args.batches.split(",")]
+    if args.mode == "lowvram":
+        batches = [16]
+    for arch in args.archs.split(","):
+        base, distilled = make_pair(arch)
+        for batch in batches:
+            ref = None
+            for name, fn in methods(pack, base, distilled, arch, batch):
+                if args.mode == "lowvram" and not name.startswith(("distilled alone", "pack hybrid, base cfg 1")):
+                    continue
+                t, peak = timed(fn, repeats=5 if batch == 1 else 3)
+                ref = ref or t
+                lines.append(f"| {arch} | {batch} | {name} | {t:.3f} | {t / ref:.3f} | {peak:.1f} |")
+                print(lines[-1], flush=True)
+            if args.mode == "lowvram":
+                c = loads_per_run(pack, base, distilled, arch, batch)
+                lines.append(f"| {arch} | {batch} | loads per hybrid run of the whole batch | base {c['base']}, "
+                             f"distilled {c['distilled']} | | |")
+                print(lines[-1], flush=True)
+        del base, distilled
+        mm.unload_all_models()
+        mm.soft_empty_cache()
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+def comfy_version():
+    try:
+        import comfyui_version
+
+        return comfyui_version.__version__
+    except ImportError:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    main()
