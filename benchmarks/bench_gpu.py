@@ -30,6 +30,7 @@ def parse():
     ap.add_argument("--cap-gb", type=float, default=12.0, help="lowvram: VRAM left free for ComfyUI")
     ap.add_argument("--archs", default="sdxl,sd21")
     ap.add_argument("--batches", default="1,4,16")
+    ap.add_argument("--repeats", type=int, default=15, help="timed runs at batch 1 (a third of it, at least 3, above)")
     return ap.parse_args()
 
 
@@ -114,13 +115,14 @@ def methods(pack, base, distilled, arch, batch):
         return comfy.sample.sample_custom(model, noise, cfg, sampler, sig, cond, cond, x, callback=cbk,
                                           disable_pbar=True, seed=seed)
 
-    noise = comfy.sample.prepare_noise(latent["samples"], 0)
+    def noise():  # as RandomNoise makes it, inside the timing as for the pack's nodes
+        return comfy.sample.prepare_noise(latent["samples"], 0)
 
     def distilled_alone():
-        stock(distilled, noise, 1.0, lcm, sigmas, latent["samples"], 0)
+        stock(distilled, noise(), 1.0, lcm, sigmas, latent["samples"], 0)
 
     def stock_two():
-        mid = stock(base, noise, 1.0, lcm, sigmas[:2], latent["samples"], 0)
+        mid = stock(base, noise(), 1.0, lcm, sigmas[:2], latent["samples"], 0)
         stock(distilled, torch.zeros_like(mid), 1.0, lcm, sigmas[1:], mid, 1)
 
     def hybrid(cfg):
@@ -133,11 +135,11 @@ def methods(pack, base, distilled, arch, batch):
         hn.SkipFirstStep.execute(distilled, cond, cond, latent, 0, 1.0, 4, "lcm", "lcm")
 
     def pack_distilled():  # the pack's segment runner (x̂0 recording) on the same 4 steps as distilled_alone
-        cb.run_segment(distilled, cond, cond, latent, noise, 1.0, "lcm", sigmas, 0, "distilled", 0)
+        cb.run_segment(distilled, cond, cond, latent, noise(), 1.0, "lcm", sigmas, 0, "distilled", 0)
 
     def base_50():
         s = comfy.samplers.calculate_sigmas(base.get_model_object("model_sampling"), "normal", 50).cpu()
-        stock(base, noise, 7.0, comfy.samplers.sampler_object("euler"), s, latent["samples"], 0)
+        stock(base, noise(), 7.0, comfy.samplers.sampler_object("euler"), s, latent["samples"], 0)
 
     out = [("distilled alone (stock, 4 lcm steps)", distilled_alone),
            ("pack: distilled 4 steps with x̂0 recording", pack_distilled),
@@ -187,9 +189,11 @@ def main():
         for batch in batches:
             ref = None
             for name, fn in methods(pack, base, distilled, arch, batch):
-                if args.mode == "lowvram" and not name.startswith(("distilled alone", "pack hybrid, base cfg 1")):
+                if args.mode == "lowvram" and not name.startswith(("distilled alone", "pack hybrid, base cfg 1",
+                                                                    "stock two")):
                     continue
-                t, peak = timed(fn, repeats=5 if batch == 1 else 3)
+                slow = name.startswith("base alone")
+                t, peak = timed(fn, repeats=3 if slow else args.repeats if batch == 1 else max(args.repeats // 3, 3))
                 ref = ref or t
                 lines.append(f"| {arch} | {batch} | {name} | {t:.3f} | {t / ref:.3f} | {peak:.1f} |")
                 print(lines[-1], flush=True)
