@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 scripts/setup_host.py --dev
+bash scripts/setup_browser.sh
 exec .venv/bin/python -m pytest tests "$@"
