@@ -12,7 +12,7 @@ from .job import Job
 from .progress import Progress
 from .report import write_report
 from .work import RunState, StateError, WorkQueue, fingerprint, plan, run_items
-from .workflow import WorkflowError, load_prompts, load_workflow
+from .workflow import METER, X0_PREVIEW, WorkflowError, load_prompts, load_workflow
 
 EFFNET = "efficientnet_lite0 (ImageNet, not DreamSim)"
 
@@ -44,8 +44,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_servers(clients: list[ComfyClient], class_types: set[str]) -> None:
-    problems = []
+def check_servers(clients: list[ComfyClient], class_types: set[str]) -> frozenset:
+    """Every server answers and has every node type; returns the pack's reporting node types that some server does
+    not mark as output nodes (the runner adds a PreviewAny after them so that they run)."""
+    problems, sinks = [], set()
     for c in clients:
         try:
             c.check()
@@ -54,11 +56,13 @@ def check_servers(clients: list[ComfyClient], class_types: set[str]) -> None:
             problems.append(str(e))
             continue
         missing = sorted(class_types - set(info))
+        sinks |= {t for t in (METER, X0_PREVIEW) if t in class_types and t in info and not info[t].get("output_node")}
         if missing:
             problems.append(f"server {c.url} lacks node types {', '.join(missing)}: install the packs that provide "
                             f"them in its custom_nodes (DDistill_* come from this pack) and restart it")
     if problems:
         raise ServerError("; ".join(problems))
+    return frozenset(sinks)
 
 
 def main(argv=None) -> int:
@@ -71,8 +75,9 @@ def main(argv=None) -> int:
         state = RunState(Path(args.out), fingerprint(workflow.graph), fresh=args.fresh)
         pending = [i for i in items if not state.is_done(i)]
         clients = [ComfyClient(u) for u in (args.server or ["127.0.0.1:8188"])]
+        sinks = frozenset()
         if pending and not args.report_only:
-            check_servers(clients, {n["class_type"] for n in workflow.graph.values()})
+            sinks = check_servers(clients, {n["class_type"] for n in workflow.graph.values()})
     except (WorkflowError, StateError, ServerError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -83,7 +88,7 @@ def main(argv=None) -> int:
     stopped: dict[str, str] = {}
     if pending and not args.report_only:
         progress = Progress(len(items), len(items) - len(pending), [c.url for c in clients])
-        stopped = run_items(queue, clients, Job(workflow, state), progress, depth=max(1, args.depth),
+        stopped = run_items(queue, clients, Job(workflow, state, sinks), progress, depth=max(1, args.depth),
                             revive_tries=args.revive_tries)
         progress.render(force=True)
         for c in clients:

@@ -18,13 +18,14 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 class Job:
-    def __init__(self, workflow: Workflow, state: RunState):
+    def __init__(self, workflow: Workflow, state: RunState, sinks: frozenset = frozenset()):
         self.workflow = workflow
         self.state = state
         self.out = state.out
+        self.sinks = sinks
 
     def build(self, item: Item) -> dict:
-        return self.workflow.build(item.method, item.prompt, item.seed, item.batch)
+        return self.workflow.build(item.method, item.prompt, item.seed, item.batch, self.sinks)
 
     def _fetch_refs(self, client, refs: list, folder: Path) -> list[str]:
         paths = []

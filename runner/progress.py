@@ -55,7 +55,7 @@ class Progress:
     def dead(self, server: str, message: str, returned: int) -> None:
         with self.lock:
             self.servers[server]["state"] = "gone"
-            print(f"server {server} stopped: {message}; {returned} unfinished item(s) went back to the queue",
+            print(f"{message}; server {server} stopped, {returned} unfinished item(s) went back to the queue",
                   file=self.stream, flush=True)
 
     def render(self, force: bool = False) -> None:

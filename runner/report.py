@@ -16,11 +16,12 @@ from .work import Item, RunState, slug
 GRID_PREVIEW = 8
 
 
-def build_cells(methods, prompts, items: list[Item], state: RunState, backend: str, device: str,
+def build_cells(workflow, prompts, items: list[Item], state: RunState, backend: str, device: str,
                 weights_dir: str | None):
     """{method: {prompt: Cell}}, the x̂0 curves {method: curve}, and the problems that keep the report incomplete."""
+    methods = list(workflow.methods)
     cells: dict[str, dict[str, Cell]] = {m: {} for m in methods}
-    curves: dict[str, list[list[float]]] = {}
+    curves: dict[str, list[dict[int, float]]] = {}
     problems: list[str] = []
     for m in methods:
         for p in prompts:
@@ -44,14 +45,16 @@ def build_cells(methods, prompts, items: list[Item], state: RunState, backend: s
                     problems.append(f"{m} | {p}: one image cannot measure diversity; use --seeds 2 or more")
                     continue
                 else:
-                    nums = recompute([state.out / x for x in images], backend, device, weights_dir)
+                    nums = recompute([state.out / x for x in images], backend, device, weights_dir,
+                                     seed=workflow.methods[m].meter_seed)
                     source = f"recomputed over {len(images)} saved images ({backend})"
             except Exception as e:  # noqa: BLE001 - reported as a problem of this cell, the report says so
                 problems.append(f"{m} | {p}: numbers could not be computed: {e}")
                 continue
             cells[m][p] = Cell(m, p, nums["n"], nums["n_pairs"], nums["mean"], nums["std"], nums["ci"], source,
                                images, chunk_means)
-    mean_curves = {m: [sum(c[k] for c in cs) / len(cs) for k in range(min(map(len, cs)))] for m, cs in curves.items()}
+    mean_curves = {m: {k: sum(c[k] for c in cs) / len(cs) for k in sorted(set.intersection(*(set(c) for c in cs)))}
+                   for m, cs in curves.items()}
     return cells, mean_curves, problems
 
 
@@ -68,7 +71,7 @@ def write_report(out: Path, workflow, prompts, items, state: RunState, settings:
     out = Path(out)
     methods = list(workflow.methods)
     backend = workflow.meter_backend or settings["backend"]
-    cells, curves, problems = build_cells(methods, prompts, items, state, backend, settings["device"],
+    cells, curves, problems = build_cells(workflow, prompts, items, state, backend, settings["device"],
                                           settings.get("dreamsim_dir"))
     problems += [f"failed: {k}: {v}" for k, v in failures.items()]
     complete = not problems
@@ -113,6 +116,11 @@ def write_report(out: Path, workflow, prompts, items, state: RunState, settings:
         bar_chart(bars, f"Diversity per method ({backend})").save(out / "plots/diversity.png")
         plots["diversity"] = "plots/diversity.png"
     if curves:
+        with open(out / "x0_convergence.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["method", "step", "mean_distance_to_final"])
+            for m, curve in curves.items():
+                w.writerows([m, k, v] for k, v in curve.items())
         line_plot(curves, "x̂0 convergence: distance to the final image", "step", "distance").save(
             out / "plots/x0_convergence.png")
         plots["x0_convergence"] = "plots/x0_convergence.png"
@@ -123,6 +131,7 @@ def write_report(out: Path, workflow, prompts, items, state: RunState, settings:
         "methods": {m: {"average": averages.get(m), "prompts": {p: asdict(c) for p, c in cells[m].items()}}
                     for m in methods},
         "paper": paper.TABLES.get(table) if table else None, "grids": grids, "plots": plots,
+        "x0_convergence": curves,
     }
     (out / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     md = summary_markdown(report, methods, prompts, cells, averages, table, ref_avg)

@@ -48,9 +48,9 @@ def meter_numbers(ui: dict) -> dict:
     data = ui.get("ddistill_diversity")
     if isinstance(data, list) and data:
         data = data[0]
-    if not isinstance(data, dict) or "mean" not in data:
+    first = (data.get("a") or data) if isinstance(data, dict) else None
+    if not isinstance(first, dict) or "mean" not in first or "n" not in first:
         raise ValueError(f"Diversity Meter output has no numbers the runner understands: keys {sorted(ui)}")
-    first = data.get("a", data)
     return {"mean": float(first["mean"]), "std": float(first.get("std", float("nan"))),
             "ci": tuple(first["ci"]) if first.get("ci") else None, "n": int(first["n"]),
             "n_pairs": int(first.get("n_pairs", first["n"] * (first["n"] - 1) // 2))}
@@ -87,13 +87,14 @@ def average(cells: list[Cell]) -> dict:
     return {"mean": avg, "ci": (avg - Z95 * se, avg + Z95 * se), "prompts": len(cells)}
 
 
-def x0_curve(ui: dict) -> list[float] | None:
-    """The mean x̂0 convergence curve (distance to the final image per step) from an x̂0 Preview `ui` output."""
-    data = ui.get("ddistill_x0_curve")
-    if isinstance(data, list) and data and isinstance(data[0], dict):
-        data = data[0]
-    if isinstance(data, dict):
-        data = data.get("mean")
-    if isinstance(data, list) and data and all(isinstance(v, (int, float)) for v in data):
-        return [float(v) for v in data]
+def x0_curve(ui: dict) -> dict[int, float] | None:
+    """{step (1-based): mean distance of that step's x̂0 to the final image} from an x̂0 Preview `ui` output (its
+    text line "mean distance to final (METRIC) by step: 1:0.412 2:0.105 ...")."""
+    for text in ui.get("text") or []:
+        if isinstance(text, str) and "by step:" in text:
+            pairs = text.split("by step:", 1)[1].splitlines()[0].split()
+            try:
+                return {int(a): float(b) for a, b in (p.split(":") for p in pairs)}
+            except ValueError:
+                return None
     return None

@@ -25,6 +25,7 @@ class Method:
     name: str
     image_node: str
     meter_node: str | None = None
+    meter_seed: int = 0  # the meter's bootstrap_seed: the runner's recomputed intervals use the same
     x0_node: str | None = None
     nodes: set[str] = field(default_factory=set)  # the method's output nodes and everything upstream
 
@@ -40,10 +41,16 @@ class Workflow:
     default_batch: int
     meter_backend: str | None
 
-    def build(self, method: str, prompt: str, seed: int, batch: int) -> dict:
-        """The API prompt that makes `batch` samples of `method` for `prompt`, starting at `seed`."""
+    def build(self, method: str, prompt: str, seed: int, batch: int, sinks: frozenset = frozenset()) -> dict:
+        """The API prompt that makes `batch` samples of `method` for `prompt`, starting at `seed`. Meter / x̂0
+        Preview nodes whose class is in `sinks` (not output nodes on the server: ComfyUI would skip them as
+        leaves) get a stock PreviewAny after their first output so that they run."""
         m = self.methods[method]
         graph = {nid: copy.deepcopy(node) for nid, node in self.graph.items() if nid in m.nodes}
+        for nid in (m.meter_node, m.x0_node):
+            if nid and graph[nid]["class_type"] in sinks:
+                graph[f"runner_sink_{nid}"] = {"class_type": "PreviewAny", "inputs": {"source": [nid, 0]},
+                                               "_meta": {"title": f"runner: runs node {nid}"}}
         for nid in self.prompt_nodes:
             if nid in graph:
                 for name in PROMPT_INPUTS:
@@ -154,6 +161,8 @@ def parse_workflow(data, path: str = "<workflow>") -> Workflow:
             m.image_node = nid
         elif kind == METER:
             m.meter_node = nid
+            seed = node["inputs"].get("bootstrap_seed", 0)
+            m.meter_seed = seed if _literal_int(seed) else 0
             if isinstance(node["inputs"].get("backend"), str):
                 backends.add(node["inputs"]["backend"])
         elif kind == X0_PREVIEW:

@@ -23,7 +23,7 @@ def make_vae(seed: int = 0):
         elif k == "vae_shift":
             v = torch.zeros_like(v)
         elif v.dtype.is_floating_point:
-            v = torch.randn(v.shape, generator=g) * (0.5 / max(1, v[0].numel()) ** 0.5)
+            v = torch.randn(v.shape, generator=g) * (2.0 / max(1, v[0].numel()) ** 0.5)  # varied, saturated colours
         sd[k] = v
     return comfy.sd.VAE(sd=sd)
 
