@@ -240,7 +240,7 @@ def test_unreachable_server_and_missing_nodes_are_clear(server_a, tmp_path):
 
 
 def test_rejected_workflow_gives_an_incomplete_report(server_a, tmp_path):
-    g = tiny_workflow(meter=False)
+    g = tiny_workflow()
     g["10"]["inputs"]["sampler_name"] = "no_such_sampler"
     wf, prompts = write_inputs(tmp_path, g, PROMPTS[:1])
     out = tmp_path / "report"

@@ -160,3 +160,10 @@ def test_paper_tables():
     assert paper.pick_table("auto", ["x"], ["a cat"]) is None
     with pytest.raises(ValueError, match="--paper"):
         paper.pick_table("table9", [], [])
+
+
+def test_shipped_prompt_lists_match_the_paper_rows():
+    table3 = load_prompts(PACK_ROOT / "runner" / "prompts" / "table3.txt")
+    assert [paper.paper_row("table3", p) for p in table3] == list(paper.TABLES["table3"]["rows"].values())
+    car = load_prompts(PACK_ROOT / "runner" / "prompts" / "car.txt")
+    assert car == ["image of a car"] and paper.paper_row("tableE1", car[0])["hybrid"] == 0.350
