@@ -12,6 +12,7 @@ Used by tests/test_diversity_dreamsim.py and benchmarks/bench_diversity.py.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -34,22 +35,30 @@ def dino_vitb16(pretrained=True, **kwargs):
 '''
 
 
-def _vit_state(patch: int, gen: torch.Generator, clip_style: bool) -> dict:
+@functools.lru_cache(maxsize=None)
+def _vit_shapes(patch: int) -> tuple:
     from dreamsim.feature_extraction.vision_transformer import vit_base
-    vit = vit_base(patch_size=patch, num_classes=0)
+    return tuple((k, v.shape) for k, v in vit_base(patch_size=patch, num_classes=0).state_dict().items())
+
+
+def _vit_state(patch: int, gen: torch.Generator, clip_style: bool) -> dict:
+    shapes = dict(_vit_shapes(patch))
     if clip_style:  # the package replaces pos_drop by a LayerNorm for the CLIP-as-DINO backbones
-        vit.pos_drop = torch.nn.LayerNorm(vit.embed_dim)
+        shapes.update({"pos_drop.weight": torch.Size([768]), "pos_drop.bias": torch.Size([768])})
     sd = {}
-    for k, v in vit.state_dict().items():
-        sd[k] = torch.randn(v.shape, generator=gen) * 0.02 if v.ndim > 1 or "bias" in k else v.clone()
+    for k, shape in shapes.items():
+        random = len(shape) > 1 or "bias" in k
+        sd[k] = torch.randn(shape, generator=gen) * 0.02 if random else torch.ones(shape)  # LayerNorm gains
     if clip_style:
         sd["proj"] = torch.randn(768, 512, generator=gen) * 0.05
     return sd
 
 
 def _write_backbones(folder: str, dreamsim_type: str, gen: torch.Generator) -> None:
+    """Backbone files, kept where they exist (several types share them, as in the package's folder)."""
     from dreamsim.feature_extraction.vision_transformer import DINOHead
-    if dreamsim_type in ("ensemble", "dino_vitb16", "dino_vitb16_patch"):
+    has_dino = os.path.exists(os.path.join(folder, "dino_vitb16_pretrain.pth"))
+    if dreamsim_type in ("ensemble", "dino_vitb16", "dino_vitb16_patch") and not has_dino:
         os.makedirs(os.path.join(folder, "facebookresearch_dino_main"), exist_ok=True)
         os.makedirs(os.path.join(folder, "checkpoints"), exist_ok=True)
         with open(os.path.join(folder, "facebookresearch_dino_main", "hubconf.py"), "w") as f:
