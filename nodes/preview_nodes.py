@@ -80,6 +80,7 @@ class _Run:
     def __init__(self, prompt_id, node_id, sigmas: torch.Tensor, label: str, offset: int):
         self.prompt_id, self.node_id, self.label, self.offset = prompt_id, node_id, label, offset
         self.sigmas = sigmas.detach().to("cpu", torch.float32)
+        self.timesteps: list[float] = []  # filled once per run (one device sync, not one per step)
         self.frames: list[Frame] = []
 
 
@@ -128,16 +129,15 @@ class X0RecordingSampler(comfy.samplers.Sampler):
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
         base = model_wrap.inner_model
-        ms = base.model_sampling
         run = self.recording.start(sigmas)
+        run.timesteps = base.model_sampling.timestep(run.sigmas).flatten().float().cpu().tolist()
         live = LiveX0Frames(base, run.label)
 
         def record(step, x0, x, total_steps):
-            sigma = run.sigmas[step]
-            timestep = float(ms.timestep(sigma))
-            run.frames.append(Frame(run.offset + step, float(sigma), timestep, run.label,
+            sigma, timestep = float(run.sigmas[step]), run.timesteps[step]
+            run.frames.append(Frame(run.offset + step, sigma, timestep, run.label,
                                     base.process_latent_out(x0.detach()).to("cpu", torch.float32)))
-            live(run.offset + step, float(sigma), timestep, x0)
+            live(run.offset + step, sigma, timestep, x0)
             if callback is not None:
                 callback(step, x0, x, total_steps)
 
