@@ -53,5 +53,5 @@ def coverage(counts: torch.Tensor, min_share: float = 0.02) -> dict:
     """Mode coverage of a class histogram: classes holding >= min_share of samples, entropy in bits."""
     p = counts.float() / counts.sum().clamp_min(1)
     nz = p[p > 0]
-    return {"classes_covered": int((p >= min_share).sum()), "entropy_bits": float(-(nz * nz.log2()).sum()),
+    return {"classes_covered": int((p >= min_share).sum()), "entropy_bits": max(0.0, float(-(nz * nz.log2()).sum())),
             "max_entropy_bits": math.log2(10), "counts": [int(c) for c in counts]}

@@ -2,9 +2,10 @@
 
     .venv/bin/python demo/run_demo.py [--out out/demo] [--seeds 100]     (bash scripts/demo.sh sets up first)
 
-Starts ComfyUI (CPU) on 127.0.0.1 with this pack, runs demo/workflow.py's graph for every method with
-`python -m runner`, then writes OUT/REPORT.md (+ report.json): the Diversity Meter numbers with their
-intervals, mode coverage from the repository's digit classifier, and whether the paper's ordering holds.
+Starts ComfyUI (CPU) on 127.0.0.1 with this pack (tests/server.py's launcher), runs demo/workflow.py's graph
+for every method with `python -m runner`, then writes OUT/REPORT.md and OUT/report.json: the Diversity Meter
+numbers with their intervals, mode coverage from the repository's digit classifier, and whether the paper's
+ordering holds. --server HOST:PORT uses a running ComfyUI (with this pack) instead of starting one.
 """
 from __future__ import annotations
 
@@ -17,50 +18,34 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))  # tests/server.py: the real-server launcher shared with the tests
-
 PROMPT = "a handwritten digit"
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=REPO / "out" / "demo")
-    ap.add_argument("--seeds", type=int, default=100, help="samples per method (one batch; the paper uses 100)")
-    ap.add_argument("--base-steps", type=int, default=40)
-    args = ap.parse_args()
-    import torch
+def run_job(server: str, out: Path, seeds: int, base_steps: int) -> tuple[int, Path]:
+    """Write the workflow and prompt list into ``out`` and run the runner against ``server``."""
+    from demo import workflow
+
+    out.mkdir(parents=True, exist_ok=True)
+    wf_path, prompts = out / "demo_workflow_api.json", out / "prompts.txt"
+    wf_path.write_text(json.dumps(workflow.build(seeds, base_steps), indent=1))
+    prompts.write_text(PROMPT + "\n")
+    runner_out = out / "runner"
+    cmd = [sys.executable, "-m", "runner", str(wf_path), "--prompts", str(prompts), "--seeds", str(seeds),
+           "--batch", str(seeds), "--server", server.removeprefix("http://"), "--out", str(runner_out),
+           "--paper", "none", "--fresh"]
+    return subprocess.call(cmd, cwd=REPO), runner_out
+
+
+def write_report(out: Path, runner_out: Path, settings: dict) -> dict:
+    """REPORT.md + report.json from the runner's report and images; returns the report data."""
     from safetensors.torch import load_file
 
-    from demo import report, workflow
+    from demo import report
     from demo.classifier import DigitClassifier
     from demo.common import WEIGHTS
     from runner.work import slug
-    from server import ComfyServer
 
-    t0 = time.time()
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    wf_path, prompts = out / "demo_workflow_api.json", out / "prompts.txt"
-    wf_path.write_text(json.dumps(workflow.build(args.seeds, args.base_steps), indent=1))
-    prompts.write_text(PROMPT + "\n")
-    runner_out = out / "runner"
-    server = ComfyServer(out / "comfy", with_fixture_pack=False)
-    print(f"starting ComfyUI on {server.url} (log: {server.log_path})", file=sys.stderr)
-    server.start()
-    try:
-        cmd = [sys.executable, "-m", "runner", str(wf_path), "--prompts", str(prompts), "--seeds", str(args.seeds),
-               "--batch", str(args.seeds), "--server", server.url.removeprefix("http://"), "--out", str(runner_out),
-               "--paper", "none", "--fresh"]
-        rc = subprocess.call(cmd, cwd=REPO)
-    finally:
-        server.stop()
-    rep_path = runner_out / "report.json"
-    if not rep_path.exists():
-        print(f"error: the runner wrote no report (exit {rc}); see {server.log_path}", file=sys.stderr)
-        return 1
-    rr = json.loads(rep_path.read_text())
-
+    rr = json.loads((runner_out / "report.json").read_text())
     clf = DigitClassifier()
     clf.load_state_dict(load_file(str(WEIGHTS / "digit_classifier.safetensors")))
     clf.eval()
@@ -70,25 +55,57 @@ def main() -> int:
         cell = (rr["methods"].get(m) or {}).get("prompts", {}).get(PROMPT)
         if not cell:
             continue
-        meter[m] = cell
+        meter[m] = {k: cell[k] for k in ("mean", "std", "ci", "n")}
         stats[m] = report.method_stats(report.load_pngs([runner_out / p for p in cell["images"]]), clf, train_digits)
         x0_dir = runner_out / "node_images" / slug(m, 24) / slug(PROMPT)
-        for k, png in enumerate(sorted(x0_dir.glob("seed*/x0/*.png"))):
-            links[f"x̂0 preview, {m} ({k})"] = str(png.relative_to(out))
+        for png in sorted(x0_dir.glob("seed*/x0/*.png")):
+            kind = "curve" if "curve" in png.name else "grid" if "grid" in png.name else png.stem
+            links[f"x̂0 preview {kind}, {m}"] = str(png.relative_to(out))
     for name, rel in (rr.get("grids") or {}).items():
-        links[f"sample grid ({name})"] = f"runner/{rel}"
+        links[f"sample grid ({name})"] = str((runner_out / rel).relative_to(out))
     for name, rel in (rr.get("plots") or {}).items():
-        links[f"plot: {name}"] = f"runner/{rel}"
-    links["runner summary"] = "runner/summary.md"
+        links[f"plot: {name}"] = str((runner_out / rel).relative_to(out))
+    links["runner summary"] = str((runner_out / "summary.md").relative_to(out))
+    md, verdicts = report.markdown(meter, stats, settings, links)
+    (out / "REPORT.md").write_text(md, encoding="utf-8")
+    data = {"settings": settings, "meter": meter, "stats": stats, "verdicts": verdicts, "links": links}
+    (out / "report.json").write_text(json.dumps(data, indent=1))
+    return data
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=REPO / "out" / "demo")
+    ap.add_argument("--seeds", type=int, default=100, help="samples per method (one batch; the paper uses 100)")
+    ap.add_argument("--base-steps", type=int, default=40, help="euler steps of the base method")
+    ap.add_argument("--server", default=None, help="HOST:PORT of a running ComfyUI with this pack")
+    args = ap.parse_args()
+    sys.path.insert(0, str(REPO))
+    sys.path.insert(1, str(REPO / "tests"))  # tests/server.py: the real-server launcher shared with the tests
+    from server import ComfyServer
+
+    t0 = time.time()
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    server = None
+    if args.server is None:
+        server = ComfyServer(out / "comfy", with_fixture_pack=False)
+        print(f"starting ComfyUI on {server.url} (log: {server.log_path})", file=sys.stderr)
+        server.start()
+    try:
+        rc, runner_out = run_job(args.server or server.url, out, args.seeds, args.base_steps)
+    finally:
+        if server is not None:
+            server.stop()
+    if not (runner_out / "report.json").exists():
+        print(f"error: the runner wrote no report (exit {rc}); see {out / 'comfy' / 'server.log'}", file=sys.stderr)
+        return 1
     settings = {"seeds": args.seeds, "base_steps": args.base_steps, "seconds": time.time() - t0,
                 "cpus": len(os.sched_getaffinity(0)), "runner_rc": rc}
-    md = report.markdown(meter, stats, settings, links)
-    (out / "REPORT.md").write_text(md, encoding="utf-8")
-    (out / "report.json").write_text(json.dumps({"settings": settings, "meter": {m: {k: meter[m][k] for k in (
-        "mean", "std", "ci", "n")} for m in meter}, "stats": stats, "links": links}, indent=1))
-    print(md)
+    data = write_report(out, runner_out, settings)
+    print((out / "REPORT.md").read_text())
     print(f"report: {out / 'REPORT.md'} ({settings['seconds']:.0f} s)", file=sys.stderr)
-    return 0 if rc == 0 and len(stats) == len(report.METHODS) else 1
+    return 0 if rc == 0 and len(data["stats"]) == 5 else 1
 
 
 if __name__ == "__main__":

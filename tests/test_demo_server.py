@@ -94,3 +94,26 @@ def test_wrong_latent_size_through_server(server):
     entry = server.run(g)
     err = execution_error(entry)
     assert err is not None and "EmptyChromaRadianceLatentImage of 32x32" in err["exception_message"]
+
+
+def test_demo_job_end_to_end(server, tmp_path):
+    """The main job's steps (runner over the demo workflow, then the report) on a few seeds."""
+    import math
+    import sys
+
+    from comfy_host import PACK_ROOT
+
+    sys.path.insert(0, str(PACK_ROOT))
+    from demo.report import METHODS
+    from demo.run_demo import run_job, write_report
+
+    rc, runner_out = run_job(server.url, tmp_path, seeds=4, base_steps=8)
+    assert rc == 0, (runner_out / "summary.md").read_text() if (runner_out / "summary.md").exists() else rc
+    data = write_report(tmp_path, runner_out, {"seeds": 4, "base_steps": 8, "seconds": 0, "cpus": 1, "runner_rc": rc})
+    assert list(data["stats"]) == METHODS and list(data["meter"]) == METHODS
+    for m in METHODS:
+        assert data["meter"][m]["n"] == 4 and math.isfinite(data["meter"][m]["mean"]) and data["meter"][m]["ci"]
+        assert sum(data["stats"][m]["counts"]) == 4
+    assert any("x̂0 preview grid" in k for k in data["links"])
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "**Verdict**" in text and all(f"| {m} |" in text for m in METHODS)
