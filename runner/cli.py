@@ -88,8 +88,13 @@ def main(argv=None) -> int:
     stopped: dict[str, str] = {}
     if pending and not args.report_only:
         progress = Progress(len(items), len(items) - len(pending), [c.url for c in clients])
-        stopped = run_items(queue, clients, Job(workflow, state, sinks), progress, depth=max(1, args.depth),
-                            revive_tries=args.revive_tries)
+        try:
+            stopped = run_items(queue, clients, Job(workflow, state, sinks), progress, depth=max(1, args.depth),
+                                revive_tries=args.revive_tries)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: {len(state.done)} items are saved in {args.out}; rerun the same command to go on "
+                  f"(graphs already queued on the servers still run there)", file=sys.stderr)
+            return 130
         progress.render(force=True)
         for c in clients:
             c.close()

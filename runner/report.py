@@ -121,7 +121,7 @@ def write_report(out: Path, workflow, prompts, items, state: RunState, settings:
             w.writerow(["method", "step", "mean_distance_to_final"])
             for m, curve in curves.items():
                 w.writerows([m, k, v] for k, v in curve.items())
-        line_plot(curves, "x̂0 convergence: distance to the final image", "step", "distance").save(
+        line_plot(curves, "predicted x0 per step: distance to the final image", "step", "distance").save(
             out / "plots/x0_convergence.png")
         plots["x0_convergence"] = "plots/x0_convergence.png"
 
@@ -171,8 +171,15 @@ def summary_markdown(report, methods, prompts, cells, averages, table, ref_avg) 
                for m in methods]
         row = [f"{r} (paper {ref_avg[m]:.3f})" if m in ref_avg else r for r, m in zip(row, methods)]
         lines.append("| average | " + " | ".join(row) + " |")
-    lines += ["", "Source of each number: " + "; ".join(sorted({c.source for m in methods
-                                                                 for c in cells[m].values()})) + ".", ""]
+        if "base" in averages and averages["base"]["mean"] > 0:
+            base = averages["base"]["mean"]
+            row = [f"{averages[m]['mean'] / base:.0%}" if m in averages else "missing" for m in methods]
+            row = [f"{r} (paper {ref_avg[m] / ref_avg['base']:.0%})" if m in ref_avg and "base" in ref_avg else r
+                   for r, m in zip(row, methods)]
+            lines.append("| average / base | " + " | ".join(row) + " |")
+    sources = sorted({c.source for m in methods for c in cells[m].values()})
+    lines += ["", "Source of each number: " + "; ".join(
+        "graph (the Diversity Meter's own output in the workflow)" if x == "graph" else x for x in sources) + ".", ""]
     if table:
         t = paper.TABLES[table]
         lines += [f"## The paper: {t['title']}", "", "| prompt | " + " | ".join(t["methods"]) + " |",

@@ -79,6 +79,8 @@ def recompute(paths: list[Path], backend_name: str, device: str = "cpu", weights
 def average(cells: list[Cell]) -> dict:
     """Average over prompts (prompts fixed, as in Table 3) with a 95% interval that combines the per-prompt
     intervals as independent normal errors: se_i = (hi_i - lo_i) / (2 z), se = sqrt(sum se_i^2) / P."""
+    if len(cells) == 1:  # one prompt: its own numbers
+        return {"mean": cells[0].mean, "ci": cells[0].ci, "prompts": 1}
     means = [c.mean for c in cells]
     avg = sum(means) / len(means)
     if any(c.ci is None for c in cells):
