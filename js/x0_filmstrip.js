@@ -79,11 +79,34 @@ class Filmstrip {
   }
 }
 
+// x̂0 Preview: its text result (distance to the final image per step, and any cap note) under its images.
+function showSummary(nodeType) {
+  const executed = nodeType.prototype.onExecuted;
+  nodeType.prototype.onExecuted = function (message) {
+    const r = executed?.apply(this, arguments);
+    const text = message?.text?.[0];
+    if (typeof text === "string") {
+      if (!this.ddistillSummary) {
+        const el = document.createElement("pre");
+        el.className = "ddistill-x0-summary";
+        Object.assign(el.style, { margin: "0", whiteSpace: "pre-wrap", font: "11px monospace", overflow: "auto",
+                                  color: "var(--input-text, #ddd)" });
+        this.ddistillSummary = el;
+        this.addDOMWidget("x0_summary", "ddistill_summary", el, { serialize: false, hideOnZoom: false,
+                                                                 getMinHeight: () => 44, getMaxHeight: () => 90 });
+      }
+      this.ddistillSummary.textContent = text;
+    }
+    return r;
+  };
+}
+
 const extension = {
   name: "DDistill.X0Filmstrip",
   filmstrips: new Map(), // node -> Filmstrip (tests and other extensions may inspect it)
 
   async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.name === "DDistill_X0Preview") showSummary(nodeType);
     if (!(nodeData.output || []).includes("LATENT")) return;
     const created = nodeType.prototype.onNodeCreated;
     const removed = nodeType.prototype.onRemoved;

@@ -129,3 +129,18 @@ def test_bad_inputs_name_the_input(mods, vae, hybrid):
         preview(mods, vae, trajectory=mixed)
     with pytest.raises(ValueError, match="metric: 'dreamsim_ensemble' failed: DreamSim 'ensemble' weights are missing"):
         preview(mods, vae, metric="dreamsim_ensemble", trajectory=traj)
+
+
+def test_all_frames_go_through_comfy_vae_decode_in_one_batched_call(mods, hybrid):
+    latent, traj = hybrid
+    vae = make_kl_vae(3)
+    seen = []
+    decode = vae.first_stage_model.decode
+
+    def counting(z, **kw):
+        seen.append(z.shape[0])
+        return decode(z, **kw)
+
+    vae.first_stage_model.decode = counting
+    preview(mods, vae, trajectory=traj, latent=latent)
+    assert seen == [4 * 2 + 2]  # 4 steps x 2 seeds + the 2 final images, one batch (memory permitting)

@@ -118,6 +118,8 @@ def test_filmstrip_fills_live_in_the_frontend(server, chromium):
                         ".map(f => [f.dataset.step, f.querySelector('figcaption').textContent,"
                         " f.querySelector('img').naturalWidth > 0 || f.querySelector('img').complete])")
         assert steps == [["1", "2 distilled", True], ["2", "3 distilled", True], ["3", "4 distilled", True]]
+        summary = fe.wait_for("() => document.querySelector('.ddistill-x0-summary')?.textContent", timeout_s=120)
+        assert summary.startswith("mean distance to final (pixel (RMS, 0..1)) by step: 1:")
         # a stock SamplerCustom with Record x̂0 Sampler gets a filmstrip too
         fe.load_api_prompt(stock_prompt(seed=22))
         fe.queue()
