@@ -167,3 +167,22 @@ def test_shipped_prompt_lists_match_the_paper_rows():
     assert [paper.paper_row("table3", p) for p in table3] == list(paper.TABLES["table3"]["rows"].values())
     car = load_prompts(PACK_ROOT / "runner" / "prompts" / "car.txt")
     assert car == ["image of a car"] and paper.paper_row("tableE1", car[0])["hybrid"] == 0.350
+
+
+def test_cli_bad_input_exits_2_without_a_report(tmp_path, capsys):
+    from runner.cli import main
+
+    ui = {"last_node_id": 1, "nodes": [], "links": [], "version": 0.4}
+    (tmp_path / "ui.json").write_text(json.dumps(ui))
+    (tmp_path / "api.json").write_text(json.dumps(tiny_workflow()))
+    (tmp_path / "p.txt").write_text("a car\n\na car\n")
+    (tmp_path / "ok.txt").write_text("a car\n")
+    cases = [(["ui.json", "ok.txt"], "UI (canvas) format"),
+             (["api.json", "p.txt"], "line 2 is blank"),
+             (["api.json", "ok.txt", "--seeds", "1"], "--seeds: 1 is too few")]
+    for (wf, prompts, *extra), message in cases:
+        rc = main([str(tmp_path / wf), "--prompts", str(tmp_path / prompts), "--out", str(tmp_path / "out"),
+                   "--server", "127.0.0.1:9", *extra])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("error: ") and message in err, err
+        assert not (tmp_path / "out" / "report.json").exists()
