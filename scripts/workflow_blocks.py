@@ -34,7 +34,7 @@ LIGHTNING = Family("SDXL-Lightning 4-step", "sdxl_lightning_4step.safetensors", 
 LCM = Family("LCM-LoRA SDXL", "lcm-lora-sdxl.safetensors", "lcm", "lcm")
 SD_TURBO = Family("SD-Turbo", "sd_turbo.safetensors", "trailing", "euler_ancestral", size=512)
 PIXART_DELTA = Family("PixArt-delta", "PixArt-LCM-XL-2-1024-MS.safetensors", "lcm", "lcm")
-DEMO = Family("demo student", None, "lcm", "lcm", size=256)
+DEMO = Family("demo student", None, "lcm", "lcm", size=32)
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,12 @@ DEMO_BASE = Base("demo base", cfg=1.0)  # unconditional: cfg 1 (one pass)
 class Canvas:
     """Lays nodes out: loaders and encoders on the left, one row (a group) per method on the right."""
     ROW_H = 440
-    X_SAMPLER, X_CONTINUE, X_DECODE, X_SAVE, X_METER, X_EXTRA = 1240, 1600, 1960, 2200, 2560, 2920
+    X_SAMPLER, X_CONTINUE, X_DECODE, X_SAVE, X_METER, X_EXTRA = 1340, 1700, 2060, 2300, 2660, 3020
 
     def __init__(self, name: str, note: str):
         self.name = name
         self.g = Graph(name)
-        self.g.note(note, pos=(0, -460), size=(900, 420))
+        self.g.note(note, pos=(0, -400), size=(900, 360))
         self.rows = 0
         self.col_y = {0: 0, 460: 0}
 
@@ -111,10 +111,10 @@ def hybrid(c: Canvas, y, first: dict, rest: dict, latent, fam: Family, base_cfg=
 
 def recorded_sampler(c: Canvas, y, m: dict, latent, steps, cfg, sampler, scheduler, label):
     """A stock SamplerCustom whose sampler records x̂0 (Record x̂0 Sampler); returns (SamplerCustom, recorder)."""
-    sel = c.g.add("KSamplerSelect", {"sampler_name": sampler}, pos=(c.X_SAMPLER - 360, y + 200))
-    rec = c.g.add("DDistill_RecordX0Sampler", {"sampler": sel[0], "label": label}, pos=(c.X_SAMPLER - 360, y + 290))
+    sel = c.g.add("KSamplerSelect", {"sampler_name": sampler}, pos=(c.X_SAMPLER - 360, y + 170))
+    rec = c.g.add("DDistill_RecordX0Sampler", {"sampler": sel[0], "label": label}, pos=(c.X_SAMPLER - 360, y + 300))
     sig = c.g.add("BasicScheduler", {"model": m["model"], "scheduler": scheduler, "steps": steps, "denoise": 1.0},
-                  pos=(c.X_SAMPLER - 360, y + 60))
+                  pos=(c.X_SAMPLER - 360, y))
     sc = c.g.add("SamplerCustom", {"model": m["model"], "add_noise": True, "noise_seed": 0, "cfg": cfg,
                                    "positive": m["pos"], "negative": m["neg"], "sampler": rec[0], "sigmas": sig[0],
                                    "latent_image": latent}, title="seed", pos=(c.X_SAMPLER, y))
@@ -129,15 +129,15 @@ def x0_preview(c: Canvas, y, method: str, vae, latent, trajectory=None, recordin
 
 # ------------------------------------------------------------------------------------------------- model pairs
 def _checkpoint(c: Canvas, name):
-    return c.left("CheckpointLoaderSimple", {"ckpt_name": name}, h=150)
+    return c.left("CheckpointLoaderSimple", {"ckpt_name": name}, h=190)
 
 
 def _encode(c: Canvas, clip, text, title):
-    return c.left("CLIPTextEncode", {"text": text, "clip": clip}, title=title, x=460, h=150)
+    return c.left("CLIPTextEncode", {"text": text, "clip": clip}, title=title, x=460, h=250, size=(400, 200))
 
 
-def _latent(c: Canvas, size, batch=BATCH):
-    return c.left("EmptyLatentImage", {"width": size, "height": size, "batch_size": batch}, title="batch", x=460)[0]
+def _latent(c: Canvas, size, batch=BATCH, node="EmptyLatentImage"):
+    return c.left(node, {"width": size, "height": size, "batch_size": batch}, title="batch", x=460, h=180)[0]
 
 
 def _encoded(c, ckpt_node, prompt):
@@ -151,7 +151,7 @@ def checkpoint_pair(c: Canvas, base_file: str, fam: Family, prompt=PROMPT, batch
     base = _encoded(c, _checkpoint(c, base_file), prompt)
     if fam.file.startswith(("dmd2", "lcm-lora")):
         lora = c.left("LoraLoaderModelOnly", {"model": base["model"], "lora_name": fam.file, "strength_model": 1.0},
-                      h=130)
+                      h=160)
         distilled = {**base, "model": lora[0]}
     else:
         distilled = _encoded(c, _checkpoint(c, fam.file), prompt)
@@ -160,10 +160,10 @@ def checkpoint_pair(c: Canvas, base_file: str, fam: Family, prompt=PROMPT, batch
 
 def pixart_pair(c: Canvas, prompt=PROMPT, batch=BATCH):
     """PixArt-alpha and PixArt-delta (Load Diffusion Model), one T5-XXL (type 'pixart') and the SD 1.x VAE."""
-    b = c.left("UNETLoader", {"unet_name": "PixArt-XL-2-1024-MS.pth", "weight_dtype": "default"}, h=130)
-    d = c.left("UNETLoader", {"unet_name": PIXART_DELTA.file, "weight_dtype": "default"}, h=130)
-    clip = c.left("CLIPLoader", {"clip_name": "t5xxl_fp16.safetensors", "type": "pixart"}, h=130)
-    vae = c.left("VAELoader", {"vae_name": "vae-ft-mse-840000-ema-pruned.safetensors"}, h=110)
+    b = c.left("UNETLoader", {"unet_name": "PixArt-XL-2-1024-MS.pth", "weight_dtype": "default"}, h=160)
+    d = c.left("UNETLoader", {"unet_name": PIXART_DELTA.file, "weight_dtype": "default"}, h=160)
+    clip = c.left("CLIPLoader", {"clip_name": "t5xxl_fp16.safetensors", "type": "pixart"}, h=190)
+    vae = c.left("VAELoader", {"vae_name": "vae-ft-mse-840000-ema-pruned.safetensors"}, h=130)
     pos, neg = _encode(c, clip[0], prompt, "prompt"), _encode(c, clip[0], NEG, "negative")
     base = {"model": b[0], "pos": pos[0], "neg": neg[0], "vae": vae[0]}
     return base, {**base, "model": d[0]}, _latent(c, 1024, batch)
@@ -171,11 +171,12 @@ def pixart_pair(c: Canvas, prompt=PROMPT, batch=BATCH):
 
 def demo_pair(c: Canvas, batch=BATCH):
     """The pack's bundled digit models (no download): unconditional, pixel-space VAE, 32x32 images."""
-    demo = c.left("DDistill_DemoModelLoader", {}, h=200)
-    pos = c.left("DDistill_DemoPrompt", {"text": "a handwritten digit"}, title="prompt", x=460, h=120)
-    neg = c.left("DDistill_DemoPrompt", {"text": ""}, title="negative", x=460, h=120)
+    demo = c.left("DDistill_DemoModelLoader", {}, h=170)
+    pos = c.left("DDistill_DemoPrompt", {"text": "a handwritten digit"}, title="prompt", x=460, h=130)
+    neg = c.left("DDistill_DemoPrompt", {"text": ""}, title="negative", x=460, h=130)
     base = {"model": demo[0], "pos": pos[0], "neg": neg[0], "vae": demo[2]}
-    return base, {**base, "model": demo[1]}, _latent(c, DEMO.size, batch)
+    # 3-channel pixel-space latents: the core empty latent for pixel-space models (32 px = the digit images)
+    return base, {**base, "model": demo[1]}, _latent(c, DEMO.size, batch, "EmptyChromaRadianceLatentImage")
 
 
 # ------------------------------------------------------------------------------------------------- method rows

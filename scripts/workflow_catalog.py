@@ -178,8 +178,8 @@ def control(slider: str):
         c = b.Canvas(exp.name, exp.note())
         base, d, lat = _pair(c, "sd_xl_base_1.0.safetensors", b.DMD2, prompt="a photo of a person")
         lora = {"lora_name": slider, "strength_model": 2.0}
-        b_s = c.left("LoraLoaderModelOnly", {"model": base["model"], **lora}, title="slider on base", h=130)
-        d_s = c.left("LoraLoaderModelOnly", {"model": d["model"], **lora}, title="slider on DMD2", h=130)
+        b_s = c.left("LoraLoaderModelOnly", {"model": base["model"], **lora}, title="slider on base", h=160)
+        d_s = c.left("LoraLoaderModelOnly", {"model": d["model"], **lora}, title="slider on DMD2", h=160)
         base_s, d2_s = {**base, "model": b_s[0]}, {**d, "model": d_s[0]}
         for tag, bm, dm in (("", base, d), (" + slider", base_s, d2_s)):
             y = c.row(f"Base alone{tag}")

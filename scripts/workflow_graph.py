@@ -217,4 +217,4 @@ def to_ui(graph: Graph, info: dict, extra_properties=None) -> dict:
                "flags": {}} for i, g in enumerate(graph.groups)]
     return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "ddistill-workflow/" + graph.name)), "revision": 0,
             "last_node_id": len(graph.nodes), "last_link_id": len(links), "nodes": ui_nodes, "links": links,
-            "groups": groups, "config": {}, "extra": {"ds": {"scale": 0.55, "offset": [40, 40]}}, "version": 0.4}
+            "groups": groups, "config": {}, "extra": {"ds": {"scale": 0.65, "offset": [40, 500]}}, "version": 0.4}
