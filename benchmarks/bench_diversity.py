@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Diversity Meter speed and memory: embed a batch (chunked, one network pass per image), all pairwise distances,
+statistics with the bootstrap interval. Prints a markdown table. No ComfyUI needed (the backends get an explicit
+device, plain torch placement); needs torch, timm, and for DreamSim the dreamsim package (+ peft, open_clip).
+
+Targets (issue 4): 100 images of 1024x1024 through DreamSim's ensemble architecture in at most 1 s on an
+H100-class GPU; the offline EfficientNet-Lite0 backend on 2 CPU cores in at most 10 s.
+
+  python benchmarks/bench_diversity.py --device cuda                       # DreamSim ensemble + EfficientNet
+  python benchmarks/bench_diversity.py --device cpu --threads 2 --backends effnet
+  python benchmarks/bench_diversity.py --device cuda --chunks 8,32,100     # memory bounded by the chunk size
+
+DreamSim runs with random weights written in the package's exact cache layout (tests/diversity_fixtures.py;
+~1 GB, in --dreamsim-cache or a temporary folder): same architecture and cost as the real weights. Pass
+--dreamsim-cache DIR with real weights to time those instead. Images start on the CPU, as ComfyUI's IMAGE does,
+so the host-to-device copy is part of the time.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def load_pack_modules():
+    """nodes/ as a package of its own (no ComfyUI import): metric_backends and diversity."""
+    spec = importlib.util.spec_from_file_location("ddistill_nodes", ROOT / "nodes" / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT / "nodes")])
+    pkg = importlib.util.module_from_spec(spec)
+    sys.modules["ddistill_nodes"] = pkg
+    spec.loader.exec_module(pkg)
+    return importlib.import_module("ddistill_nodes.metric_backends"), importlib.import_module("ddistill_nodes.diversity")
+
+
+def parse():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--backends", default="dreamsim,effnet", help="comma list of: dreamsim, effnet")
+    ap.add_argument("--n", type=int, default=100, help="images per batch")
+    ap.add_argument("--size", type=int, default=1024, help="image side in pixels")
+    ap.add_argument("--chunks", default="32", help="comma list of chunk sizes (images per network pass)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--bootstrap", type=int, default=2000)
+    ap.add_argument("--dreamsim-cache", default=None, help="folder with DreamSim weights (else random, temporary)")
+    ap.add_argument("--out", type=Path)
+    return ap.parse_args()
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_images(n, size, seed=0):
+    """Smooth random pictures [n, size, size, 3] in [0, 1] on the CPU (content does not change the cost)."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 16, 16, generator=g)
+    return torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear").permute(0, 2, 3, 1).contiguous()
+
+
+def run_once(backend, dv, images, chunk, n_boot, device):
+    sync(device)
+    t0 = time.perf_counter()
+    emb = backend.embed(images, chunk_size=chunk)
+    sync(device)
+    t1 = time.perf_counter()
+    d = backend.pairwise(emb)
+    summary, _ = dv.summarize(d, n_boot=n_boot, seed=0)
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, summary
+
+
+def bench(name, backend, dv, images, chunks, args, device):
+    rows = []
+    for chunk in chunks:
+        run_once(backend, dv, images[: min(len(images), chunk)], chunk, 100, device)  # load + warm-up
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        times = [run_once(backend, dv, images, chunk, args.bootstrap, device) for _ in range(args.repeats)]
+        embed = statistics.median(t[0] for t in times)
+        stats = statistics.median(t[1] for t in times)
+        peak = (f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB GPU" if device.type == "cuda"
+                else f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB RSS (process max)")
+        rows.append([name, str(device), str(len(images)), f"{args.size}x{args.size}", str(chunk),
+                     f"{embed:.3f}", f"{stats:.3f}", f"{embed + stats:.3f}", peak, f"{times[-1][2].mean:.4f}"])
+        print(f"  {name} chunk {chunk}: {embed + stats:.3f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def main():
+    args = parse()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    mb, dv = load_pack_modules()
+    images = make_images(args.n, args.size)
+    chunks = [int(c) for c in args.chunks.split(",")]
+    rows = []
+    for which in args.backends.split(","):
+        if which == "effnet":
+            rows += bench(mb.EFFNET_BACKEND, mb.get_backend(mb.EFFNET_BACKEND, device=device), dv, images, chunks,
+                          args, device)
+        elif which == "dreamsim":
+            folder = args.dreamsim_cache
+            tmp = None
+            if folder is None or mb.missing_files(folder, "ensemble"):
+                from diversity_fixtures import write_dreamsim_cache
+                if folder is None:
+                    tmp = tempfile.TemporaryDirectory()
+                    folder = tmp.name
+                print(f"  writing random DreamSim ensemble weights to {folder}", file=sys.stderr, flush=True)
+                write_dreamsim_cache(folder, "ensemble")
+            backend = mb.get_backend("dreamsim_ensemble", device=device, weights_dir=folder)
+            rows += bench("dreamsim_ensemble" + ("" if args.dreamsim_cache else " (random weights)"), backend, dv,
+                          images, chunks, args, device)
+            backend.free()
+            if tmp:
+                tmp.cleanup()
+        else:
+            raise SystemExit(f"--backends: unknown '{which}'; use dreamsim and/or effnet")
+    head = ["backend", "device", "N", "image", "chunk", "embed s", "pairs+stats s", "total s", "peak memory",
+            "mean dist"]
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    lines = [f"Diversity Meter benchmark ({gpu}; torch {torch.__version__}; median of {args.repeats}; "
+             f"bootstrap {args.bootstrap})", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
