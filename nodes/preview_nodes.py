@@ -20,7 +20,7 @@ import torch
 from comfy_execution.utils import get_executing_context
 
 from .api import io, ui
-from .comfy_bridge import TRAJECTORY_KEY
+from .comfy_bridge import TRAJECTORY_KEY, link_type_error
 from .hybrid_nodes import Trajectory_IO
 from .metric_backends import BACKENDS, EFFNET_BACKEND, get_backend
 from .trajectory import Frame, Trajectory
@@ -278,6 +278,23 @@ class X0Preview(io.ComfyNode):
                 io.String.Output(display_name="distances", tooltip="The curve as CSV: per step, mean and per seed."),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, input_types=None):
+        """Queue-time check of which sources are linked (the same rules execute applies to the values)."""
+        linked = set(input_types or {})
+        error = link_type_error(cls, input_types)
+        if error:
+            return error
+        if {"trajectory", "recording"} <= linked:
+            return "trajectory / recording: connect one of them, not both"
+        if "recording" in linked and "latent" not in linked:
+            return ("latent: connect the stock sampler's output LATENT (SamplerCustom 'output') so that x̂0 Preview "
+                    "runs after the sampler that fills the recording")
+        if not linked & {"trajectory", "recording", "latent"}:
+            return ("trajectory: nothing to show; connect a pack sampler's x0_trajectory output, or a Record x̂0 "
+                    "Sampler's recording together with the stock sampler's output LATENT")
+        return True
 
     @classmethod
     def execute(cls, vae, max_cells, cell_size, metric, trajectory=None, recording=None,

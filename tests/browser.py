@@ -38,9 +38,11 @@ def _missing(reason: str):
     pytest.skip(f"{reason}; {SETUP_HINT}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """A headless Chromium (Playwright ``Browser``), shared by the whole test session."""
+    """A headless Chromium (Playwright ``Browser``) for one test module. Module scope on purpose: Playwright's sync
+    API keeps an event loop on this thread while it runs, so it is stopped before other modules' tests run (they
+    may use asyncio), and each module that imports this fixture gets its own, started after the previous stopped."""
     if not (CHROMIUM.exists() or shutil.which(str(CHROMIUM))):
         _missing(f"{CHROMIUM} not found")
     try:

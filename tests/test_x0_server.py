@@ -103,6 +103,22 @@ def test_wrong_vae_is_a_clear_error_and_the_server_lives_on(server):
     assert server.run(hybrid_prompt(seed=4))["status"]["status_str"] == "success"
 
 
+def test_unlinked_sources_are_rejected_at_queue_time(server):
+    p = stock_prompt()
+    del p["15"]["inputs"]["latent"]
+    status, body = server.queue(p)
+    assert status == 400
+    details = [e["details"] for e in body["node_errors"]["15"]["errors"]]
+    assert any("latent: connect the stock sampler's output LATENT" in d for d in details), body
+    p = hybrid_prompt()
+    p["15"]["inputs"]["trajectory"] = ["4", 0]  # a LATENT output into the trajectory input
+    status, body = server.queue(p)
+    assert status == 400
+    details = [e["details"] for e in body["node_errors"]["15"]["errors"]]
+    assert any("trajectory: a LATENT output is linked here but this input takes DDISTILL_X0_TRAJECTORY" in d
+               for d in details), body
+
+
 FRAMES_JS = """([id, n]) => document.querySelectorAll(
     `.ddistill-filmstrip[data-node-id="${id}"] .ddistill-frame`).length === n"""
 
