@@ -177,3 +177,23 @@ def test_unrun_recording_and_bad_sampler_errors(mods):
         recording.trajectory()
     with pytest.raises(ValueError, match="sampler: expected a SAMPLER"):
         mods["preview_nodes"].RecordX0Sampler.execute("euler", "x")
+
+
+def test_wrapper_under_sampler_custom_advanced(mods):
+    from comfy_extras.nodes_custom_sampler import BasicGuider, RandomNoise, SamplerCustomAdvanced
+
+    model = tm.make_model("sdxl", 7)
+    sigmas = mods["comfy_bridge"].model_schedule(model, 3, "trailing")
+    guider = BasicGuider.execute(model, tm.make_conditioning("sdxl")).result[0]
+    noise = RandomNoise.execute(13).result[0]
+
+    def run(sampler):
+        return SamplerCustomAdvanced.execute(noise, guider, sampler, sigmas, tm.empty_latent(2, 8)).result
+
+    plain, _ = run(comfy.samplers.sampler_object("euler_ancestral"))
+    sampler, recording = record(mods, "euler_ancestral", "adv")
+    out, denoised = run(sampler)
+    assert torch.equal(out["samples"], plain["samples"])
+    traj = recording.trajectory()
+    assert [f.step for f in traj.frames] == [0, 1, 2] and traj.batch_size == 2
+    torch.testing.assert_close(traj.frames[-1].x0, denoised["samples"])
