@@ -45,7 +45,8 @@ def format_node_errors(body) -> str:
     lines = [err.get("message", "") + (": " + err["details"] if err.get("details") else "")] if err else []
     for nid, ne in (body.get("node_errors") or {}).items():
         for e in ne.get("errors", []):
-            lines.append(f"node {nid} ({ne.get('class_type')}): {e.get('message')}: {e.get('details', '')}".rstrip(": "))
+            text = f"node {nid} ({ne.get('class_type')}): {e.get('message')}: {e.get('details', '')}"
+            lines.append(text.rstrip(": "))
     return "; ".join(x for x in lines if x) or json.dumps(body)[:500]
 
 

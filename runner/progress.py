@@ -64,7 +64,8 @@ class Progress:
         with self.lock:
             self._last = time.time()
             rows = [f"overall  {bar(self.done, self.total)} {self.done}/{self.total} items, "
-                    f"{time.time() - self.start:6.0f} s" + (f", {self.n_failed} failed attempts" if self.n_failed else "")]
+                    f"{time.time() - self.start:6.0f} s"
+                    + (f", {self.n_failed} failed attempts" if self.n_failed else "")]
             for url, s in self.servers.items():
                 v, m = s["step"]
                 step = f" step {bar(v, m, 10)}" if m else ""

@@ -112,7 +112,8 @@ def write_report(out: Path, workflow, prompts, items, state: RunState, settings:
                 image_grid(full, cell=96, label_w=60).save(out / f"grids/{slug(p)}__{slug(m, 24)}.png")
     plots = {}
     if averages:
-        bars = [{"label": m, "value": a["mean"], "ci": a["ci"], "reference": ref_avg.get(m)} for m, a in averages.items()]
+        bars = [{"label": m, "value": a["mean"], "ci": a["ci"], "reference": ref_avg.get(m)}
+                for m, a in averages.items()]
         bar_chart(bars, f"Diversity per method ({backend})").save(out / "plots/diversity.png")
         plots["diversity"] = "plots/diversity.png"
     if curves:

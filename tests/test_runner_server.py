@@ -27,7 +27,8 @@ def tiny_workflow(meter: bool = True, x0: bool = False) -> dict:
     g = {
         "1": {"class_type": "DDTest_TinyModel", "inputs": {"kind": "sdxl", "seed": 1}},
         "2": {"class_type": "DDTest_TinyModel", "inputs": {"kind": "sdxl", "seed": 2}},
-        "3": {"class_type": "DDTest_TextConditioning", "_meta": {"title": "prompt"}, "inputs": {"kind": "sdxl", "text": ""}},
+        "3": {"class_type": "DDTest_TextConditioning", "_meta": {"title": "prompt"},
+              "inputs": {"kind": "sdxl", "text": ""}},
         "4": {"class_type": "EmptyLatentImage", "_meta": {"title": "batch"},
               "inputs": {"width": 64, "height": 64, "batch_size": 3}},
         "5": {"class_type": "DDTest_TinyVAE", "inputs": {"seed": 0}},
