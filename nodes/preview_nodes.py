@@ -308,7 +308,9 @@ class X0Preview(io.ComfyNode):
         batch = chosen.flatten(0, 1)
         if final_latent is not None:
             batch = torch.cat([batch, final_latent[:rows]])
-        images = vae.decode(batch).detach()  # ComfyUI's VAE path: loads through model_management, batches by free memory
+        # one call into ComfyUI's VAE path: it loads the VAE through model_management and splits the batch by free
+        # memory (tiled decode on OOM), exactly as the stock VAE Decode node
+        images = vae.decode(batch).detach()
         n = len(cols) * rows
         frames = images[:n].float().cpu()
         framed = frames.view(len(cols), rows, *frames.shape[1:])
@@ -317,7 +319,8 @@ class X0Preview(io.ComfyNode):
         picked = [traj.frames[c] for c in cols]
         total = max(f.step for f in traj.frames) + 1
         labels = [(*cell_label(f.step, total, f.sigma, f.timestep, f.model), f.model) for f in picked]
-        cells = fit_cells(frames, cell_size).view(len(cols), rows, *fit_cells(frames[:1], cell_size).shape[1:])
+        small = fit_cells(frames, cell_size)
+        cells = small.view(len(cols), rows, *small.shape[1:])
         title = f"x0 (denoised) per step: {plan.total_steps} steps x {plan.total_rows} seeds"
         grid = compose_grid(cells, labels, [f"#{b}" for b in range(rows)], title, plan.note(max_cells))
 
