@@ -30,6 +30,13 @@ class Progress:
         if not self.tty:
             print(text, file=self.stream, flush=True)
 
+    def _persist(self, text: str) -> None:
+        """A message that stays: on a terminal it goes above the bars, which are drawn again below it."""
+        if self.tty:
+            self.stream.write("\x1b[F" * self._lines + "\x1b[J")
+            self._lines = 0
+        print(text, file=self.stream, flush=True)
+
     def started(self, server: str, item) -> None:
         with self.lock:
             self.servers[server].update(item=f"{item.method} | {item.prompt[:30]} | seed {item.seed} x{item.batch}",
@@ -43,20 +50,19 @@ class Progress:
         with self.lock:
             self.done += 1
             self.servers[server]["done"] += 1
-            self.servers[server]["item"] = ""
+            self.servers[server].update(item="", step=(0, 0))
             self._line(f"{self.done}/{self.total} done: {item.method} | {item.prompt[:40]} | seed {item.seed} "
                        f"x{item.batch} on {server}")
 
     def failed(self, server: str, item, message: str) -> None:
         with self.lock:
             self.n_failed += 1
-            self._line(f"FAILED on {server}: {item.method} | {item.prompt[:40]} | seed {item.seed}: {message}")
+            self._persist(f"FAILED on {server}: {item.method} | {item.prompt[:40]} | seed {item.seed}: {message}")
 
     def dead(self, server: str, message: str, returned: int) -> None:
         with self.lock:
             self.servers[server]["state"] = "gone"
-            print(f"{message}; server {server} stopped, {returned} unfinished item(s) went back to the queue",
-                  file=self.stream, flush=True)
+            self._persist(f"{message}; server {server} stopped, {returned} unfinished item(s) went back to the queue")
 
     def render(self, force: bool = False) -> None:
         if not self.tty or (not force and time.time() - self._last < 0.2):

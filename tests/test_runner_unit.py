@@ -186,3 +186,32 @@ def test_cli_bad_input_exits_2_without_a_report(tmp_path, capsys):
         err = capsys.readouterr().err
         assert rc == 2 and err.startswith("error: ") and message in err, err
         assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_progress_bars_overall_and_per_server():
+    import io
+
+    from runner.progress import Progress, bar
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    p = Progress(total=4, already_done=1, servers=["http://a:1", "http://b:2"], stream=stream)
+    item = Item("hybrid", 0, "a red car", 0, 7, 3, 0)
+    p.started("http://a:1", item)
+    p.step("http://a:1", 2, 4)
+    p.render(force=True)
+    first = stream.getvalue()
+    assert "overall  [" in first and "1/4 items" in first
+    assert "http://a:1: 0 done, running step [#####-----]  50.0% hybrid | a red car | seed 7 x3" in first
+    p.finished("http://a:1", item)
+    p.dead("http://b:2", "server http://b:2: connection lost", 1)
+    p.render(force=True)
+    again = stream.getvalue()[len(first):]
+    # the message replaces the bars (cursor up 3 lines, clear), stays, and the bars are drawn again below it
+    assert again.startswith("\x1b[F\x1b[F\x1b[F\x1b[Jserver http://b:2: connection lost; server http://b:2 "
+                            "stopped, 1 unfinished item(s) went back to the queue\n\x1b[2Koverall")
+    assert "2/4 items" in again and "http://a:1: 1 done, running \n" in again and "http://b:2: 0 done, gone" in again
+    assert bar(1, 4, 8) == "[##------]  25.0%"
