@@ -179,8 +179,9 @@ def summary_markdown(report, methods, prompts, cells, averages, table, ref_avg) 
                    for r, m in zip(row, methods)]
             lines.append("| average / base | " + " | ".join(row) + " |")
     sources = sorted({c.source for m in methods for c in cells[m].values()})
-    lines += ["", "Source of each number: " + "; ".join(
-        "graph (the Diversity Meter's own output in the workflow)" if x == "graph" else x for x in sources) + ".", ""]
+    lines += ["", ("Source of each number: " + "; ".join(
+        "graph (the Diversity Meter's own output in the workflow)" if x == "graph" else x for x in sources) + ".")
+              if sources else "No number could be computed.", ""]
     if table:
         t = paper.TABLES[table]
         lines += [f"## The paper: {t['title']}", "", "| prompt | " + " | ".join(t["methods"]) + " |",
@@ -222,7 +223,9 @@ def summary_html(report, methods, prompts, cells, averages, table, ref_avg) -> s
             level = 1 if line.startswith("# ") else 2
             body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
         elif line.startswith("- "):
-            body.append(f"<li>{html.escape(line[2:])}</li>")
+            opened = body and body[-1].endswith("</li></ul>")
+            item = f"<li>{html.escape(line[2:])}</li></ul>"
+            body[-1:] = [body[-1][:-len("</ul>")] + item] if opened else [*body[-1:], "<ul>" + item]
         elif line.strip():
             body.append(f"<p>{html.escape(line).replace('**', '')}</p>")
     if in_table:
