@@ -118,5 +118,9 @@ def markdown(meter: dict, stats: dict, settings: dict, links: dict) -> tuple[str
         "(values in [-1, 1]); class entropy and classes covered come from the repository's digit classifier. "
         "The base model is the exact denoiser of its 1297 training digits, so it reproduces training digits "
         "(L2 to the nearest one ~0); the student's and the hybrid's digits are new ones.", "", "## Figures", ""]
-    L += [f"- {k}: [{v}]({v})" for k, v in links.items()]
+    order = ("sample grid", "plot: x0", "x̂0 preview grid")
+    shown = sorted((k for k in links if k.startswith(order)), key=lambda k: [k.startswith(o) for o in order].index(True))
+    for k in shown:
+        L += [f"### {k}", "", f"![{k}]({links[k]})", ""]
+    L += ["### Other files", ""] + [f"- {k}: [{v}]({v})" for k, v in links.items() if k not in shown]
     return "\n".join(L) + "\n", verdicts

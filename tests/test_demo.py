@@ -142,3 +142,16 @@ def test_missing_and_corrupted_weights(demo, tmp_path):
     (tmp_path / demo.BASE_FILE).unlink()
     with pytest.raises(demo.DemoWeightsError, match=r"digits_base.safetensors is missing.*demo/train.py"):
         demo.load_demo_pair(tmp_path)
+
+
+def test_weights_of_the_wrong_network_are_refused(demo, tmp_path):
+    """A file with the right checksum list but other tensors (e.g. retrained with another network) is named."""
+    import hashlib
+
+    from safetensors.torch import save_file
+
+    shutil.copy(demo.WEIGHTS_DIR / demo.BASE_FILE, tmp_path / demo.BASE_FILE)
+    save_file({"net.0.weight": torch.zeros(3, 3)}, str(tmp_path / demo.STUDENT_FILE))
+    expected = {name: hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() for name in demo.WEIGHT_SHA256}
+    with pytest.raises(demo.DemoWeightsError, match=r"digits_student.safetensors does not fit the demo network"):
+        demo.load_demo_pair(tmp_path, expected)
