@@ -10,8 +10,11 @@
    every API workflow (``workflows/api/*.json``, batch set through the node titled ``batch``), waits for each
    and prints a table (status, seconds, images per method, Diversity Meter numbers where present).
 
-Needs only a working ComfyUI (``--comfyui``, default ``$COMFYUI_PATH`` or ``.host/ComfyUI``) and torch.
-Example (about 35 GB of model files, a few minutes on an H100)::
+Needs only a working ComfyUI (``--comfyui``, default ``$COMFYUI_PATH`` or ``.host/ComfyUI``) and torch for
+``write``; ``run`` also needs the pack's runtime requirements (``requirements.txt``: the Diversity Meter's
+offline backend). Without the frontend package the server starts API-only (``--front-end-root``).
+Seen on one H100 (2026-11-26): writing all 13 files (37 GB) took 90 s; all 18 workflows ran (batch 2) in 194 s.
+Example::
 
     python scripts/gpu_workflows.py --base /tmp/ddistill_gpu write
     python scripts/gpu_workflows.py --base /tmp/ddistill_gpu run --batch 2 --out results.json
@@ -45,7 +48,8 @@ SDXL_UNET = {"use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_
              "use_temporal_attention": False, "use_temporal_resblock": False}
 SD21_UNET = {"use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
              "legacy": False, "adm_in_channels": None, "in_channels": 4, "model_channels": 320,
-             "num_res_blocks": [2, 2, 2, 2], "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "channel_mult": [1, 2, 4, 4],
+             "num_res_blocks": [2, 2, 2, 2], "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+             "channel_mult": [1, 2, 4, 4],
              "transformer_depth_middle": 1, "use_linear_in_transformer": True, "context_dim": 1024,
              "num_head_channels": 64, "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
              "use_temporal_attention": False, "use_temporal_resblock": False}
@@ -53,7 +57,8 @@ PIXART_1024 = {"image_model": "pixart_alpha", "num_heads": 16, "patch_size": 2, 
                "depth": 28, "model_max_length": 120, "input_size": 128, "pe_interpolation": 2, "micro_condition": True}
 VAE_DDCONFIG = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
                 "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
-SDXL_CHECKPOINTS = ("sd_xl_base_1.0.safetensors", "sd_xl_turbo_1.0_fp16.safetensors", "sdxl_lightning_4step.safetensors")
+SDXL_CHECKPOINTS = ("sd_xl_base_1.0.safetensors", "sd_xl_turbo_1.0_fp16.safetensors",
+                    "sdxl_lightning_4step.safetensors")
 SD21_CHECKPOINTS = ("v2-1_512-ema-pruned.safetensors", "sd_turbo.safetensors")
 SDXL_LORAS = ("dmd2_sdxl_4step_lora_fp16.safetensors", "lcm-lora-sdxl.safetensors", "sdxl_age_slider.safetensors",
               "dmd2_age_slider.safetensors")
@@ -154,7 +159,8 @@ def write_pixart(path: Path, seed: int, cpu: bool) -> None:
     import comfy.supported_models
     import comfy.utils
     _, model = _unet_model(comfy.supported_models.PixArtAlpha, PIXART_1024, seed, cpu)
-    sd = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.model.diffusion_model.state_dict().items()}
+    state = model.model.diffusion_model.state_dict()
+    sd = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in state.items()}
     if path.suffix == ".pth":
         torch.save(sd, str(path))
     else:
@@ -285,16 +291,19 @@ def run_one(server: Server, name: str, prompt: dict, batch: int, timeout: float)
         return {"workflow": name, "status": "timeout", "seconds": round(time.time() - t0, 1)}
     entry = hist[pid]
     result = {"workflow": name, "status": entry["status"]["status_str"], "seconds": round(time.time() - t0, 1),
-              "images": {}, "meters": {}}
+              "images": {}, "diversity": {}, "x0": {}}
     for kind, msg in entry["status"].get("messages", []):
         if kind == "execution_error":
             result["error"] = f"{msg.get('node_type')}: {msg.get('exception_message', '')[:600]}"
     for node_id, out in entry.get("outputs", {}).items():
         title = prompt[node_id].get("_meta", {}).get("title", node_id)
+        method = title.replace("method: ", "")
         if prompt[node_id]["class_type"] == "SaveImage":
-            result["images"][title] = len(out.get("images", []))
-        elif "text" in out:
-            result["meters"][title] = out["text"][0][:200] if out["text"] else ""
+            result["images"][method] = len(out.get("images", []))
+        elif out.get("ddistill_diversity"):  # the Diversity Meter's numbers (random weights: only that it ran)
+            result["diversity"][method] = round(out["ddistill_diversity"][0]["a"]["mean"], 4)
+        elif prompt[node_id]["class_type"] == "DDistill_X0Preview" and out.get("text"):
+            result["x0"][method] = out["text"][0][:300]
     return result
 
 
@@ -313,10 +322,13 @@ def run_workflows(root: Path, base: Path, names: list[str], batch: int, python: 
 
 
 def table(results, device: str) -> str:
-    lines = [f"device: {device}", "| workflow | status | seconds | images per method | error |", "|---|---|---|---|---|"]
+    lines = [f"device: {device}", "| workflow | status | seconds | images per method | meter per method | error |",
+             "|---|---|---|---|---|---|"]
     for r in results:
-        imgs = ", ".join(f"{k.replace('method: ', '')}={v}" for k, v in r.get("images", {}).items())
-        lines.append(f"| {r['workflow']} | {r['status']} | {r['seconds']} | {imgs} | {r.get('error', '')[:200]} |")
+        imgs = ", ".join(f"{k}={v}" for k, v in sorted(r.get("images", {}).items()))
+        meters = ", ".join(f"{k}={v}" for k, v in sorted(r.get("diversity", {}).items()))
+        lines.append(f"| {r['workflow']} | {r['status']} | {r['seconds']} | {imgs} | {meters} | "
+                     f"{r.get('error', '')[:200]} |")
     return "\n".join(lines)
 
 
