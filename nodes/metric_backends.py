@@ -113,7 +113,8 @@ def _missing_weights_message(folder: str, dreamsim_type: str, missing: list[str]
 
 
 def check_images(images, name: str = "images") -> torch.Tensor:
-    """Validates a ComfyUI IMAGE batch; returns it as float32 [N, H, W, 3] clamped to [0, 1] (on its device)."""
+    """Validates a ComfyUI IMAGE batch's type and shape; returns an RGB view [N, H, W, 3] (no copy: values are
+    checked and clamped per chunk on the device, see ``finite_rows`` and ``resize_for_net``)."""
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"{name}: expected an IMAGE tensor [N, H, W, C], got {type(images).__name__}")
     if images.ndim == 3:
@@ -124,22 +125,36 @@ def check_images(images, name: str = "images") -> torch.Tensor:
     if images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
         raise ValueError(f"{name}: the batch is empty (shape {tuple(images.shape)}); connect a batch of images")
     images = images[..., :3] if images.shape[-1] == 4 else images
-    images = images.expand(-1, -1, -1, 3) if images.shape[-1] == 1 else images
-    bad = (~torch.isfinite(images)).flatten(1).any(dim=1)
-    if bad.any():
-        idx = bad.nonzero().flatten().tolist()
+    return images.expand(-1, -1, -1, 3) if images.shape[-1] == 1 else images
+
+
+def finite_rows(chunk: torch.Tensor) -> torch.Tensor:
+    """[n] bool: image i holds no NaN/inf."""
+    return torch.isfinite(chunk).flatten(1).all(dim=1)
+
+
+def raise_if_nonfinite(ok: torch.Tensor, name: str = "images") -> None:
+    if not bool(ok.all()):
+        idx = (~ok).nonzero().flatten().tolist()
         shown = ", ".join(map(str, idx[:10])) + (", ..." if len(idx) > 10 else "")
         raise ValueError(f"{name}: image(s) {shown} (0-based) contain NaN or inf values; fix or remove them "
                          "upstream (e.g. a VAE decode in fp16 that overflowed)")
-    return images.to(torch.float32).clamp(0.0, 1.0)
 
 
 def resize_for_net(chunk: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Tensor:
-    """[n, H, W, 3] in [0, 1] -> [n, 3, size, size] in [0, 1] (bicubic, antialiased)."""
-    x = chunk.permute(0, 3, 1, 2)
+    """[n, H, W, 3] -> [n, 3, size, size] float32 in [0, 1] (clamped; bicubic, antialiased)."""
+    x = chunk.to(torch.float32).clamp(0.0, 1.0).permute(0, 3, 1, 2)
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
     return x.clamp(0.0, 1.0)
+
+
+def _stage(chunk: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Starts copying a chunk to the device: through pinned memory for CUDA, so that the copy does not wait on
+    pageable memory and the CPU side overlaps the GPU work already queued."""
+    if device.type == "cuda" and chunk.device.type == "cpu":
+        return chunk.pin_memory().to(device, non_blocking=True)
+    return chunk.to(device)
 
 
 class Backend:
@@ -190,13 +205,19 @@ class Backend:
         if chunk_size < 1:
             raise ValueError(f"chunk_size: must be at least 1, got {chunk_size}")
         net, device = self._ready(chunk_size)
-        out, total = [], images.shape[0]
+        out, ok, total = [], [], images.shape[0]
+        staged = _stage(images[:chunk_size], device)
         for start in range(0, total, chunk_size):
-            x = resize_for_net(images[start:start + chunk_size].to(device, non_blocking=True))
-            out.append(self._forward(net, x).float().reshape(x.shape[0], -1).cpu())
+            chunk, nxt = staged, start + chunk_size
+            ok.append(finite_rows(chunk))
+            x = resize_for_net(chunk)
+            out.append(self._forward(net, x).float().reshape(x.shape[0], -1))
+            if nxt < total:  # queued GPU work runs while the next chunk is staged
+                staged = _stage(images[nxt:nxt + chunk_size], device)
             if progress is not None:
-                progress(min(start + chunk_size, total), total)
-        return torch.cat(out)
+                progress(min(nxt, total), total)
+        raise_if_nonfinite(torch.cat(ok).cpu(), name)
+        return torch.cat(out).cpu()
 
     def pairwise(self, emb: torch.Tensor) -> torch.Tensor:
         """[N, D] embeddings -> [N, N] cosine distances."""

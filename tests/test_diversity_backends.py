@@ -110,3 +110,14 @@ def test_nan_and_inf_name_the_images(effnet, pictures):
     bad[4, 0, 0, 2] = float("inf")
     with pytest.raises(ValueError, match=r"images: image\(s\) 1, 4 \(0-based\) contain NaN or inf"):
         effnet.embed(bad)
+
+
+def test_comfyui_can_unload_and_reload(effnet, pictures):
+    """ComfyUI frees the network when it needs the memory; the next run loads it again, same numbers."""
+    import comfy.model_management as mm
+    before = effnet.embed(pictures)
+    mm.unload_all_models()
+    assert not any(m.model is effnet._patcher for m in mm.current_loaded_models)
+    after = effnet.embed(pictures)
+    assert any(m.model is effnet._patcher for m in mm.current_loaded_models)
+    assert torch.allclose(before, after, atol=1e-6)
