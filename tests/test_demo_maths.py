@@ -98,3 +98,23 @@ def test_demo_workflow_follows_runner_conventions(tmp_path):
     assert wf.default_batch == 8
     for m in wf.methods.values():
         assert m.image_node and m.meter_node and m.x0_node
+
+
+def test_base_weights_are_the_sklearn_digits_split(digits):
+    """Provenance: the stored base images/labels are exactly demo/common.py's split of scikit-learn's digits."""
+    pytest.importorskip("sklearn", reason="scikit-learn (tests/requirements.txt) checks the data provenance")
+    from demo.common import digits_split
+
+    x_tr, y_tr, x_ho, y_ho = digits_split()
+    assert torch.equal(x_tr, digits[0]) and torch.equal(y_tr, digits[1])
+    assert len(x_ho) == 500 and int((torch.cdist(x_ho, x_tr).min(1).values == 0).sum()) == 0  # disjoint
+
+
+def test_training_is_seeded(digits):
+    """A few steps of demo/train.py's student training give identical weights twice (and finite ones)."""
+    from demo.train import train_student
+
+    runs = [train_student(dm, digits[0][:256], warmup_iters=5, dmd_iters=2, batch=32, log=lambda *_: None)[0]
+            for _ in range(2)]
+    a, b = (r.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) and torch.isfinite(a[k]).all() for k in a)
