@@ -89,22 +89,22 @@ def bar_chart(bars: list[dict], title: str, ylabel: str = "mean pairwise distanc
     return img
 
 
-def line_plot(series: dict[str, dict[int, float]], title: str, xlabel: str, ylabel: str,
+def line_plot(series: dict[str, dict[float, float]], title: str, xlabel: str, ylabel: str, xticks=None,
               size=(640, 400)) -> Image.Image:
-    """One line per name through its {x: y} points (x = step numbers)."""
+    """One line per name through its {x: y} points; ticks at `xticks` (default: every x that occurs)."""
     w, h = size
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     _text(draw, (w // 2, 8), title, anchor="ma")
     ymax = max([v for s in series.values() for v in s.values()] + [1e-6]) * 1.1
-    xs_all = sorted({x for s in series.values() for x in s}) or [1]
+    xs_all = sorted(xticks or {x for s in series.values() for x in s}) or [1]
     lo, hi = xs_all[0], xs_all[-1]
     box = (70, 40, w - 140, h - 50)
     _axes(draw, box, ymax, ylabel)
     x0, y0, x1, y1 = box
-    xs = lambda x: x0 + (x1 - x0) * ((x - lo) / max(1, hi - lo))  # noqa: E731
+    xs = lambda x: x0 + (x1 - x0) * ((x - lo) / ((hi - lo) or 1))  # noqa: E731
     for x in xs_all:
-        _text(draw, (xs(x), y1 + 6), str(x), anchor="ma")
+        _text(draw, (xs(x), y1 + 6), f"{x:g}", anchor="ma")
     _text(draw, ((x0 + x1) // 2, y1 + 24), xlabel, anchor="ma")
     for k, (name, s) in enumerate(series.items()):
         color = COLORS[k % len(COLORS)]

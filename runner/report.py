@@ -119,11 +119,13 @@ def write_report(out: Path, workflow, prompts, items, state: RunState, settings:
     if curves:
         with open(out / "x0_convergence.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            w.writerow(["method", "step", "mean_distance_to_final"])
+            w.writerow(["method", "step", "steps", "fraction", "mean_distance_to_final"])
             for m, curve in curves.items():
-                w.writerows([m, k, v] for k, v in curve.items())
-        line_plot(curves, "predicted x0 per step: distance to the final image", "step", "distance").save(
-            out / "plots/x0_convergence.png")
+                w.writerows([m, k, max(curve), k / max(curve), v] for k, v in curve.items())
+        # x = step / steps, so that a 50-step base model and a 4-step distilled one share the axis (Fig. 5)
+        fractions = {m: {k / max(c): v for k, v in c.items()} for m, c in curves.items()}
+        line_plot(fractions, "predicted x0 per step: distance to the final image", "fraction of the trajectory "
+                  "(step / steps)", "distance", xticks=[0, 0.25, 0.5, 0.75, 1]).save(out / "plots/x0_convergence.png")
         plots["x0_convergence"] = "plots/x0_convergence.png"
 
     report = {
