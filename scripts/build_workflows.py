@@ -5,7 +5,8 @@ both as a canvas (UI-format) workflow ``workflows/<name>.json`` and as its API-f
 
 The UI format needs each node's widget order, so the node definitions come from a real server's
 ``/object_info``: ``--url http://127.0.0.1:8188`` uses a running ComfyUI with the pack; without it the script
-starts a temporary one from the test harness (``tests/server.py``). ``--check`` compares instead of writing
+starts a temporary one from the test harness (``tests/server.py``). The thumbnails of the offline demo twins are
+real renders: the script runs those workflows on the bundled demo models (CPU, under a minute). ``--check`` compares instead of writing
 (exit 1 on a difference); ``--readme`` prints the README table of experiments and model files.
 
 Node titles follow ``runner/CONVENTIONS.md`` (``prompt``, ``negative``, ``seed``, ``batch``, ``method: NAME``).
@@ -16,6 +17,10 @@ import argparse
 import json
 import sys
 import tempfile
+import time
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,15 +61,56 @@ def dumps(obj) -> str:
     return json.dumps(obj, indent=1, ensure_ascii=False) + "\n"
 
 
-def fetch_object_info(url: str | None) -> dict:
+@contextmanager
+def comfy_server(url: str | None):
+    """The URL of a running ComfyUI with the pack: ``url``, or a temporary one from the test harness."""
     if url:
-        import urllib.request
-        with urllib.request.urlopen(url.rstrip("/") + "/object_info", timeout=60) as r:
-            return json.loads(r.read())
+        yield url.rstrip("/")
+        return
     sys.path.insert(0, str(PACK_ROOT / "tests"))
     from server import ComfyServer  # the test harness's real server (pack linked into a temp base dir)
     with ComfyServer(Path(tempfile.mkdtemp(prefix="ddistill_wf_")), with_fixture_pack=False) as server:
-        return server.object_info()
+        yield server.url
+
+
+def http(url: str, payload: dict | None = None):
+    req = urllib.request.Request(url, data=None if payload is None else json.dumps(payload).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        body = r.read()
+        return json.loads(body) if r.headers.get_content_type() == "application/json" else body
+
+
+def render_demos(url: str, built: dict, timeout: float = 600) -> dict:
+    """Run the demo twins (bundled digit models, CPU) and return {name: {method: (PIL images, diversity)}}."""
+    from io import BytesIO
+
+    from PIL import Image
+    renders = {}
+    for exp in EXPERIMENTS:
+        if exp.files:
+            continue
+        prompt = built[exp.name][1]
+        http(url + "/free", {"free_memory": True})  # a fresh cache: every node runs and reports its numbers
+        pid = http(url + "/prompt", {"prompt": prompt})["prompt_id"]
+        deadline = time.time() + timeout
+        while (entry := http(f"{url}/history/{pid}").get(pid)) is None or entry["status"].get("completed") is None:
+            if time.time() > deadline:
+                raise TimeoutError(f"{exp.name} did not finish in {timeout} s")
+            time.sleep(0.3)
+        if entry["status"]["status_str"] != "success":
+            raise RuntimeError(f"{exp.name} failed: {entry['status']['messages'][-1]}")
+        methods = {}
+        for nid, out in entry["outputs"].items():
+            method = prompt[nid]["_meta"]["title"].replace("method: ", "")
+            if prompt[nid]["class_type"] == "SaveImage":
+                images = [Image.open(BytesIO(http(f"{url}/view?" + urllib.parse.urlencode(im)))).convert("RGB")
+                          for im in out["images"]]
+                methods.setdefault(method, [None, None])[0] = images
+            elif out.get("ddistill_diversity"):
+                methods.setdefault(method, [None, None])[1] = out["ddistill_diversity"][0]["a"]["mean"]
+        renders[exp.name] = methods
+    return renders
 
 
 def main() -> int:
@@ -78,19 +124,21 @@ def main() -> int:
         from workflow_catalog import readme_table
         print(readme_table())
         return 0
-    built = build_all(fetch_object_info(args.url))
-    (WORKFLOWS / "api").mkdir(parents=True, exist_ok=True)
-    stale = []
-    for name, (ui, api) in built.items():
-        for path, text in ((WORKFLOWS / f"{name}.json", dumps(ui)), (WORKFLOWS / "api" / f"{name}.json", dumps(api))):
-            if args.check:
-                if not path.exists() or path.read_text(encoding="utf-8") != text:
-                    stale.append(str(path.relative_to(PACK_ROOT)))
-            else:
-                path.write_text(text, encoding="utf-8")
-    if not args.check and not args.no_thumbnails:
-        from workflow_thumbnails import draw_all
-        draw_all(WORKFLOWS)
+    with comfy_server(args.url) as url:
+        built = build_all(http(url + "/object_info"))
+        (WORKFLOWS / "api").mkdir(parents=True, exist_ok=True)
+        stale = []
+        for name, (ui, api) in built.items():
+            for path, text in ((WORKFLOWS / f"{name}.json", dumps(ui)),
+                               (WORKFLOWS / "api" / f"{name}.json", dumps(api))):
+                if args.check:
+                    if not path.exists() or path.read_text(encoding="utf-8") != text:
+                        stale.append(str(path.relative_to(PACK_ROOT)))
+                else:
+                    path.write_text(text, encoding="utf-8")
+        if not args.check and not args.no_thumbnails:
+            from workflow_thumbnails import draw_all
+            draw_all(WORKFLOWS, render_demos(url, built))
     if stale:
         print("out of date (run `python scripts/build_workflows.py`):\n  " + "\n  ".join(stale))
         return 1

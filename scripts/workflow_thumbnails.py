@@ -1,5 +1,6 @@
-"""Thumbnail cards for the template browser: ``workflows/<name>.jpg`` (ComfyUI's frontend 1.32 asks custom-node
-templates for ``<name>.jpg``). Drawn with Pillow from the experiment description, deterministic."""
+"""Thumbnails for the template browser: ``workflows/<name>.jpg`` (ComfyUI's frontend 1.32 asks custom-node
+templates for ``<name>.jpg``). Cards drawn with Pillow from the experiment description; the offline demo twins
+get a real render of their samples per method."""
 from __future__ import annotations
 
 import textwrap
@@ -29,16 +30,21 @@ def _methods(exp) -> list[str]:
             if n.type == "SaveImage" and n.title and n.title.startswith("method:")]
 
 
+def _header(d: ImageDraw.ImageDraw, exp, max_lines: int) -> int:
+    d.rectangle([0, 0, SIZE[0], 6], fill=ACCENT)
+    d.text((24, 18), "Diversity distillation · " + exp.paper, font=_font(15), fill=ACCENT)
+    y = 44
+    for line in textwrap.wrap(exp.title, 30)[:max_lines]:
+        d.text((24, y), line, font=_font(26, True), fill=FG)
+        y += 32
+    return y + 8
+
+
 def draw(exp) -> Image.Image:
+    """A card: title, one box per method, the paper's number to compare with."""
     img = Image.new("RGB", SIZE, BG)
     d = ImageDraw.Draw(img)
-    d.rectangle([0, 0, SIZE[0], 6], fill=ACCENT)
-    d.text((24, 22), "Diversity distillation · " + exp.paper, font=_font(15), fill=ACCENT)
-    y = 50
-    for line in textwrap.wrap(exp.title, 30)[:3]:
-        d.text((24, y), line, font=_font(26, True), fill=FG)
-        y += 34
-    y += 10
+    y = _header(d, exp, 3)
     methods = _methods(exp)
     w = (SIZE[0] - 48 - 8 * (len(methods) - 1)) // max(1, len(methods))
     for i, m in enumerate(methods):
@@ -54,10 +60,33 @@ def draw(exp) -> Image.Image:
     return img
 
 
-def draw_all(folder: Path) -> list[Path]:
+def draw_render(exp, methods: dict) -> Image.Image:
+    """A real render: per method, the first samples the workflow made and its Diversity Meter number."""
+    img = Image.new("RGB", SIZE, BG)
+    d = ImageDraw.Draw(img)
+    y = _header(d, exp, 2)
+    order = _methods(exp)
+    row_h = min(56, (SIZE[1] - y - 8) // max(1, len(order)))
+    cell = row_h - 6
+    for i, name in enumerate(order):
+        images, diversity = methods.get(name, (None, None))
+        color = METHOD_COLORS[i % len(METHOD_COLORS)]
+        d.text((24, y + cell // 2 - 16), name, font=_font(13, True), fill=color)
+        if diversity is not None:
+            d.text((24, y + cell // 2 + 2), f"diversity {diversity:.3f}", font=_font(12), fill=MUTED)
+        for j, im in enumerate((images or [])[:6]):
+            img.paste(im.resize((cell, cell), Image.NEAREST), (150 + j * (cell + 4), y))
+        y += row_h
+    return img
+
+
+def draw_all(folder: Path, renders: dict | None = None) -> list[Path]:
+    """Write ``<name>.jpg`` for every experiment; ``renders`` ({name: {method: (images, diversity)}}) gives the
+    demo twins a real render instead of a card."""
     paths = []
     for exp in EXPERIMENTS:
         path = Path(folder) / f"{exp.name}.jpg"
-        draw(exp).save(path, "JPEG", quality=88, optimize=True)
+        rendered = (renders or {}).get(exp.name)
+        (draw_render(exp, rendered) if rendered else draw(exp)).save(path, "JPEG", quality=88, optimize=True)
         paths.append(path)
     return paths
