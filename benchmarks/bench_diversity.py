@@ -9,6 +9,8 @@ H100-class GPU; the offline EfficientNet-Lite0 backend on 2 CPU cores in at most
   python benchmarks/bench_diversity.py --device cuda                       # DreamSim ensemble + EfficientNet
   python benchmarks/bench_diversity.py --device cpu --threads 2 --backends effnet
   python benchmarks/bench_diversity.py --device cuda --chunks 8,32,100     # memory bounded by the chunk size
+  python benchmarks/bench_diversity.py --comfyui                           # through ComfyUI's device choice
+                                                                           # (ModelPatcher), + parity check
 
 DreamSim runs with random weights written in the package's exact cache layout (tests/diversity_fixtures.py;
 ~1 GB, in --dreamsim-cache or a temporary folder): same architecture and cost as the real weights. Pass
@@ -44,6 +46,35 @@ def load_pack_modules():
     return importlib.import_module("ddistill_nodes.metric_backends"), importlib.import_module("ddistill_nodes.diversity")
 
 
+def boot_comfyui(cpu: bool):
+    """ComfyUI in this process (as tests/comfy_host.py, without forcing --cpu); the pack as ComfyUI loads it."""
+    import comfy_host
+    root = comfy_host.comfyui_root()
+    sys.argv = [sys.argv[0], *(["--cpu"] if cpu else [])]
+    sys.path.insert(0, str(root))
+    os.chdir(root)
+    import comfy.options
+    comfy.options.enable_args_parsing()
+    import utils.extra_config  # noqa: F401
+    import nodes  # noqa: F401
+    pack = comfy_host.load_pack()
+    return (importlib.import_module(pack.__name__ + ".nodes.metric_backends"),
+            importlib.import_module(pack.__name__ + ".nodes.diversity"))
+
+
+def parity(mb, backend, images):
+    """Largest |embedding distance - the package's model(a, b)| over the pairs of a few images."""
+    import itertools
+    d = backend.pairwise(backend.embed(images))
+    x = mb.resize_for_net(mb.check_images(images))
+    dev = backend._patcher.load_device if backend._patcher else backend.device
+    pairs = list(itertools.combinations(range(len(x)), 2))
+    a, b = (x[[p[k] for p in pairs]].to(dev) for k in (0, 1))
+    with torch.no_grad():
+        ref = backend._net(a, b).float().cpu()
+    return max(abs(float(d[i, j]) - float(r)) for (i, j), r in zip(pairs, ref))
+
+
 def parse():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -55,6 +86,8 @@ def parse():
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--bootstrap", type=int, default=2000)
     ap.add_argument("--dreamsim-cache", default=None, help="folder with DreamSim weights (else random, temporary)")
+    ap.add_argument("--comfyui", action="store_true", help="load the networks through ComfyUI (ModelPatcher, "
+                    "load_models_gpu on its device choice) instead of plain torch; needs a ComfyUI root")
     ap.add_argument("--out", type=Path)
     return ap.parse_args()
 
@@ -105,13 +138,14 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    mb, dv = load_pack_modules()
+    mb, dv = boot_comfyui(device.type == "cpu") if args.comfyui else load_pack_modules()
+    placement = None if args.comfyui else device  # None: ComfyUI's device choice
     images = make_images(args.n, args.size)
     chunks = [int(c) for c in args.chunks.split(",")]
-    rows = []
+    rows, notes = [], []
     for which in args.backends.split(","):
         if which == "effnet":
-            rows += bench(mb.EFFNET_BACKEND, mb.get_backend(mb.EFFNET_BACKEND, device=device), dv, images, chunks,
+            rows += bench(mb.EFFNET_BACKEND, mb.get_backend(mb.EFFNET_BACKEND, device=placement), dv, images, chunks,
                           args, device)
         elif which == "dreamsim":
             folder = args.dreamsim_cache
@@ -123,9 +157,11 @@ def main():
                     folder = tmp.name
                 print(f"  writing random DreamSim ensemble weights to {folder}", file=sys.stderr, flush=True)
                 write_dreamsim_cache(folder, "ensemble")
-            backend = mb.get_backend("dreamsim_ensemble", device=device, weights_dir=folder)
+            backend = mb.get_backend("dreamsim_ensemble", device=placement, weights_dir=folder)
             rows += bench("dreamsim_ensemble" + ("" if args.dreamsim_cache else " (random weights)"), backend, dv,
                           images, chunks, args, device)
+            notes.append(f"dreamsim_ensemble: max |embedding distance - package model(a, b)| over 10 pairs of 5 "
+                         f"images: {parity(mb, backend, images[:5]):.2e}")
             backend.free()
             if tmp:
                 tmp.cleanup()
@@ -134,9 +170,10 @@ def main():
     head = ["backend", "device", "N", "image", "chunk", "embed s", "pairs+stats s", "total s", "peak memory",
             "mean dist"]
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    lines = [f"Diversity Meter benchmark ({gpu}; torch {torch.__version__}; median of {args.repeats}; "
+    how = "through ComfyUI (ModelPatcher)" if args.comfyui else "plain torch placement"
+    lines = [f"Diversity Meter benchmark ({gpu}; torch {torch.__version__}; {how}; median of {args.repeats}; "
              f"bootstrap {args.bootstrap})", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["| " + " | ".join(r) + " |" for r in rows] + [""] + notes
     text = "\n".join(lines)
     print(text)
     if args.out:
