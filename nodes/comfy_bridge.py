@@ -59,14 +59,16 @@ def link_type_error(node_cls, input_types: dict) -> str | None:
     return None
 
 
-def check_inputs(model, latent: dict, positive, negative, info: ModelInfo, role: str) -> torch.Tensor:
-    """Validate a LATENT and its conditioning against a model; return the latent samples."""
+def check_inputs(model, latent: dict, positive, negative, info: ModelInfo, role: str) -> dict:
+    """Validate a LATENT and its conditioning against a model; return the LATENT with an empty latent's channels
+    fitted to the model (as ComfyUI's samplers do before making noise)."""
     samples = latent.get("samples") if isinstance(latent, dict) else None
     if not isinstance(samples, torch.Tensor) or samples.ndim < 4:
         raise ValueError("latent_image: expected a LATENT with a [batch, channels, height, width] 'samples' tensor")
     if not torch.isfinite(samples).all():
         raise ValueError("latent_image: the latent contains NaN or inf values; regenerate it (e.g. with "
                          "Empty Latent Image) or check the node that produced it")
+    samples = comfy.sample.fix_empty_latent_channels(model, samples)  # an empty latent fits any model, as in stock
     check_latent(info, samples.shape[1], role)
     batch = samples.shape[0]
     width = model.model.model_config.unet_config.get("context_dim")
@@ -79,7 +81,7 @@ def check_inputs(model, latent: dict, positive, negative, info: ModelInfo, role:
             if cb not in (1, batch):
                 raise ValueError(f"{name}: the conditioning has batch size {cb} but the latent has {batch}; "
                                  f"use one conditioning (batch 1) for all latents or exactly {batch}")
-    return samples
+    return {**latent, "samples": samples}
 
 
 def _to_host(t: torch.Tensor) -> torch.Tensor:
@@ -116,7 +118,7 @@ class _Recorder:
 def run_segment(model, positive, negative, latent: dict, noise: torch.Tensor, cfg: float, sampler_name: str,
                 sigmas: torch.Tensor, seed: int, label: str, step_offset: int) -> tuple[torch.Tensor, tuple[Frame, ...]]:
     """One ``comfy.sample.sample_custom`` call on ``sigmas``; returns the samples and the recorded frames."""
-    latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    latent_image = latent["samples"]
     recorder = _Recorder(model, sigmas, label, step_offset)
     samples = comfy.sample.sample_custom(
         model, noise, cfg, comfy.samplers.sampler_object(sampler_name), sigmas, positive, negative, latent_image,

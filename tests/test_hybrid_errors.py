@@ -47,8 +47,16 @@ def test_widget_validation(hn):
 
 
 def test_latent_from_another_family(hn, models):
+    latent = {"samples": torch.ones(1, 16, 8, 8)}
     with pytest.raises(ValueError, match=r"latent_image: the latent has 16 channels but base_model is SDXL"):
-        base_step(hn, models["sdxl"], {"samples": torch.zeros(1, 16, 8, 8)})
+        base_step(hn, models["sdxl"], latent)
+
+
+def test_empty_latent_of_another_family_is_fitted_as_in_stock(hn, models):
+    """An all-zero latent carries no content: like stock samplers, the pack fits its channels to the model."""
+    out = base_step(hn, models["sdxl"], {"samples": torch.zeros(1, 16, 8, 8)}).result[0]
+    ref = base_step(hn, models["sdxl"], {"samples": torch.zeros(1, 4, 8, 8)}).result[0]
+    assert out["samples"].shape == (1, 4, 8, 8) and torch.equal(out["samples"], ref["samples"])
 
 
 def test_nan_latent(hn, models):
@@ -97,6 +105,6 @@ def test_errors_leave_no_state_behind(hn, models):
     before = base_step(hn, model, tm.empty_latent()).result[0]["samples"]
     opts = dict(model.model_options)
     with pytest.raises(ValueError):
-        base_step(hn, model, {"samples": torch.zeros(1, 16, 8, 8)})
+        base_step(hn, model, {"samples": torch.ones(1, 16, 8, 8)})
     assert model.model_options == opts
     assert torch.equal(base_step(hn, model, tm.empty_latent()).result[0]["samples"], before)

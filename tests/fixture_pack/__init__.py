@@ -52,7 +52,7 @@ class BadLatent:
         import torch
 
         if mode == "channels16":
-            return ({"samples": torch.zeros(batch, 16, 8, 8)},)
+            return ({"samples": torch.ones(batch, 16, 8, 8)},)
         samples = torch.zeros(batch, 4, 8, 8)
         samples[0, 0, 0, 0] = float("nan")
         return ({"samples": samples},)
