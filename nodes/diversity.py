@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 
 DEFAULT_BOOTSTRAP = 2000
 DEFAULT_LEVEL = 0.95
@@ -55,17 +56,23 @@ def pair_distances(d: torch.Tensor) -> torch.Tensor:
 
 
 def canonical_order(d: torch.Tensor) -> list[int]:
-    """An order of the images that depends only on their distances (row sum, then sorted row), so that the
-    seeded bootstrap gives the same interval whatever order the batch comes in."""
+    """An order of the images that depends only on their distances (row sum, then row sum of squares, rounded),
+    so that the seeded bootstrap gives the same interval whatever order the batch comes in. Rows that tie are
+    images at the same distances from all others, interchangeable for the statistics."""
     rows = d.detach().to(torch.float64).cpu()
-    keys = torch.cat([rows.sum(1, keepdim=True), rows.sort(dim=1).values], dim=1)
-    keys = [tuple(round(v, 9) for v in row) for row in keys.tolist()]
-    return sorted(range(len(keys)), key=keys.__getitem__)
+    s1 = torch.round(rows.sum(1) * 1e9)
+    s2 = torch.round((rows * rows).sum(1) * 1e9)
+    by_s2 = torch.argsort(s2, stable=True)
+    return by_s2[torch.argsort(s1[by_s2], stable=True)].tolist()
 
 
 def bootstrap_means(d: torch.Tensor, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0,
-                    chunk: int = 64) -> torch.Tensor:
-    """Mean pairwise distance of ``n_boot`` image-level bootstrap replicates (seeded; NaN-free for N >= 2)."""
+                    chunk: int = 256) -> torch.Tensor:
+    """Mean pairwise distance of ``n_boot`` image-level bootstrap replicates (seeded; NaN-free for N >= 2).
+
+    A replicate draws N images with replacement; with c_i the number of draws of image i, the sum over ordered
+    pairs of draws is c^T D c (D_ii = 0) and the number of pairs of draws of different images is
+    N^2 - sum_i c_i^2, so each replicate costs one [N] x [N, N] product, not N^2 gathers."""
     n = _check_matrix(d)
     gen = torch.Generator().manual_seed(int(seed))
     order = torch.tensor(canonical_order(d))
@@ -74,12 +81,10 @@ def bootstrap_means(d: torch.Tensor, n_boot: int = DEFAULT_BOOTSTRAP, seed: int 
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
         idx = torch.randint(0, n, (b, n), generator=gen)
-        sub = d64[idx[:, :, None], idx[:, None, :]]
-        valid = idx[:, :, None] != idx[:, None, :]
-        count = valid.sum(dim=(1, 2))
-        total = (sub * valid).sum(dim=(1, 2))
-        mean = torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("nan")))
-        out.append(mean)
+        counts = torch.zeros(b, n, dtype=torch.float64).scatter_add_(1, idx, torch.ones(b, n, dtype=torch.float64))
+        total = ((counts @ d64) * counts).sum(dim=1)
+        pairs = n * n - (counts * counts).sum(dim=1)
+        out.append(torch.where(pairs > 0, total / pairs.clamp_min(1), torch.full_like(total, float("nan"))))
     means = torch.cat(out)
     return means[~torch.isnan(means)]
 
@@ -196,8 +201,12 @@ def heatmap_image(matrices: list[torch.Tensor], size: int = 512, vmax: float | N
     panels = []
     for m in matrices:
         n = _check_matrix(m)
+        m = m.detach().cpu().to(torch.float32)
+        if n > size:  # more images than pixels: each pixel shows the mean of a block of pairs
+            m = F.adaptive_avg_pool2d(m[None, None], size)[0, 0]
+            n = size
         cell = max(1, size // n)
-        rgb = colorize(m.detach().cpu(), vmax)
+        rgb = colorize(m, vmax)
         img = rgb.repeat_interleave(cell, 0).repeat_interleave(cell, 1)
         if cell >= 6:  # thin separating lines between cells
             img[::cell, :, :] = 1.0

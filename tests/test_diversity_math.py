@@ -103,3 +103,25 @@ def test_heatmap_image(dv):
     assert torch.allclose(img[0, cell * i + 8, cell * j + 8], dv._RAMP[-1], atol=1e-6)
     two = dv.heatmap_image([d, dv.cosine_distance_matrix(embeddings(3))], size=64, gap=8)
     assert two.shape == (1, 64, 64 + 8 + 63, 3)
+
+
+def test_bootstrap_counts_form_equals_explicit_resampling(dv):
+    """The replicate mean from draw counts equals averaging the resampled pairs of different images."""
+    d = dv.cosine_distance_matrix(embeddings(6, seed=4))
+    boots = dv.bootstrap_means(d, n_boot=50, seed=9)
+    gen = torch.Generator().manual_seed(9)
+    order = torch.tensor(dv.canonical_order(d))
+    dd = d.double()[order][:, order]
+    idx = torch.randint(0, 6, (50, 6), generator=gen)
+    for r in range(50):
+        vals = [dd[idx[r, a], idx[r, b]] for a in range(6) for b in range(6) if idx[r, a] != idx[r, b]]
+        assert float(boots[r]) == pytest.approx(float(torch.stack(vals).mean()), abs=1e-12)
+
+
+def test_large_batch_stays_bounded(dv):
+    e = embeddings(1500, dim=32, seed=5)
+    d = dv.cosine_distance_matrix(e)
+    s, boots = dv.summarize(d, n_boot=200)
+    assert s.n_pairs == 1500 * 1499 // 2 and s.ci[0] < s.mean < s.ci[1]
+    img = dv.heatmap_image([d], size=512)
+    assert img.shape == (1, 512, 512, 3)  # block means, not a crop

@@ -154,3 +154,14 @@ def test_server_survives_bad_input(server):
     assert "ensemble_lora/adapter_config.json" in execution_error(entry)["exception_message"]
     entry = server.run(meter_prompt(colors=(0x00FF00, 0xFFFF00)))  # the server still works
     assert entry["status"]["status_str"] == "success", execution_error(entry)
+
+
+def test_user_interrupt_stops_between_chunks(meter, diverse):
+    import comfy.model_management as mm
+    mm.interrupt_current_processing(True)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            run(meter, diverse, chunk_size=2)
+    finally:
+        mm.interrupt_current_processing(False)
+    assert run(meter, diverse).result[0] > 0  # runs again afterwards
