@@ -35,7 +35,7 @@ MODELS = {
         "CC BY-NC-SA 4.0 (non-commercial)", "DMD2 4-step as a LoRA on SDXL base"),
     "sd_xl_turbo_1.0_fp16.safetensors": Model(
         "checkpoints", HF + "stabilityai/sdxl-turbo/resolve/main/sd_xl_turbo_1.0_fp16.safetensors",
-        "Stability AI non-commercial research licence (sai-nc-community)"),
+        "Stability AI licence (non-commercial research / community: see the model card)"),
     "sdxl_lightning_4step.safetensors": Model(
         "checkpoints", HF + "ByteDance/SDXL-Lightning/resolve/main/sdxl_lightning_4step.safetensors",
         "CreativeML Open RAIL++-M", "the full 4-step checkpoint"),
@@ -47,7 +47,7 @@ MODELS = {
         "CreativeML Open RAIL++-M", "SD 2.1 base (512 px, eps prediction)"),
     "sd_turbo.safetensors": Model(
         "checkpoints", HF + "stabilityai/sd-turbo/resolve/main/sd_turbo.safetensors",
-        "Stability AI non-commercial research licence (sai-nc-community)"),
+        "Stability AI licence (non-commercial research / community: see the model card)"),
     "PixArt-XL-2-1024-MS.pth": Model(
         "diffusion_models", HF + "PixArt-alpha/PixArt-alpha/resolve/main/PixArt-XL-2-1024-MS.pth",
         "CreativeML Open RAIL++-M", "PixArt-alpha 1024 (original checkpoint)"),
@@ -252,7 +252,7 @@ EXPERIMENTS = [
        "x̂0 to the final image. Base and distilled alone run through stock SamplerCustom with a Record x̂0 "
        "Sampler; the hybrid's samplers output their trajectory."),
     _e("07a_control_transfer_base_to_distilled", "Control transfer: a base-model slider on DMD2 and the hybrid",
-       "Table 1, Fig. 3", "Table 1 (% CLIP change, age slider): base 20.4, DMD2 17.8",
+       "Table 1", "Table 1 (% CLIP change, age slider): base 20.4, DMD2 17.8",
        (*DMD2_FILES, "sdxl_age_slider.safetensors"), control("sdxl_age_slider.safetensors"),
        "A Concept Slider / LoRA trained on SDXL base, applied unchanged (LoRA Loader Model Only, same strength) "
        "to base, DMD2 and both models of the hybrid. Each method runs with and without it from the same seeds, "
