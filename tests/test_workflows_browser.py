@@ -128,3 +128,15 @@ def test_without_the_pack_or_the_models_comfyui_says_what_is_missing(bare_server
     assert "missing nodes" in text and all(t in text for t in pack_types), text
     assert "checkpoints / sd_xl_base_1.0.safetensors" in text, text  # the missing-models dialog, with download links
     assert "loras / dmd2_sdxl_4step_lora_fp16.safetensors" in text, text
+
+
+@pytest.mark.parametrize("name", ["01_mode_collapse_sdxl_dmd2", "06_x0_visualization", "09d_demo_x0_visualization"])
+def test_api_twin_opens_in_the_frontend_and_round_trips(frontend, name):
+    """API mode files open in the canvas too (as dropping an exported API file does) and give back the same prompt."""
+    twin = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    start = len(frontend.console)
+    frontend.load_api_prompt(twin)
+    output = frontend.eval("async () => (await window.app.graphToPrompt()).output")
+    log = [m for m in frontend.console[start:] if not m.startswith("log:") and OFFLINE not in m]
+    assert log == [], log
+    assert comparable(output) == comparable(twin)
