@@ -24,6 +24,7 @@ plain torch (benchmarks, scripts without ComfyUI).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 import torch
@@ -92,6 +93,15 @@ def register_folder() -> list[str]:
     return folder_paths.get_folder_paths(FOLDER_NAME)
 
 
+def _checkpoint_url(dreamsim_type: str) -> str:
+    """The package's own download address for ``dreamsim_type`` (dreamsim.config; only on the error path)."""
+    try:
+        from dreamsim.config import dreamsim_weights
+        return dreamsim_weights[dreamsim_type]
+    except (ImportError, KeyError):
+        return f"dreamsim_{dreamsim_type}_checkpoint.zip from github.com/ssundaram21/dreamsim/releases"
+
+
 def _missing_weights_message(folder: str, dreamsim_type: str, missing: list[str]) -> str:
     zip_names = {f for z in _ZIP_FILES[dreamsim_type] for f in (z, z + "/adapter_config.json",
                                                                    z + "/adapter_model.bin")}
@@ -100,9 +110,7 @@ def _missing_weights_message(folder: str, dreamsim_type: str, missing: list[str]
     lines = [f"DreamSim '{dreamsim_type}' weights are missing from {folder}. Put these files there:"]
     lines += [f"  {os.path.join(folder, m)}" for m in missing]
     if from_zip:
-        base = dreamsim_type.removesuffix("_patch") + ("_patch" if dreamsim_type.endswith("_patch") else "")
-        lines.append(f"  ({', '.join(from_zip)}: unzip dreamsim_{base}_checkpoint.zip from "
-                     "github.com/ssundaram21/dreamsim/releases into that folder)")
+        lines.append(f"  ({', '.join(from_zip)}: unzip {_checkpoint_url(dreamsim_type)} into that folder)")
     if from_hub:
         hub = "dinov2" if "dinov2" in dreamsim_type else "dino"
         lines.append(f"  ({', '.join(from_hub)}: {_HUB_FILES[hub][1]})")
@@ -259,12 +267,18 @@ class EfficientNetLite0Backend(Backend):
         return net(((x - mean) / std).contiguous(memory_format=torch.channels_last))
 
 
-class _HubDirGuard:
-    """The dreamsim package calls ``torch.hub.set_dir(cache_dir)`` (process-wide); restore the previous value."""
+class _HubGuard:
+    """Undoes the dreamsim package's process-wide side effects of loading: ``torch.hub.set_dir(cache_dir)``, and
+    the top-level modules that torch.hub imports from the hub repository folder (hubconf, vision_transformer,
+    vit_utils ...), which would otherwise stay in ``sys.modules`` under those generic names."""
+
+    def __init__(self, folder: str):
+        self.folder = os.path.realpath(folder)
 
     def __enter__(self):
         self.saved = getattr(torch.hub, "_hub_dir", None)
         self.saved_dir = torch.hub.get_dir()
+        self.modules = set(sys.modules)
         return self
 
     def __exit__(self, *exc):
@@ -272,6 +286,10 @@ class _HubDirGuard:
             torch.hub._hub_dir = self.saved
         else:
             torch.hub.set_dir(self.saved_dir)
+        for name in set(sys.modules) - self.modules:
+            path = getattr(sys.modules[name], "__file__", None) or ""
+            if os.path.realpath(path).startswith(self.folder + os.sep):
+                del sys.modules[name]
         return False
 
 
@@ -307,7 +325,7 @@ class DreamSimBackend(Backend):
             raise MissingWeightsError(_missing_weights_message(folder, self.dreamsim_type, missing))
         os.makedirs(folder, exist_ok=True)
         base = self.dreamsim_type.removesuffix("_patch")
-        with _HubDirGuard():
+        with _HubGuard(folder):
             from dreamsim import dreamsim
             model, _preprocess = dreamsim(pretrained=True, device="cpu", cache_dir=folder, normalize_embeds=True,
                                           dreamsim_type=base, use_patch_model=self.is_patch)

@@ -15,23 +15,34 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 
 import torch
 
 LORA = {"r": 16, "lora_alpha": 0.5, "lora_dropout": 0.3, "bias": "none", "target_modules": ["qkv"]}
-HUBCONF = '''"""Test stand-in for github.com/facebookresearch/dino hubconf.py (random weights; same entry point)."""
+# Stand-ins for the files of github.com/facebookresearch/dino that torch.hub runs (random weights; same entry
+# point, same top-level module names: hubconf -> vision_transformer -> vit_utils, found through sys.path).
+HUBCONF = '''"""Test stand-in for facebookresearch/dino hubconf.py."""
 import torch
-from dreamsim.feature_extraction.vision_transformer import vit_base
+
+import vision_transformer as vits
 
 dependencies = ["torch"]
 
 
 def dino_vitb16(pretrained=True, **kwargs):
-    model = vit_base(patch_size=16, num_classes=0, **kwargs)
+    model = vits.vit_base(patch_size=16, num_classes=0, **kwargs)
     if pretrained:
         url = "https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth"
         model.load_state_dict(torch.hub.load_state_dict_from_url(url=url, map_location="cpu"), strict=True)
     return model
+'''
+VISION_TRANSFORMER = '''"""Test stand-in for facebookresearch/dino vision_transformer.py (the dreamsim package's copy of it)."""
+from vit_utils import trunc_normal_  # noqa: F401  (the real file's import, resolved from the repo folder)
+from dreamsim.feature_extraction.vision_transformer import vit_base  # noqa: F401
+'''
+VIT_UTILS = '''"""Test stand-in for facebookresearch/dino vit_utils.py."""
+from torch.nn.init import trunc_normal_  # noqa: F401
 '''
 
 
@@ -61,8 +72,10 @@ def _write_backbones(folder: str, dreamsim_type: str, gen: torch.Generator) -> N
     if dreamsim_type in ("ensemble", "dino_vitb16", "dino_vitb16_patch") and not has_dino:
         os.makedirs(os.path.join(folder, "facebookresearch_dino_main"), exist_ok=True)
         os.makedirs(os.path.join(folder, "checkpoints"), exist_ok=True)
-        with open(os.path.join(folder, "facebookresearch_dino_main", "hubconf.py"), "w") as f:
-            f.write(HUBCONF)
+        for name, text in (("hubconf.py", HUBCONF), ("vision_transformer.py", VISION_TRANSFORMER),
+                           ("vit_utils.py", VIT_UTILS)):
+            with open(os.path.join(folder, "facebookresearch_dino_main", name), "w") as f:
+                f.write(text)
         torch.save(_vit_state(16, gen, False), os.path.join(folder, "checkpoints", "dino_vitbase16_pretrain.pth"))
         head = DINOHead(768, 2048)
         student = {f"module.head.mlp.{i}.{p}": torch.randn(getattr(head.mlp[i], p).shape, generator=gen) * 0.02
@@ -84,12 +97,15 @@ def write_dreamsim_cache(folder: str, dreamsim_type: str = "ensemble", seed: int
     os.makedirs(folder, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)
     _write_backbones(folder, dreamsim_type, gen)
-    saved_hub = torch.hub._hub_dir
+    saved_hub, saved_modules = torch.hub._hub_dir, set(sys.modules)
     try:  # PerceptualModel loads the DINO backbone through torch.hub.set_dir(folder)
         model = PerceptualModel(**dreamsim_args["model_config"][dreamsim_type], device="cpu", load_dir=folder,
                                 normalize_embeds=True)
     finally:
         torch.hub._hub_dir = saved_hub
+        for name in set(sys.modules) - saved_modules:  # the hub repository's top-level modules
+            if (getattr(sys.modules[name], "__file__", None) or "").startswith(os.path.realpath(folder)):
+                del sys.modules[name]
     peft_model = get_peft_model(model, LoraConfig(**LORA))
     with torch.no_grad():
         for name, p in peft_model.named_parameters():

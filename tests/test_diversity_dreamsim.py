@@ -5,6 +5,7 @@ import importlib
 import itertools
 import os
 import shutil
+import sys
 import zipfile
 
 import pytest
@@ -47,11 +48,14 @@ def package_distances(mb, backend, images):
 
 @pytest.mark.parametrize("name", ["dreamsim_ensemble", "dreamsim_dino_vitb16_patch"])
 def test_embeddings_reproduce_package_distances(mb, cache, pictures, name):
-    hub_before, private_before = torch.hub.get_dir(), torch.hub._hub_dir
+    hub_before, private_before, comfy_utils = torch.hub.get_dir(), torch.hub._hub_dir, sys.modules["utils"]
     backend = mb.get_backend(name, weights_dir=cache)
     images = torch.stack(pictures)
     d = backend.pairwise(backend.embed(images, chunk_size=2))
-    assert (torch.hub.get_dir(), torch.hub._hub_dir) == (hub_before, private_before)  # side effect undone
+    # side effects undone: torch.hub's folder, the hub repository's top-level modules; ComfyUI's utils untouched
+    assert (torch.hub.get_dir(), torch.hub._hub_dir) == (hub_before, private_before)
+    assert "vision_transformer" not in sys.modules and "vit_utils" not in sys.modules
+    assert sys.modules["utils"] is comfy_utils
     ref = package_distances(mb, backend, images)
     assert len(ref) == 3
     for (i, j), v in ref.items():
