@@ -24,7 +24,9 @@ class Family:
     file: str | None
     scheduler: str
     sampler: str
-    ksampler_scheduler: str = "sgm_uniform"  # 4 steps: t = 999, 749, 499, 249 (the stock KSampler has no 'lcm')
+    # Stock KSampler for the distilled model alone: 'simple' with 4 steps is exactly the trailing schedule
+    # (t = 999, 749, 499, 249); the stock KSampler has no LCM schedule (999, 759, 499, 259), the closest is this.
+    ksampler_scheduler: str = "simple"
     size: int = 1024
 
 
@@ -187,7 +189,8 @@ def base_row(c: Canvas, base: dict, latent, cfg: Base):
 
 
 def distilled_row(c: Canvas, d: dict, latent, fam: Family, method="distilled"):
-    y = c.row(f"Distilled alone: {fam.label}, 4 steps {fam.sampler} ({fam.ksampler_scheduler}), cfg 1")
+    y = c.row(f"Distilled alone: {fam.label}, 4 steps {fam.sampler}, '{fam.ksampler_scheduler}' (t = 999, 749, 499, "
+              "249), cfg 1")
     s = ksampler(c, y, d, latent, 4, 1.0, fam.sampler, fam.ksampler_scheduler)
     return c.finish(method, y, s[0], d["vae"])
 
