@@ -26,10 +26,10 @@ BACKEND_TIP = (f"'{EFFNET_BACKEND}' works offline out of the box but is NOT the 
                "entries are the dreamsim package's single-backbone types.")
 
 
-def _progress(total_images: int, chunk: int, batches: int):
-    """Embedding progress as ComfyUI's progress bar; also stops at a user interrupt between chunks."""
-    per_batch = -(-total_images // chunk)
-    bar = comfy.utils.ProgressBar(per_batch * batches)
+def _progress(sizes: list[int], chunk: int):
+    """Embedding progress as ComfyUI's progress bar (one step per chunk of every batch); also stops at a user
+    interrupt between chunks."""
+    bar = comfy.utils.ProgressBar(sum(-(-n // chunk) for n in sizes))
 
     def update(done, total):
         comfy.model_management.throw_exception_if_processing_interrupted()
@@ -89,7 +89,7 @@ class DiversityMeter(io.ComfyNode):
         n_a = _count(images, "images")
         n_b = _count(images_b, "images_b") if images_b is not None else 0
         net = get_backend(backend, allow_download=allow_download)
-        progress = _progress(max(n_a, n_b), chunk_size, 2 if n_b else 1)
+        progress = _progress([n_a, n_b], chunk_size)
         d_a = net.pairwise(net.embed(images, chunk_size, progress, "images"))
         header = f"Diversity Meter - {net.label}"
         if n_b:
