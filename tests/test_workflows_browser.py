@@ -140,3 +140,21 @@ def test_api_twin_opens_in_the_frontend_and_round_trips(frontend, name):
     log = [m for m in frontend.console[start:] if not m.startswith("log:") and OFFLINE not in m]
     assert log == [], log
     assert comparable(output) == comparable(twin)
+
+
+def test_template_browser_dialog_shows_the_packs_workflows_with_thumbnails(server, chromium):  # noqa: F811
+    with open_frontend(chromium, server) as fe:
+        seen = []
+        fe.page.on("response", lambda r: seen.append((r.url, r.status, r.headers.get("content-type")))
+                   if "/workflow_templates/" in r.url else None)
+        fe.eval("async () => { await window.app.extensionManager.command.execute('Comfy.BrowseTemplates'); }")
+        fe.page.get_by_text(PACK_FOLDER).first.click(timeout=30000)  # the pack's category under Extensions
+        fe.wait_for("() => document.body.innerText.includes('01_mode_collapse_sdxl_dmd2')")
+        fe.page.wait_for_timeout(1500)  # the visible cards' thumbnails load lazily
+        text = fe.page.inner_text("body")
+    shown = [name for name in NAMES if name in text]
+    assert len(shown) == len(NAMES), f"the dialog lists {shown}"
+    thumbs = [s for s in seen if s[0].endswith(".jpg")]
+    assert len(thumbs) >= 4, seen
+    assert all(status == 200 and ctype == "image/jpeg" for _, status, ctype in thumbs), thumbs
+    assert {url.rsplit("/", 1)[1][:-4] for url, _, _ in thumbs} <= set(NAMES)
