@@ -152,6 +152,13 @@ def test_template_browser_dialog_shows_the_packs_workflows_with_thumbnails(serve
         fe.wait_for("() => document.body.innerText.includes('01_mode_collapse_sdxl_dmd2')")
         fe.page.wait_for_timeout(1500)  # the visible cards' thumbnails load lazily
         text = fe.page.inner_text("body")
+        pick = "09a_demo_mode_collapse"  # open one as a user does: click its card
+        n_nodes = len(json.loads((WORKFLOWS / f"{pick}.json").read_text(encoding="utf-8"))["nodes"])
+        fe.page.get_by_text(pick, exact=True).first.click()
+        fe.wait_for("(n) => window.app.graph.nodes.length === n", n_nodes)
+        output = fe.eval("async () => (await window.app.graphToPrompt()).output")
+    twin = json.loads((WORKFLOWS / "api" / f"{pick}.json").read_text(encoding="utf-8"))
+    assert comparable(output) == comparable(twin)
     shown = [name for name in NAMES if name in text]
     assert len(shown) == len(NAMES), f"the dialog lists {shown}"
     thumbs = [s for s in seen if s[0].endswith(".jpg")]
