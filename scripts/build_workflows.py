@@ -6,8 +6,9 @@ both as a canvas (UI-format) workflow ``workflows/<name>.json`` and as its API-f
 The UI format needs each node's widget order, so the node definitions come from a real server's
 ``/object_info``: ``--url http://127.0.0.1:8188`` uses a running ComfyUI with the pack; without it the script
 starts a temporary one from the test harness (``tests/server.py``). The thumbnails of the offline demo twins are
-real renders: the script runs those workflows on the bundled demo models (CPU, under a minute). ``--check`` compares instead of writing
-(exit 1 on a difference); ``--readme`` prints the README table of experiments and model files.
+real renders: the script runs those workflows on the bundled demo models (CPU, about a minute). ``--check``
+compares instead of writing (exit 1 on a difference); ``--readme`` prints the README table of experiments and
+model files.
 
 Node titles follow ``runner/CONVENTIONS.md`` (``prompt``, ``negative``, ``seed``, ``batch``, ``method: NAME``).
 """

@@ -91,9 +91,9 @@ class Experiment:
         files = "\n".join(f"- `{f}` in `models/{MODELS[f].folder}/` ({MODELS[f].licence})" for f in self.files)
         files = files or "- none: the pack's bundled demo digit models (runs on CPU in seconds)"
         return (f"## {self.title}\n*{self.paper}*\n\n{self.body}\n\n**Compare with:** {self.compare}\n\n"
-                f"**Model files:**\n{files}\n\nThe Diversity Meter uses its offline EfficientNet-Lite0 backend; set its "
-                "backend to `dreamsim_ensemble` (weights in `models/dreamsim`) for the paper's DreamSim numbers. "
-                "Titles `prompt`, `negative`, `seed`, `batch`, `method: ...` are read by the pack's experiment "
+                f"**Model files:**\n{files}\n\nThe Diversity Meter uses its offline EfficientNet-Lite0 backend; "
+                "set its backend to `dreamsim_ensemble` (weights in `models/dreamsim`) for the paper's DreamSim "
+                "numbers. Titles `prompt`, `negative`, `seed`, `batch`, `method: ...` are read by the pack's experiment "
                 "runner (`python -m runner`): change values, keep titles.")
 
 

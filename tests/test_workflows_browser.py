@@ -67,9 +67,9 @@ def test_frontend_lists_the_templates_and_their_thumbnails(frontend):
     listed = frontend.eval("async () => await window.comfyAPI.api.api.getWorkflowTemplates()")
     assert sorted(listed[PACK_FOLDER]) == sorted(NAMES)
     for name in NAMES:
-        status = frontend.eval("async (u) => { const r = await fetch(u); return [r.status, r.headers.get('content-type')]; }",
-                               frontend.eval("(p) => window.comfyAPI.api.api.apiURL(p)",
-                                             f"/workflow_templates/{PACK_FOLDER}/{name}.jpg"))
+        url = frontend.eval("(p) => window.comfyAPI.api.api.apiURL(p)", f"/workflow_templates/{PACK_FOLDER}/{name}.jpg")
+        status = frontend.eval("async (u) => { const r = await fetch(u); "
+                               "return [r.status, r.headers.get('content-type')]; }", url)
         assert status == [200, "image/jpeg"], name
 
 
