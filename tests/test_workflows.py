@@ -14,7 +14,7 @@ from comfy_host import PACK_ROOT
 from server import ComfyServer, execution_error
 
 sys.path.insert(0, str(PACK_ROOT / "scripts"))
-sys.path.insert(0, str(PACK_ROOT))
+sys.path.append(str(PACK_ROOT))  # for runner/ (appended: ComfyUI's own modules keep precedence)
 from build_workflows import build_all, dumps  # noqa: E402
 from workflow_catalog import EXPERIMENTS, MODELS  # noqa: E402
 from runner.workflow import parse_workflow  # noqa: E402
