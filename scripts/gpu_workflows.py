@@ -154,6 +154,14 @@ def write_lora(path: Path, sdxl_model, seed: int, rank: int = 4) -> None:
     comfy.utils.save_torch_file(out, str(path))
 
 
+def pixart_extra_keys(cfg: dict = PIXART_1024) -> dict:
+    """Keys a released PixArt checkpoint has beyond ComfyUI's parameters: the fixed 2D sin-cos ``pos_embed``
+    buffer, whose shape ComfyUI's detection reads for ``input_size`` / ``pe_interpolation`` (values unused)."""
+    import torch
+    n = (cfg["input_size"] // cfg["patch_size"]) ** 2
+    return {"pos_embed": torch.zeros(1, n, cfg["hidden_size"], dtype=torch.float16)}
+
+
 def write_pixart(path: Path, seed: int, cpu: bool) -> None:
     import torch
     import comfy.supported_models
@@ -161,6 +169,7 @@ def write_pixart(path: Path, seed: int, cpu: bool) -> None:
     _, model = _unet_model(comfy.supported_models.PixArtAlpha, PIXART_1024, seed, cpu)
     state = model.model.diffusion_model.state_dict()
     sd = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in state.items()}
+    sd.update(pixart_extra_keys())
     if path.suffix == ".pth":
         torch.save(sd, str(path))
     else:
