@@ -79,19 +79,26 @@ def conditioning(arch, batch):
     return [[torch.randn(1, 77, 1024, generator=g), {}]]
 
 
-def timed(fn, repeats):
+def timed_interleaved(fns, repeats):
+    """Median time and peak VRAM of each function: one warm-up each (loads the models), then ``repeats`` rounds
+    that run every function once in turn, so that clock or load drift hits all methods alike."""
     import torch
 
-    fn()  # warm-up: loads the models, compiles nothing
-    torch.cuda.synchronize()
-    times = []
-    torch.cuda.reset_peak_memory_stats()
-    for _ in range(repeats):
-        t = time.perf_counter()
+    times = {name: [] for name, _ in fns}
+    peaks = {}
+    for name, fn in fns:
+        torch.cuda.reset_peak_memory_stats()
         fn()
         torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), torch.cuda.max_memory_allocated() / 2**30
+        peaks[name] = torch.cuda.max_memory_allocated() / 2**30
+    for _ in range(repeats):
+        for name, fn in fns:
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t)
+    return {name: (statistics.median(times[name]), peaks[name]) for name, _ in fns}
 
 
 def methods(pack, base, distilled, arch, batch):
@@ -187,14 +194,21 @@ def main():
     for arch in args.archs.split(","):
         base, distilled = make_pair(arch)
         for batch in batches:
-            ref = None
-            for name, fn in methods(pack, base, distilled, arch, batch):
-                if args.mode == "lowvram" and not name.startswith(("distilled alone", "pack hybrid, base cfg 1",
-                                                                    "stock two")):
-                    continue
-                slow = name.startswith("base alone")
-                t, peak = timed(fn, repeats=3 if slow else args.repeats if batch == 1 else max(args.repeats // 3, 3))
-                ref = ref or t
+            fns = [(n, f) for n, f in methods(pack, base, distilled, arch, batch)
+                   if args.mode == "main" or n.startswith(("distilled alone", "pack hybrid, base cfg 1", "stock two"))]
+            slow = [(n, f) for n, f in fns if n.startswith("base alone")]
+            fast = [(n, f) for n, f in fns if not n.startswith("base alone")]
+            repeats = args.repeats if batch == 1 else max(args.repeats // 3, 3)
+            if args.mode == "lowvram":  # one method at a time: interleaving would make every method swap models
+                results = {}
+                for item in fast:
+                    results.update(timed_interleaved([item], repeats))
+            else:
+                results = timed_interleaved(fast, repeats)
+            results.update(timed_interleaved(slow, 3))
+            ref = results[fast[0][0]][0]
+            for name, _ in fns:
+                t, peak = results[name]
                 lines.append(f"| {arch} | {batch} | {name} | {t:.3f} | {t / ref:.3f} | {peak:.1f} |")
                 print(lines[-1], flush=True)
             if args.mode == "lowvram":
