@@ -46,27 +46,14 @@ def boot(args):
 
 
 def make_pair(arch):
+    """Two separate full-size UNets (random fp16 weights), offloaded until ComfyUI loads them."""
+    import comfy.model_management as mm
     import random_checkpoints as rc
-    import torch
 
-    dtype = torch.float16
-    models = []
-    for seed in (1, 2):
-        import comfy.model_management as mm
-        import comfy.model_patcher
-        import comfy.supported_models
-
-        name, cls = {"sdxl": ("SDXL", comfy.supported_models.SDXL), "sd21": ("SD21", comfy.supported_models.SD20)}[arch]
-        config = cls(dict(rc._unet_configs(dtype)[name]))
-        model = config.get_model({}, device=mm.get_torch_device())
-        g = torch.Generator(device=mm.get_torch_device()).manual_seed(seed)
-        with torch.no_grad():
-            for p in model.diffusion_model.parameters():
-                p.copy_(torch.randn(p.shape, generator=g, device=p.device, dtype=torch.float32).to(p.dtype) * 0.02)
-        model.diffusion_model.to(mm.unet_offload_device())
-        models.append(comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
-                                                       offload_device=mm.unet_offload_device()))
-    return models
+    pair = [rc.unet_model(*rc.config_of(arch), seed=seed)[1] for seed in (1, 2)]
+    for patcher in pair:
+        patcher.model.diffusion_model.to(mm.unet_offload_device())
+    return pair
 
 
 def conditioning(arch, batch):

@@ -73,19 +73,9 @@ def timed_interleaved(fns: dict, repeats: int) -> dict:
 
 
 def full_sdxl():
-    import comfy.model_management as mm
-    import comfy.model_patcher
-    import comfy.supported_models
     import random_checkpoints as rc
-    import torch
 
-    dev = mm.get_torch_device()
-    model = comfy.supported_models.SDXL(dict(rc._unet_configs(torch.float16)["SDXL"])).get_model({}, device=dev)
-    g = torch.Generator(device=dev).manual_seed(1)
-    with torch.no_grad():
-        for p in model.diffusion_model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, device=p.device, dtype=torch.float32).to(p.dtype) * 0.02)
-    return comfy.model_patcher.ModelPatcher(model, load_device=dev, offload_device=mm.unet_offload_device())
+    return rc.unet_model(*rc.config_of("sdxl"), seed=1)[1]
 
 
 def conditioning(res):

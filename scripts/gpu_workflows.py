@@ -38,25 +38,14 @@ PACK_ROOT = SCRIPTS.parent
 sys.path.insert(0, str(SCRIPTS))
 from workflow_catalog import EXPERIMENTS, MODELS  # noqa: E402  (stdlib only)
 
+sys.path.insert(0, str(PACK_ROOT / "tests"))
+from random_checkpoints import (SD21_UNET, SDXL_UNET, random_vae, randomize, unet_model,  # noqa: E402
+                                write_checkpoint)
+
 PACK_LINK = "ComfyUI-DiversityDistillation"
 # Full-size architectures (as ComfyUI's model detection reads them from the released files).
-SDXL_UNET = {"use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
-             "legacy": False, "num_classes": "sequential", "adm_in_channels": 2816, "in_channels": 4,
-             "model_channels": 320, "num_res_blocks": [2, 2, 2], "transformer_depth": [0, 0, 2, 2, 10, 10],
-             "channel_mult": [1, 2, 4], "transformer_depth_middle": 10, "use_linear_in_transformer": True,
-             "context_dim": 2048, "num_head_channels": 64, "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10],
-             "use_temporal_attention": False, "use_temporal_resblock": False}
-SD21_UNET = {"use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
-             "legacy": False, "adm_in_channels": None, "in_channels": 4, "model_channels": 320,
-             "num_res_blocks": [2, 2, 2, 2], "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
-             "channel_mult": [1, 2, 4, 4],
-             "transformer_depth_middle": 1, "use_linear_in_transformer": True, "context_dim": 1024,
-             "num_head_channels": 64, "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-             "use_temporal_attention": False, "use_temporal_resblock": False}
 PIXART_1024 = {"image_model": "pixart_alpha", "num_heads": 16, "patch_size": 2, "hidden_size": 1152, "in_channels": 4,
                "depth": 28, "model_max_length": 120, "input_size": 128, "pe_interpolation": 2, "micro_condition": True}
-VAE_DDCONFIG = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
-                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
 SDXL_CHECKPOINTS = ("sd_xl_base_1.0.safetensors", "sd_xl_turbo_1.0_fp16.safetensors",
                     "sdxl_lightning_4step.safetensors")
 SD21_CHECKPOINTS = ("v2-1_512-ema-pruned.safetensors", "sd_turbo.safetensors")
@@ -79,56 +68,13 @@ def boot_comfy(root: Path, cpu: bool) -> None:
     import utils.extra_config  # noqa: F401  (before `import nodes`: ComfyUI's own import order)
 
 
-def randomize(module, seed: int) -> None:
-    """Fan-in-scaled normal weights (activations stay near unit scale through full depth), unit norm scales,
-    zero biases: finite outputs at every step, in fp16 too."""
-    import torch
-    g = None
-    with torch.no_grad():
-        for i, (name, p) in enumerate(module.named_parameters()):
-            if g is None or g.device != p.device:
-                g = torch.Generator(device=p.device).manual_seed(seed)
-            if p.ndim >= 2:
-                fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=g, device=p.device) / fan_in ** 0.5)
-            elif name.endswith("weight") or name.endswith("scale"):
-                p.fill_(1.0)
-            else:
-                p.zero_()
-
-
 def _device(cpu: bool):
     import comfy.model_management
     return comfy.model_management.get_torch_device() if not cpu else "cpu"
 
 
 def _unet_model(config_cls, unet_config, seed, cpu):
-    import torch
-    import comfy.model_management
-    import comfy.model_patcher
-    cfg = config_cls(dict(unet_config))
-    cfg.set_inference_dtype(torch.float16 if not cpu else torch.float32, None)
-    model = cfg.get_model({}, device=_device(cpu))
-    randomize(model.diffusion_model, seed)
-    return cfg, comfy.model_patcher.ModelPatcher(model, load_device=_device(cpu),
-                                                offload_device=comfy.model_management.unet_offload_device())
-
-
-def _random_vae(seed: int):
-    import comfy.sd
-    from comfy.ldm.models.autoencoder import AutoencoderKL
-    ae = AutoencoderKL(ddconfig=dict(VAE_DDCONFIG), embed_dim=4)
-    randomize(ae, seed)
-    return comfy.sd.VAE(sd={k: v.contiguous() for k, v in ae.state_dict().items()})
-
-
-def write_checkpoint(path: Path, config_cls, unet_config, seed: int, cpu: bool):
-    import comfy.sd
-    cfg, model = _unet_model(config_cls, unet_config, seed, cpu)
-    clip = comfy.sd.CLIP(target=cfg.clip_target({}))
-    randomize(clip.cond_stage_model, seed + 1)
-    comfy.sd.save_checkpoint(str(path), model, clip, _random_vae(seed + 2))
-    return model
+    return unet_model(config_cls, unet_config, seed, _device(cpu))
 
 
 def write_lora(path: Path, sdxl_model, seed: int, rank: int = 4) -> None:
@@ -190,7 +136,7 @@ def write_t5xxl(path: Path, seed: int, cpu: bool) -> None:
 
 def write_vae(path: Path, seed: int) -> None:
     import comfy.utils
-    comfy.utils.save_torch_file(_random_vae(seed).get_sd(), str(path))
+    comfy.utils.save_torch_file(random_vae(seed).get_sd(), str(path))
 
 
 def write_models(base: Path, files: set[str], cpu: bool, force: bool) -> None:
@@ -209,9 +155,9 @@ def write_models(base: Path, files: set[str], cpu: bool, force: bool) -> None:
     for i, name in enumerate(sorted(todo)):
         t0 = time.time()
         if name in SDXL_CHECKPOINTS:
-            sdxl = write_checkpoint(target(name), sm.SDXL, SDXL_UNET, 100 + i, cpu)
+            sdxl = write_checkpoint(target(name), sm.SDXL, SDXL_UNET, 100 + i, _device(cpu))
         elif name in SD21_CHECKPOINTS:
-            write_checkpoint(target(name), sm.SD20, SD21_UNET, 200 + i, cpu)
+            write_checkpoint(target(name), sm.SD20, SD21_UNET, 200 + i, _device(cpu))
         elif name in SDXL_LORAS:
             if sdxl is None:
                 _, sdxl = _unet_model(sm.SDXL, SDXL_UNET, 99, cpu)
