@@ -185,4 +185,26 @@ class SkipFirstStep(io.ComfyNode):
         return io.NodeOutput(output_latent(latent_image, samples, trajectory, None), trajectory)
 
 
-NODES = [BaseFirstStepSampler, DistilledContinueSampler, SkipFirstStep]
+class DistilledSchedule(io.ComfyNode):
+    """The paper's schedules as a SIGMAS output, so that stock samplers (SamplerCustom, SplitSigmas...) run the
+    distilled model alone on exactly the schedule the hybrid uses."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DDistill_DistilledSchedule",
+            display_name="Distilled Schedule",
+            category=CATEGORY,
+            description=("The distilled model's schedule as SIGMAS (e.g. DMD2's 4-step lcm schedule, t = 999, 759, "
+                         "499, 259), for stock SamplerCustom / SamplerCustomAdvanced baselines."),
+            inputs=[io.Model.Input("model", tooltip="The model whose sigma table maps the timesteps to sigmas."),
+                    *_schedule_inputs()[:2]],
+            outputs=[io.Sigmas.Output(display_name="SIGMAS")],
+        )
+
+    @classmethod
+    def execute(cls, model, steps, scheduler) -> io.NodeOutput:
+        return io.NodeOutput(model_schedule(model, steps, scheduler))
+
+
+NODES = [BaseFirstStepSampler, DistilledContinueSampler, SkipFirstStep, DistilledSchedule]

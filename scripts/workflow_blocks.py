@@ -18,15 +18,12 @@ NEG = ""
 
 @dataclass(frozen=True)
 class Family:
-    """A distilled family: its model file, the hybrid's schedule and update rule, the closest stock scheduler
-    for the distilled model alone, and its native resolution."""
+    """A distilled family: its model file, the schedule and update rule (hybrid and distilled alone), and its
+    native resolution."""
     label: str
     file: str | None
     scheduler: str
     sampler: str
-    # Stock KSampler for the distilled model alone: 'simple' with 4 steps is exactly the trailing schedule
-    # (t = 999, 749, 499, 249); the stock KSampler has no LCM schedule (999, 759, 499, 259), the closest is this.
-    ksampler_scheduler: str = "simple"
     size: int = 1024
 
 
@@ -115,8 +112,12 @@ def recorded_sampler(c: Canvas, y, m: dict, latent, steps, cfg, sampler, schedul
     """A stock SamplerCustom whose sampler records x̂0 (Record x̂0 Sampler); returns (SamplerCustom, recorder)."""
     sel = c.g.add("KSamplerSelect", {"sampler_name": sampler}, pos=(c.X_SAMPLER - 360, y + 170))
     rec = c.g.add("DDistill_RecordX0Sampler", {"sampler": sel[0], "label": label}, pos=(c.X_SAMPLER - 360, y + 300))
-    sig = c.g.add("BasicScheduler", {"model": m["model"], "scheduler": scheduler, "steps": steps, "denoise": 1.0},
-                  pos=(c.X_SAMPLER - 360, y))
+    if scheduler in ("lcm", "trailing"):  # the pack's schedules (stock schedulers have no LCM schedule)
+        sig = c.g.add("DDistill_DistilledSchedule", {"model": m["model"], "steps": steps, "scheduler": scheduler},
+                      pos=(c.X_SAMPLER - 360, y))
+    else:
+        sig = c.g.add("BasicScheduler", {"model": m["model"], "scheduler": scheduler, "steps": steps, "denoise": 1.0},
+                      pos=(c.X_SAMPLER - 360, y))
     sc = c.g.add("SamplerCustom", {"model": m["model"], "add_noise": True, "noise_seed": 0, "cfg": cfg,
                                    "positive": m["pos"], "negative": m["neg"], "sampler": rec[0], "sigmas": sig[0],
                                    "latent_image": latent}, title="seed", pos=(c.X_SAMPLER, y))
@@ -188,11 +189,20 @@ def base_row(c: Canvas, base: dict, latent, cfg: Base):
     return c.finish("base", y, s[0], base["vae"])
 
 
+def distilled_sampler(c: Canvas, y, d: dict, latent, fam: Family):
+    """The distilled model alone on exactly the hybrid's schedule: stock SamplerCustom + the pack's Distilled
+    Schedule (stock schedulers have no LCM schedule)."""
+    sel = c.g.add("KSamplerSelect", {"sampler_name": fam.sampler}, pos=(c.X_SAMPLER - 360, y + 170))
+    sig = c.g.add("DDistill_DistilledSchedule", {"model": d["model"], "steps": 4, "scheduler": fam.scheduler},
+                  pos=(c.X_SAMPLER - 360, y))
+    return c.g.add("SamplerCustom", {"model": d["model"], "add_noise": True, "noise_seed": 0, "cfg": 1.0,
+                                     "positive": d["pos"], "negative": d["neg"], "sampler": sel[0], "sigmas": sig[0],
+                                     "latent_image": latent}, title="seed", pos=(c.X_SAMPLER, y))
+
+
 def distilled_row(c: Canvas, d: dict, latent, fam: Family, method="distilled"):
-    y = c.row(f"Distilled alone: {fam.label}, 4 steps {fam.sampler}, '{fam.ksampler_scheduler}' (t = 999, 749, 499, "
-              "249), cfg 1")
-    s = ksampler(c, y, d, latent, 4, 1.0, fam.sampler, fam.ksampler_scheduler)
-    return c.finish(method, y, s[0], d["vae"])
+    y = c.row(f"Distilled alone: {fam.label}, 4 steps {fam.sampler}, '{fam.scheduler}' schedule, cfg 1")
+    return c.finish(method, y, distilled_sampler(c, y, d, latent, fam)[0], d["vae"])
 
 
 def hybrid_row(c: Canvas, base: dict, d: dict, latent, fam: Family, method="hybrid", base_cfg=1.0, base_steps=1):
@@ -229,7 +239,7 @@ def x0_rows(c: Canvas, base: dict, d: dict, latent, fam: Family, bcfg: Base):
     c.finish("base", y, sc[0], base["vae"])
     x0_preview(c, y, "base", base["vae"], sc[0], recording=rec[1])
     y = c.row(f"Distilled alone, x̂0 recorded: {fam.label}, 4 steps", **_wide(c))
-    sc, rec = recorded_sampler(c, y, d, latent, 4, 1.0, fam.sampler, fam.ksampler_scheduler, "distilled")
+    sc, rec = recorded_sampler(c, y, d, latent, 4, 1.0, fam.sampler, fam.scheduler, "distilled")
     c.finish("distilled", y, sc[0], d["vae"])
     x0_preview(c, y, "distilled", d["vae"], sc[0], recording=rec[1])
     y = c.row("Hybrid: the samplers' x0_trajectory output", **_wide(c))

@@ -186,7 +186,7 @@ def control(slider: str):
             s = b.ksampler(c, y, bm, lat, 50, 5.0, "euler", "normal")
             c.finish("base" + tag, y, s[0], base["vae"])
             y = c.row(f"DMD2 alone{tag}")
-            s = b.ksampler(c, y, dm, lat, 4, 1.0, "lcm", b.DMD2.ksampler_scheduler)
+            s = b.distilled_sampler(c, y, dm, lat, b.DMD2)
             c.finish("distilled" + tag, y, s[0], base["vae"])
             y = c.row(f"Hybrid{tag}")
             _, rest = b.hybrid(c, y, bm, dm, lat, b.DMD2)
@@ -200,8 +200,8 @@ SD21 = "v2-1_512-ema-pruned.safetensors"
 DMD2_FILES = (SDXL, b.DMD2.file)
 T3 = "Table 3: mean pairwise DreamSim distance base / distilled / hybrid, average .337 / .264 / .350"
 E1 = "Table E.1 (DreamSim, 'image of a car'): base .357, DMD2 .264, replace first .350, replace final .251"
-SAME = ("Same prompt, same seeds (one batch) for every method. The distilled model alone runs in a stock KSampler "
-        "('simple' = t 999, 749, 499, 249; the stock KSampler has no LCM schedule 999, 759, 499, 259).")
+SAME = ("Same prompt, same seeds (one batch) for every method. The distilled model alone runs in a stock "
+        "SamplerCustom on the pack's Distilled Schedule: the same schedule and update rule as the hybrid.")
 DEMO_NOTE = ("Offline twin on the pack's bundled demo digit models (unconditional 32x32 digits; the student is a "
              "4-step DMD distillation of the base). ")
 

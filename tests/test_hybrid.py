@@ -174,3 +174,13 @@ def test_closest_stock_graph_differs_only_by_the_continuation_seed(mods, sdxl_pa
     assert torch.equal(stock(7), reference(mods, base, distilled, latent, seed=7, continue_seed=0))
     _, (ours, _) = run_hybrid(mods, base, distilled, latent, seed=7)
     assert not torch.allclose(ours["samples"], stock(7))
+
+
+def test_distilled_schedule_node_gives_the_hybrids_schedule(mods, sdxl_pair):
+    """Stock SamplerCustom on the Distilled Schedule node's SIGMAS = the distilled model alone on the paper's schedule."""
+    _, distilled = sdxl_pair
+    sigmas = mods["hybrid_nodes"].DistilledSchedule.execute(distilled, 4, "lcm").result[0]
+    assert sigmas.tolist() == pytest.approx([14.6146, 4.2606, 1.6129, 0.7194, 0.0], abs=2e-3)
+    assert torch.equal(sigmas, mods["comfy_bridge"].model_schedule(distilled, 4, "lcm"))
+    with pytest.raises(ValueError, match="steps: the lcm schedule needs 1..50 steps, got 60"):
+        mods["hybrid_nodes"].DistilledSchedule.execute(distilled, 60, "lcm")

@@ -3,7 +3,8 @@ import pytest
 
 from server import ComfyServer, execution_error
 
-HYBRID_IDS = ["DDistill_BaseFirstStepSampler", "DDistill_DistilledContinueSampler", "DDistill_SkipFirstStep"]
+HYBRID_IDS = ["DDistill_BaseFirstStepSampler", "DDistill_DistilledContinueSampler", "DDistill_SkipFirstStep",
+              "DDistill_DistilledSchedule"]
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,7 @@ def test_nodes_registered_with_display_names(server):
     assert info["DDistill_BaseFirstStepSampler"]["display_name"] == "Base First Step Sampler"
     assert info["DDistill_DistilledContinueSampler"]["display_name"] == "Distilled Continue Sampler"
     assert info["DDistill_SkipFirstStep"]["display_name"] == "Skip First Step"
+    assert info["DDistill_DistilledSchedule"]["output"] == ["SIGMAS"]
     assert info["DDistill_BaseFirstStepSampler"]["input"]["required"]["base_cfg"][1]["default"] == 1.0
 
 
