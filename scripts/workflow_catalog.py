@@ -105,71 +105,45 @@ def _pair(c, source, fam, prompt=b.PROMPT):
     return b.checkpoint_pair(c, source, fam, prompt)
 
 
-def three_way(source, fam: b.Family, bcfg: b.Base):
-    """Tables 2-3 / D.1: base alone, distilled alone, hybrid on one batch of seeds."""
-    def make(exp):
-        c = b.Canvas(exp.name, exp.note())
-        base, d, lat = _pair(c, source, fam)
-        b.base_row(c, base, lat, bcfg)
-        b.distilled_row(c, d, lat, fam)
-        b.hybrid_row(c, base, d, lat, fam)
-        return c.g
-    return make
+def _hybrid_sweep(c, base, d, lat, fam, **sweep):
+    """One hybrid row per value of base_cfg or base_steps; the first value is the paper's, titled plain 'hybrid'."""
+    (arg, values), = sweep.items()
+    tag = {"base_cfg": "hybrid cfg {:g}", "base_steps": "hybrid k{}"}[arg]
+    for i, v in enumerate(values):
+        b.hybrid_row(c, base, d, lat, fam, method="hybrid" if i == 0 else tag.format(v), **{arg: v})
 
 
-def skip_first(source, fam, bcfg):
-    def make(exp):
-        c = b.Canvas(exp.name, exp.note())
-        base, d, lat = _pair(c, source, fam)
-        b.distilled_row(c, d, lat, fam)
-        b.hybrid_row(c, base, d, lat, fam)
-        b.skip_first_row(c, d, lat, fam)
-        return c.g
-    return make
+ROWS = {  # a method row of a canvas: (canvas, base, distilled, latent, family, base settings)
+    "base": lambda c, base, d, lat, fam, bcfg: b.base_row(c, base, lat, bcfg),
+    "distilled": lambda c, base, d, lat, fam, bcfg: b.distilled_row(c, d, lat, fam),
+    "hybrid": lambda c, base, d, lat, fam, bcfg: b.hybrid_row(c, base, d, lat, fam),
+    "skip first": lambda c, base, d, lat, fam, bcfg: b.skip_first_row(c, d, lat, fam),
+    "replace final": lambda c, base, d, lat, fam, bcfg: b.replace_final_row(c, base, d, lat, fam),
+    "x0": lambda c, base, d, lat, fam, bcfg: b.x0_rows(c, base, d, lat, fam, bcfg),
+    "cfg sweep": lambda c, base, d, lat, fam, bcfg: _hybrid_sweep(c, base, d, lat, fam, base_cfg=(1.0, 2.0, 4.0, 7.0)),
+    "k sweep": lambda c, base, d, lat, fam, bcfg: _hybrid_sweep(c, base, d, lat, fam, base_steps=(1, 2, 3)),
+}
 
 
-def replace_final(source, fam, bcfg):
-    def make(exp):
-        c = b.Canvas(exp.name, exp.note())
-        base, d, lat = _pair(c, source, fam)
-        b.base_row(c, base, lat, bcfg)
-        b.distilled_row(c, d, lat, fam)
-        b.hybrid_row(c, base, d, lat, fam)
-        b.replace_final_row(c, base, d, lat, fam)
-        return c.g
-    return make
+def rows(*names):
+    """A workflow factory: the model pair of ``source``, then the named method rows in order."""
+    def factory(source, fam: b.Family, bcfg: b.Base):
+        def make(exp):
+            c = b.Canvas(exp.name, exp.note())
+            base, d, lat = _pair(c, source, fam)
+            for name in names:
+                ROWS[name](c, base, d, lat, fam, bcfg)
+            return c.g
+        return make
+    return factory
 
 
-def x0_viz(source, fam, bcfg):
-    def make(exp):
-        c = b.Canvas(exp.name, exp.note())
-        base, d, lat = _pair(c, source, fam)
-        b.x0_rows(c, base, d, lat, fam, bcfg)
-        return c.g
-    return make
-
-
-def cfg_sweep(source, fam, bcfg):
-    def make(exp):
-        c = b.Canvas(exp.name, exp.note())
-        base, d, lat = _pair(c, source, fam)
-        b.distilled_row(c, d, lat, fam)
-        for cfg in (1.0, 2.0, 4.0, 7.0):
-            b.hybrid_row(c, base, d, lat, fam, method="hybrid" if cfg == 1.0 else f"hybrid cfg {cfg:g}", base_cfg=cfg)
-        return c.g
-    return make
-
-
-def k_sweep(source, fam, bcfg):
-    def make(exp):
-        c = b.Canvas(exp.name, exp.note())
-        base, d, lat = _pair(c, source, fam)
-        b.base_row(c, base, lat, bcfg)
-        b.distilled_row(c, d, lat, fam)
-        for k in (1, 2, 3):
-            b.hybrid_row(c, base, d, lat, fam, method="hybrid" if k == 1 else f"hybrid k{k}", base_steps=k)
-        return c.g
-    return make
+three_way = rows("base", "distilled", "hybrid")  # Tables 2-3 / D.1
+skip_first = rows("distilled", "hybrid", "skip first")  # Table 4
+replace_final = rows("base", "distilled", "hybrid", "replace final")  # Table E.1
+x0_viz = rows("x0")  # Fig. 5, F.1, F.2
+cfg_sweep = rows("distilled", "cfg sweep")  # Fig. 7, base guidance
+k_sweep = rows("base", "distilled", "k sweep")  # Fig. 7, number of base steps
 
 
 def control(slider: str):
