@@ -6,7 +6,6 @@ honours interrupts. The pack adds a callback that records each step's x̂0 on th
 """
 from __future__ import annotations
 
-import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
@@ -14,7 +13,7 @@ import latent_preview
 import torch
 from comfy_execution.validation import validate_node_input
 
-from .pairing import NOISE_FAMILY, ModelInfo, PairError, check_latent
+from .pairing import NOISE_FAMILY, ModelInfo, check_latent
 from .schedules import TIMESTEP_SCHEDULES, ScheduleError, sigmas_from_timesteps
 from .trajectory import Frame, Trajectory
 
@@ -35,8 +34,11 @@ def model_info(model) -> ModelInfo:
                      sigma_max=float(ms.sigma_max))
 
 
-def model_schedule(model, steps: int, scheduler: str) -> torch.Tensor:
-    """The distilled model's sigmas: the paper's timestep schedules or any ComfyUI scheduler."""
+def model_schedule(model, steps: int, scheduler: str, sigmas: torch.Tensor | None = None) -> torch.Tensor:
+    """The distilled model's sigmas: a connected SIGMAS input as given, else the paper's timestep schedules or any
+    ComfyUI scheduler."""
+    if sigmas is not None:
+        return sigmas.cpu().float()
     ms = model.get_model_object("model_sampling")
     if scheduler in TIMESTEP_SCHEDULES:
         table = getattr(ms, "sigmas", None)
@@ -59,17 +61,18 @@ def link_type_error(node_cls, input_types: dict) -> str | None:
     return None
 
 
-def check_inputs(model, latent: dict, positive, negative, info: ModelInfo, role: str) -> dict:
-    """Validate a LATENT and its conditioning against a model; return the LATENT with an empty latent's channels
-    fitted to the model (as ComfyUI's samplers do before making noise)."""
+def check_inputs(model, latent: dict, positive, negative, info: ModelInfo, role: str,
+                 latent_name: str = "latent_image") -> dict:
+    """Validate a LATENT (the node input ``latent_name``) and its conditioning against a model; return the LATENT
+    with an empty latent's channels fitted to the model (as ComfyUI's samplers do before making noise)."""
     samples = latent.get("samples") if isinstance(latent, dict) else None
     if not isinstance(samples, torch.Tensor) or samples.ndim < 4:
-        raise ValueError("latent_image: expected a LATENT with a [batch, channels, height, width] 'samples' tensor")
+        raise ValueError(f"{latent_name}: expected a LATENT with a [batch, channels, height, width] 'samples' tensor")
     if not torch.isfinite(samples).all():
-        raise ValueError("latent_image: the latent contains NaN or inf values; regenerate it (e.g. with "
+        raise ValueError(f"{latent_name}: the latent contains NaN or inf values; regenerate it (e.g. with "
                          "Empty Latent Image) or check the node that produced it")
     samples = comfy.sample.fix_empty_latent_channels(model, samples)  # an empty latent fits any model, as in stock
-    check_latent(info, samples.shape[1], role)
+    check_latent(info, samples.shape[1], role, latent_name)
     batch = samples.shape[0]
     width = model.model.model_config.unet_config.get("context_dim")
     for name, cond in (("positive", positive), ("negative", negative)):

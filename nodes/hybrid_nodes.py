@@ -93,7 +93,7 @@ class BaseFirstStepSampler(io.ComfyNode):
                 sampler_name, sigmas=None) -> io.NodeOutput:
         info = model_info(base_model)
         latent_image = check_inputs(base_model, latent_image, positive, negative, info, "base_model")
-        full = sigmas.cpu().float() if sigmas is not None else model_schedule(base_model, steps, scheduler)
+        full = model_schedule(base_model, steps, scheduler, sigmas)
         head, tail = split_schedule(full, base_steps)
         samples, frames = run_segment(base_model, positive, negative, latent_image, initial_noise(latent_image, seed),
                                       base_cfg, sampler_name, head, seed, "base", 0)
@@ -135,7 +135,7 @@ class DistilledContinueSampler(io.ComfyNode):
                              "Base First Step Sampler (directly or through nodes that keep the latent's keys)")
         info = model_info(distilled_model)
         check_pair(ModelInfo(**handover["source"]), info)
-        latent = check_inputs(distilled_model, latent, positive, negative, info, "distilled_model")
+        latent = check_inputs(distilled_model, latent, positive, negative, info, "distilled_model", "latent")
         samples, frames = run_segment(distilled_model, positive, negative, latent, no_noise(latent), cfg,
                                       handover["sampler_name"], handover["sigmas"], handover["noise_seed"],
                                       "distilled", handover["step_offset"])
@@ -174,7 +174,7 @@ class SkipFirstStep(io.ComfyNode):
                 sigmas=None) -> io.NodeOutput:
         info = model_info(model)
         latent_image = check_inputs(model, latent_image, positive, negative, info, "model")
-        full = sigmas.cpu().float() if sigmas is not None else model_schedule(model, steps, scheduler)
+        full = model_schedule(model, steps, scheduler, sigmas)
         rest = skip_first_schedule(full)
         sigma1 = float(rest[0])
         # sample_custom scales the noise by sigma_1 below sigma_max; the paper starts from unit-variance noise.

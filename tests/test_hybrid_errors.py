@@ -92,6 +92,14 @@ def test_pair_flow_with_eps(hn, models):
                                             first, 1.0)
 
 
+def test_continue_names_its_own_latent_input(hn, models):
+    first = base_step(hn, models["sdxl"], tm.empty_latent()).result[0]
+    first["samples"] = first["samples"].clone()
+    first["samples"][0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="^latent: the latent contains NaN"):
+        hn.DistilledContinueSampler.execute(models["sdxl"], tm.make_conditioning(), tm.make_conditioning(), first, 1.0)
+
+
 def test_continue_without_handover(hn, models):
     with pytest.raises(ValueError, match="latent: this latent carries no handover; connect the LATENT output of a "
                                          "Base First Step Sampler"):

@@ -1,6 +1,4 @@
 """Pure maths: the paper's schedules, the split, noise scales and seeds (no ComfyUI needed)."""
-import math
-
 import pytest
 import torch
 
