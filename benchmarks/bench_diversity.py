@@ -12,16 +12,16 @@ H100-class GPU; the offline EfficientNet-Lite0 backend on 2 CPU cores in at most
   python benchmarks/bench_diversity.py --comfyui                           # through ComfyUI's device choice
                                                                            # (ModelPatcher), + parity check
 
-DreamSim runs with random weights written in the package's exact cache layout (tests/diversity_fixtures.py;
+DreamSim runs with random weights written in the package's exact cache layout (ddistill_dev/dreamsim_fixtures.py;
 ~1 GB, in --dreamsim-cache or a temporary folder): same architecture and cost as the real weights. Pass
 --dreamsim-cache DIR with real weights to time those instead. Images start on the CPU, as ComfyUI's IMAGE does,
 so the host-to-device copy is part of the time.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import os
 import resource
 import statistics
@@ -32,42 +32,29 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from ddistill import diversity, embedding
+from ddistill.protocol import DREAMSIM_BACKEND, EFFNET_BACKEND
+from ddistill_dev import comfy_host
 
 
-def load_pack_modules():
-    """nodes/ as a package of its own (no ComfyUI import): metric_backends and diversity."""
-    spec = importlib.util.spec_from_file_location("ddistill_nodes", ROOT / "nodes" / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT / "nodes")])
-    pkg = importlib.util.module_from_spec(spec)
-    sys.modules["ddistill_nodes"] = pkg
-    spec.loader.exec_module(pkg)
-    return importlib.import_module("ddistill_nodes.metric_backends"), importlib.import_module("ddistill_nodes.diversity")
+def make(name: str, comfyui: bool, device, weights_dir: str | None = None):
+    """The backend, placed by plain torch on ``device`` or, with ``--comfyui``, by ComfyUI's model management
+    exactly as the nodes place it (``nodes/metric_loading.py``, the pack loaded as ComfyUI loads it)."""
+    if not comfyui:
+        return embedding.get_backend(name, device=device, weights_dir=weights_dir)
+    comfy_host.boot(cpu=device.type == "cpu")
+    loading = importlib.import_module(comfy_host.load_pack().__name__ + ".nodes.metric_loading")
+    folders = (lambda: [weights_dir]) if weights_dir else loading.register_folder
+    return embedding.make_backend(name, placer=loading.ComfyPlacer(), folders=folders)
 
 
-def boot_comfyui(cpu: bool):
-    """ComfyUI in this process (as tests/comfy_host.py, without forcing --cpu); the pack as ComfyUI loads it."""
-    import comfy_host
-    root = comfy_host.comfyui_root()
-    sys.argv = [sys.argv[0], *(["--cpu"] if cpu else [])]
-    sys.path.insert(0, str(root))
-    os.chdir(root)
-    import comfy.options
-    comfy.options.enable_args_parsing()
-    import utils.extra_config  # noqa: F401
-    import nodes  # noqa: F401
-    pack = comfy_host.load_pack()
-    return (importlib.import_module(pack.__name__ + ".nodes.metric_backends"),
-            importlib.import_module(pack.__name__ + ".nodes.diversity"))
-
-
-def parity(mb, backend, images):
+def parity(backend, images):
     """Largest |embedding distance - the package's model(a, b)| over the pairs of a few images."""
     import itertools
+
     d = backend.pairwise(backend.embed(images))
-    x = mb.resize_for_net(mb.check_images(images))
-    dev = backend._patcher.load_device if backend._patcher else backend.device
+    x = embedding.resize_for_net(embedding.check_images(images))
+    dev = next(backend._net.parameters()).device
     pairs = list(itertools.combinations(range(len(x)), 2))
     a, b = (x[[p[k] for p in pairs]].to(dev) for k in (0, 1))
     with torch.no_grad():
@@ -86,8 +73,12 @@ def parse():
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--bootstrap", type=int, default=2000)
     ap.add_argument("--dreamsim-cache", default=None, help="folder with DreamSim weights (else random, temporary)")
-    ap.add_argument("--comfyui", action="store_true", help="load the networks through ComfyUI (ModelPatcher, "
-                    "load_models_gpu on its device choice) instead of plain torch; needs a ComfyUI root")
+    ap.add_argument(
+        "--comfyui",
+        action="store_true",
+        help="load the networks through ComfyUI (ModelPatcher, "
+        "load_models_gpu on its device choice) instead of plain torch; needs a ComfyUI root",
+    )
     ap.add_argument("--out", type=Path)
     return ap.parse_args()
 
@@ -125,10 +116,25 @@ def bench(name, backend, dv, images, chunks, args, device):
         times = [run_once(backend, dv, images, chunk, args.bootstrap, device) for _ in range(args.repeats)]
         embed = statistics.median(t[0] for t in times)
         stats = statistics.median(t[1] for t in times)
-        peak = (f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB GPU" if device.type == "cuda"
-                else f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB RSS (process max)")
-        rows.append([name, str(device), str(len(images)), f"{args.size}x{args.size}", str(chunk),
-                     f"{embed:.3f}", f"{stats:.3f}", f"{embed + stats:.3f}", peak, f"{times[-1][2].mean:.4f}"])
+        peak = (
+            f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB GPU"
+            if device.type == "cuda"
+            else f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB RSS (process max)"
+        )
+        rows.append(
+            [
+                name,
+                str(device),
+                str(len(images)),
+                f"{args.size}x{args.size}",
+                str(chunk),
+                f"{embed:.3f}",
+                f"{stats:.3f}",
+                f"{embed + stats:.3f}",
+                peak,
+                f"{times[-1][2].mean:.4f}",
+            ]
+        )
         print(f"  {name} chunk {chunk}: {embed + stats:.3f} s", file=sys.stderr, flush=True)
     return rows
 
@@ -138,41 +144,65 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    mb, dv = boot_comfyui(device.type == "cpu") if args.comfyui else load_pack_modules()
-    placement = None if args.comfyui else device  # None: ComfyUI's device choice
     images = make_images(args.n, args.size)
     chunks = [int(c) for c in args.chunks.split(",")]
     rows, notes = [], []
     for which in args.backends.split(","):
         if which == "effnet":
-            rows += bench(mb.EFFNET_BACKEND, mb.get_backend(mb.EFFNET_BACKEND, device=placement), dv, images, chunks,
-                          args, device)
+            rows += bench(
+                EFFNET_BACKEND, make(EFFNET_BACKEND, args.comfyui, device), diversity, images, chunks, args, device
+            )
         elif which == "dreamsim":
             folder = args.dreamsim_cache
             tmp = None
-            if folder is None or mb.missing_files(folder, "ensemble"):
-                from diversity_fixtures import write_dreamsim_cache
+            if folder is None or embedding.missing_files(folder, "ensemble"):
+                from ddistill_dev.dreamsim_fixtures import write_dreamsim_cache
+
                 if folder is None:
                     tmp = tempfile.TemporaryDirectory()
                     folder = tmp.name
                 print(f"  writing random DreamSim ensemble weights to {folder}", file=sys.stderr, flush=True)
                 write_dreamsim_cache(folder, "ensemble")
-            backend = mb.get_backend("dreamsim_ensemble", device=placement, weights_dir=folder)
-            rows += bench("dreamsim_ensemble" + ("" if args.dreamsim_cache else " (random weights)"), backend, dv,
-                          images, chunks, args, device)
-            notes.append(f"dreamsim_ensemble: max |embedding distance - package model(a, b)| over 10 pairs of 5 "
-                         f"images: {parity(mb, backend, images[:5]):.2e}")
+            backend = make(DREAMSIM_BACKEND, args.comfyui, device, folder)
+            rows += bench(
+                DREAMSIM_BACKEND + ("" if args.dreamsim_cache else " (random weights)"),
+                backend,
+                diversity,
+                images,
+                chunks,
+                args,
+                device,
+            )
+            notes.append(
+                f"dreamsim_ensemble: max |embedding distance - package model(a, b)| over 10 pairs of 5 "
+                f"images: {parity(backend, images[:5]):.2e}"
+            )
             backend.free()
             if tmp:
                 tmp.cleanup()
         else:
             raise SystemExit(f"--backends: unknown '{which}'; use dreamsim and/or effnet")
-    head = ["backend", "device", "N", "image", "chunk", "embed s", "pairs+stats s", "total s", "peak memory",
-            "mean dist"]
+    head = [
+        "backend",
+        "device",
+        "N",
+        "image",
+        "chunk",
+        "embed s",
+        "pairs+stats s",
+        "total s",
+        "peak memory",
+        "mean dist",
+    ]
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     how = "through ComfyUI (ModelPatcher)" if args.comfyui else "plain torch placement"
-    lines = [f"Diversity Meter benchmark ({gpu}; torch {torch.__version__}; {how}; median of {args.repeats}; "
-             f"bootstrap {args.bootstrap})", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"Diversity Meter benchmark ({gpu}; torch {torch.__version__}; {how}; median of {args.repeats}; "
+        f"bootstrap {args.bootstrap})",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows] + [""] + notes
     text = "\n".join(lines)
     print(text)

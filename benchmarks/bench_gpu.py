@@ -10,17 +10,17 @@ each reported as a ratio to "distilled alone" (stock `comfy.sample.sample_custom
 
 Needs a ComfyUI root in $COMFYUI_PATH (default .host/ComfyUI) and a CUDA GPU.
 """
+
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
+from ddistill_dev import comfy_host
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-import comfy_host  # noqa: E402
 
 
 def parse():
@@ -48,7 +48,8 @@ def boot(args):
 def make_pair(arch):
     """Two separate full-size UNets (random fp16 weights), offloaded until ComfyUI loads them."""
     import comfy.model_management as mm
-    import random_checkpoints as rc
+
+    from ddistill_dev import random_checkpoints as rc
 
     pair = [rc.unet_model(*rc.config_of(arch), seed=seed)[1] for seed in (1, 2)]
     for patcher in pair:
@@ -97,7 +98,7 @@ def methods(pack, base, distilled, arch, batch):
     import torch
 
     hn = importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
-    cb = importlib.import_module(pack.__name__ + ".nodes.comfy_bridge")
+    cb = importlib.import_module(pack.__name__ + ".nodes.sampling")
     size = 128 if arch == "sdxl" else 64
     latent = {"samples": torch.zeros(batch, 4, size, size)}
     cond = conditioning(arch, batch)
@@ -106,8 +107,9 @@ def methods(pack, base, distilled, arch, batch):
 
     def stock(model, noise, cfg, sampler, sig, x, seed):  # as SamplerCustomAdvanced runs it, preview callback included
         cbk = latent_preview.prepare_callback(model, len(sig) - 1)
-        return comfy.sample.sample_custom(model, noise, cfg, sampler, sig, cond, cond, x, callback=cbk,
-                                          disable_pbar=True, seed=seed)
+        return comfy.sample.sample_custom(
+            model, noise, cfg, sampler, sig, cond, cond, x, callback=cbk, disable_pbar=True, seed=seed
+        )
 
     def noise():  # as RandomNoise makes it, inside the timing as for the pack's nodes
         return comfy.sample.prepare_noise(latent["samples"], 0)
@@ -123,6 +125,7 @@ def methods(pack, base, distilled, arch, batch):
         def run():
             mid = hn.BaseFirstStepSampler.execute(base, cond, cond, latent, 0, cfg, 1, 4, "lcm", "lcm").result[0]
             hn.DistilledContinueSampler.execute(distilled, cond, cond, mid, 1.0)
+
         return run
 
     def skip_first():
@@ -135,12 +138,14 @@ def methods(pack, base, distilled, arch, batch):
         s = comfy.samplers.calculate_sigmas(base.get_model_object("model_sampling"), "normal", 50).cpu()
         stock(base, noise(), 7.0, comfy.samplers.sampler_object("euler"), s, latent["samples"], 0)
 
-    out = [("distilled alone (stock, 4 lcm steps)", distilled_alone),
-           ("pack: distilled 4 steps with x̂0 recording", pack_distilled),
-           ("stock two samplers (base sigmas[0:2] + distilled sigmas[1:])", stock_two),
-           ("pack hybrid, base cfg 1", hybrid(1.0)),
-           ("pack hybrid, base cfg 5", hybrid(5.0)),
-           ("pack skip first step (3 steps)", skip_first)]
+    out = [
+        ("distilled alone (stock, 4 lcm steps)", distilled_alone),
+        ("pack: distilled 4 steps with x̂0 recording", pack_distilled),
+        ("stock two samplers (base sigmas[0:2] + distilled sigmas[1:])", stock_two),
+        ("pack hybrid, base cfg 1", hybrid(1.0)),
+        ("pack hybrid, base cfg 5", hybrid(5.0)),
+        ("pack skip first step (3 steps)", skip_first),
+    ]
     if batch == 1:
         out.append(("base alone, 50 euler steps, cfg 7", base_50))
     return out
@@ -172,17 +177,24 @@ def main():
     import torch
 
     card = torch.cuda.get_device_name(0)
-    lines = [f"Card: {card}; torch {torch.__version__}; ComfyUI {comfy_version()}; mode {args.mode}"
-             + (f" (free VRAM capped at {args.cap_gb:g} GiB with --reserve-vram)" if args.mode == "lowvram" else ""),
-             "", "| arch | batch | method | time (s) | x distilled alone | peak VRAM (GiB) |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"Card: {card}; torch {torch.__version__}; ComfyUI {comfy_version()}; mode {args.mode}"
+        + (f" (free VRAM capped at {args.cap_gb:g} GiB with --reserve-vram)" if args.mode == "lowvram" else ""),
+        "",
+        "| arch | batch | method | time (s) | x distilled alone | peak VRAM (GiB) |",
+        "|---|---|---|---|---|---|",
+    ]
     batches = [int(b) for b in args.batches.split(",")]
     if args.mode == "lowvram":
         batches = [16]
     for arch in args.archs.split(","):
         base, distilled = make_pair(arch)
         for batch in batches:
-            fns = [(n, f) for n, f in methods(pack, base, distilled, arch, batch)
-                   if args.mode == "main" or n.startswith(("distilled alone", "pack hybrid, base cfg 1", "stock two"))]
+            fns = [
+                (n, f)
+                for n, f in methods(pack, base, distilled, arch, batch)
+                if args.mode == "main" or n.startswith(("distilled alone", "pack hybrid, base cfg 1", "stock two"))
+            ]
             slow = [(n, f) for n, f in fns if n.startswith("base alone")]
             fast = [(n, f) for n, f in fns if not n.startswith("base alone")]
             repeats = args.repeats if batch == 1 else max(args.repeats // 3, 3)
@@ -200,8 +212,10 @@ def main():
                 print(lines[-1], flush=True)
             if args.mode == "lowvram":
                 c = loads_per_run(pack, base, distilled, arch, batch)
-                lines.append(f"| {arch} | {batch} | loads per hybrid run of the whole batch | base {c['base']}, "
-                             f"distilled {c['distilled']} | | |")
+                lines.append(
+                    f"| {arch} | {batch} | loads per hybrid run of the whole batch | base {c['base']}, "
+                    f"distilled {c['distilled']} | | |"
+                )
                 print(lines[-1], flush=True)
         del base, distilled
         mm.unload_all_models()

@@ -5,7 +5,7 @@ recording, printed as a markdown table (target: recording costs at most 3% of sa
 Variants, all from the same noise on the same loaded model:
   no callback      callback=None
   stock callback   latent_preview.prepare_callback (what stock SamplerCustom passes): the baseline
-  pack recorder    the pack samplers' callback (nodes/comfy_bridge.py _Recorder: x̂0 to the CPU per step + stock)
+  pack recorder    the pack samplers' callback (nodes/recorder.py StepRecorder: x̂0 to the CPU per step + stock)
   Record x̂0 wrap   stock callback + the Record x̂0 Sampler wrapper around the SAMPLER (stock graphs)
 Plus the per-frame cost of a live filmstrip frame (Latent2RGB preview + JPEG), which runs only with a server.
 
@@ -15,18 +15,18 @@ Plus the per-frame cost of a live filmstrip frame (Latent2RGB preview + JPEG), w
 
 Needs a ComfyUI root in $COMFYUI_PATH (default .host/ComfyUI).
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import statistics
-import sys
 import time
 from pathlib import Path
 
+from ddistill_dev import comfy_host
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-import comfy_host  # noqa: E402
 
 
 def parse():
@@ -73,7 +73,7 @@ def timed_interleaved(fns: dict, repeats: int) -> dict:
 
 
 def full_sdxl():
-    import random_checkpoints as rc
+    from ddistill_dev import random_checkpoints as rc
 
     return rc.unet_model(*rc.config_of("sdxl"), seed=1)[1]
 
@@ -100,12 +100,14 @@ def main():
     full = args.size == "full" or (args.size == "auto" and torch.cuda.is_available())
     comfy_host.boot(cpu=not full)
     pack = comfy_host.load_pack()
-    bridge = importlib.import_module(pack.__name__ + ".nodes.comfy_bridge")
+    bridge = importlib.import_module(pack.__name__ + ".nodes.sampling")
     preview_nodes = importlib.import_module(pack.__name__ + ".nodes.preview_nodes")
+    recorder = importlib.import_module(pack.__name__ + ".nodes.recorder")
     import comfy.sample
     import comfy.samplers
     import latent_preview
-    import tiny_models
+
+    from ddistill_dev import tiny_models
 
     res = args.resolution or (1024 if full else 128)
     model = full_sdxl() if full else tiny_models.make_model("sdxl", 1)
@@ -121,13 +123,14 @@ def main():
             sampler = comfy.samplers.sampler_object(args.sampler)
             if wrap:
                 sampler = preview_nodes.RecordX0Sampler.execute(sampler, "bench").result[0]
-            return comfy.sample.sample_custom(model, noise, 1.0, sampler, sigmas, cond, cond, latent, callback=callback,
-                                              disable_pbar=True, seed=0)
+            return comfy.sample.sample_custom(
+                model, noise, 1.0, sampler, sigmas, cond, cond, latent, callback=callback, disable_pbar=True, seed=0
+            )
 
         variants = {
             "no callback": lambda: run(None),
             "stock callback": lambda: run(latent_preview.prepare_callback(model, args.steps)),
-            "pack recorder": lambda: run(bridge._Recorder(model, sigmas, "bench", 0)),
+            "pack recorder": lambda: run(recorder.patcher_recorder(model, sigmas, "bench", 0)),
             "Record x̂0 wrap": lambda: run(latent_preview.prepare_callback(model, args.steps), wrap=True),
         }
         times = timed_interleaved(variants, args.repeats)
@@ -135,7 +138,7 @@ def main():
         for name, t in times.items():
             rows.append((name, batch, t, 100.0 * (t - base) / base))
         # one live filmstrip frame, as LiveX0Frames builds it when a server is connected
-        live = preview_nodes.LiveX0Frames(model.model, "bench")
+        live = recorder.LiveX0Frames(model.model.latent_format, "bench")
         fmt = model.model.latent_format
         live.server, live.enabled = _Sink(), True
         live.previewer = latent_preview.Latent2RGBPreviewer(fmt.latent_rgb_factors, fmt.latent_rgb_factors_bias)
@@ -143,9 +146,13 @@ def main():
         per_frame = timed(lambda: live(0, 1.0, 500.0, x0), args.repeats * 4)
         rows.append(("live frame, per step", batch, per_frame, 100.0 * per_frame * args.steps / base))
 
-    lines = [f"x̂0 recording overhead: {device}, SDXL UNet ({'full size, fp16' if full else 'tiny'}), {res}x{res}, "
-             f"{args.steps} {args.sampler} steps, median of {args.repeats} interleaved warm runs",
-             "", "| variant | batch | time (s) | vs stock callback |", "|---|---|---|---|"]
+    lines = [
+        f"x̂0 recording overhead: {device}, SDXL UNet ({'full size, fp16' if full else 'tiny'}), {res}x{res}, "
+        f"{args.steps} {args.sampler} steps, median of {args.repeats} interleaved warm runs",
+        "",
+        "| variant | batch | time (s) | vs stock callback |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {n} | {b} | {t:.4f} | {o:+.2f}% |" for n, b, t, o in rows]
     lines.append("")
     lines.append("(live frame: its time per step; the percentage is all steps' frames against one sampling run)")

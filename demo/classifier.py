@@ -3,6 +3,7 @@
 Trained by ``demo/train.py`` on the 500 held-out digits that the base model never stores; applied to
 generated IMAGEs (``[B, H, W, 3]`` in [0, 1]) after averaging them down to 8x8 grey.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,9 @@ class DigitClassifier(nn.Module):
 def images_to_digits(images: torch.Tensor) -> torch.Tensor:
     """ComfyUI IMAGE [B, H, W, C] in [0, 1] (H, W multiples of 8) -> [B, 64] grey digits in [-1, 1]."""
     if images.ndim != 4 or images.shape[1] % 8 or images.shape[2] % 8:
-        raise ValueError(f"images: expected [batch, H, W, channels] with H and W multiples of 8, got {list(images.shape)}")
+        raise ValueError(
+            f"images: expected [batch, H, W, channels] with H and W multiples of 8, got {list(images.shape)}"
+        )
     grey = images.float().mean(dim=3, keepdim=True).permute(0, 3, 1, 2)
     return (F.adaptive_avg_pool2d(grey, 8).flatten(1) * 2 - 1).clamp(-1, 1)
 
@@ -53,5 +56,9 @@ def coverage(counts: torch.Tensor, min_share: float = 0.02) -> dict:
     """Mode coverage of a class histogram: classes holding >= min_share of samples, entropy in bits."""
     p = counts.float() / counts.sum().clamp_min(1)
     nz = p[p > 0]
-    return {"classes_covered": int((p >= min_share).sum()), "entropy_bits": max(0.0, float(-(nz * nz.log2()).sum())),
-            "max_entropy_bits": math.log2(10), "counts": [int(c) for c in counts]}
+    return {
+        "classes_covered": int((p >= min_share).sum()),
+        "entropy_bits": max(0.0, float(-(nz * nz.log2()).sum())),
+        "max_entropy_bits": math.log2(10),
+        "counts": [int(c) for c in counts],
+    }

@@ -1,12 +1,8 @@
-"""Shared by the demo scripts: repository paths, the digit data split and the pack's pure-torch model file.
+"""Shared by the demo scripts: repository paths and the digit data split (the model itself is the pure core's
+``ddistill.demo_model``)."""
 
-``nodes/demo_model.py`` is loaded by path (it imports only torch) so that the scripts run without
-ComfyUI, whose own top-level ``nodes`` module would otherwise clash with the pack's ``nodes`` folder.
-"""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import torch
@@ -15,20 +11,6 @@ REPO = Path(__file__).resolve().parent.parent
 WEIGHTS = REPO / "demo" / "weights"
 SPLIT_SEED = 0
 NUM_TRAIN = 1297  # images of the base model; the other 500 of the 1797 train the digit classifier
-
-
-def load_module(name: str, path: Path):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def demo_model():
-    return load_module("ddistill_demo_model", REPO / "nodes" / "demo_model.py")
 
 
 def digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -8,13 +8,15 @@ over the training digits and D_fake is the posterior mean over the student's own
 denoiser DMD's "fake score" network is trained to approximate). Reverse KL is mode seeking: a student
 trained this way drops modes, which is the collapse the paper reports for DMD/DMD2 students.
 """
+
 from __future__ import annotations
 
 import torch
 
 
-def dmd_target(x0: torch.Tensor, images: torch.Tensor, sigma_d: torch.Tensor, noise: torch.Tensor,
-               posterior_mean) -> torch.Tensor:
+def dmd_target(
+    x0: torch.Tensor, images: torch.Tensor, sigma_d: torch.Tensor, noise: torch.Tensor, posterior_mean
+) -> torch.Tensor:
     """Regression target x0 - grad for the DMD loss 0.5*||x0 - sg(x0 - grad)||^2 (x0 detached, [B, 64]).
 
     ``sigma_d`` [B] are digit-space noise levels, ``noise`` [B, 64] standard normal; the gradient is

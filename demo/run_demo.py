@@ -2,11 +2,12 @@
 
     .venv/bin/python demo/run_demo.py [--out out/demo] [--seeds 100]     (bash scripts/demo.sh sets up first)
 
-Starts ComfyUI (CPU) on 127.0.0.1 with this pack (tests/server.py's launcher), runs demo/workflow.py's graph
+Starts ComfyUI (CPU) on 127.0.0.1 with this pack (ddistill_dev/comfy_server.py), runs demo/workflow.py's graph
 for every method with `python -m runner`, then writes OUT/REPORT.md and OUT/report.json: the Diversity Meter
 numbers with their intervals, mode coverage from the repository's digit classifier, and whether the paper's
 ordering holds. --server HOST:PORT uses a running ComfyUI (with this pack) instead of starting one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,25 @@ def run_job(server: str, out: Path, seeds: int, base_steps: int) -> tuple[int, P
     wf_path.write_text(json.dumps(workflow.build(seeds, base_steps), indent=1))
     prompts.write_text(PROMPT + "\n")
     runner_out = out / "runner"
-    cmd = [sys.executable, "-m", "runner", str(wf_path), "--prompts", str(prompts), "--seeds", str(seeds),
-           "--batch", str(seeds), "--server", server.removeprefix("http://"), "--out", str(runner_out),
-           "--paper", "none", "--fresh"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "runner",
+        str(wf_path),
+        "--prompts",
+        str(prompts),
+        "--seeds",
+        str(seeds),
+        "--batch",
+        str(seeds),
+        "--server",
+        server.removeprefix("http://"),
+        "--out",
+        str(runner_out),
+        "--paper",
+        "none",
+        "--fresh",
+    ]
     return subprocess.call(cmd, cwd=REPO), runner_out
 
 
@@ -80,9 +97,7 @@ def main() -> int:
     ap.add_argument("--base-steps", type=int, default=40, help="euler steps of the base method")
     ap.add_argument("--server", default=None, help="HOST:PORT of a running ComfyUI with this pack")
     args = ap.parse_args()
-    sys.path.insert(0, str(REPO))
-    sys.path.insert(1, str(REPO / "tests"))  # tests/server.py: the real-server launcher shared with the tests
-    from server import ComfyServer
+    from ddistill_dev.comfy_server import ComfyServer
 
     t0 = time.time()
     out = args.out.resolve()
@@ -100,8 +115,13 @@ def main() -> int:
     if not (runner_out / "report.json").exists():
         print(f"error: the runner wrote no report (exit {rc}); see {out / 'comfy' / 'server.log'}", file=sys.stderr)
         return 1
-    settings = {"seeds": args.seeds, "base_steps": args.base_steps, "seconds": time.time() - t0,
-                "cpus": len(os.sched_getaffinity(0)), "runner_rc": rc}
+    settings = {
+        "seeds": args.seeds,
+        "base_steps": args.base_steps,
+        "seconds": time.time() - t0,
+        "cpus": len(os.sched_getaffinity(0)),
+        "runner_rc": rc,
+    }
     data = write_report(out, runner_out, settings)
     print((out / "REPORT.md").read_text())
     print(f"report: {out / 'REPORT.md'} ({settings['seconds']:.0f} s)", file=sys.stderr)

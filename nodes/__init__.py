@@ -1,7 +1,10 @@
-"""Diversity distillation node pack: pure-torch maths and ComfyUI node classes.
+"""The pack's ComfyUI-facing code: V3 node classes (``*_nodes.py``) and the thin layer between them and ComfyUI.
 
-Modules without a ComfyUI import (usable and testable on their own): ``schedules``, ``trajectory``,
-``pairing``, ``diversity``, ``x0_preview``, ``demo_model``. ComfyUI-facing code: ``api`` (the one ``comfy_api``
-import), ``comfy_bridge`` (sampling through ComfyUI's own functions), ``metric_backends`` (perceptual networks
-through ComfyUI's model management); the V3 node classes are in ``*_nodes.py``, registered by ``extension``.
+- ``api``: the one ``comfy_api`` import; ``extension``: registers the nodes; ``io_types``: the pack's socket types.
+- ``sampling``: segments through ``comfy.sample.sample_custom``, model info, schedules and input checks.
+- ``recorder``: the one x̂0 recorder (sampler callback) and the canvas filmstrip's live frames.
+- ``validation``: queue-time checks (``validate_inputs``).
+- ``metric_loading``: the perceptual networks placed by ComfyUI's model management, weights via folder_paths.
+
+The mathematics lives in the pure package ``ddistill`` beside this folder (no ComfyUI import).
 """

@@ -6,6 +6,7 @@ ComfyUI's pixel-space VAE (what VAELoader's "pixel_space" builds). So KSampler, 
 VAE Decode and Save Image treat them as any other model pair. The latent format class is the demo's
 own, so the pack's pair check refuses a demo model next to a real one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,9 @@ import comfy.supported_models_base
 import comfy.utils
 import torch
 
+from ..ddistill import protocol
+from ..ddistill.demo_model import IMAGE_SIZE, LINEAR_END, LINEAR_START, DigitStudent, PosteriorMeanDenoiser
 from .api import io
-from .demo_model import IMAGE_SIZE, LINEAR_END, LINEAR_START, DigitStudent, PosteriorMeanDenoiser
 
 CATEGORY = "sampling/diversity distillation/demo"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "demo" / "weights"
@@ -38,6 +40,7 @@ class DemoWeightsError(RuntimeError):
 
 class DemoDigitLatent(comfy.latent_formats.LatentFormat):
     """32x32 RGB pixel-space latents of the demo digit models (scale 1); previews show them as they are."""
+
     latent_channels = 3
 
     def __init__(self):
@@ -60,29 +63,41 @@ class DemoDigitModel(comfy.model_base.BaseModel):
 def verify_weights(name: str, weights_dir: Path = WEIGHTS_DIR, expected: dict | None = None) -> Path:
     """The path of a demo weight file after its sha256 check; DemoWeightsError says how to restore it."""
     path = Path(weights_dir) / name
-    fix = (f"restore it with `git checkout -- demo/weights/{name}` in the pack folder, or retrain the pair with "
-           "`python demo/train.py` and update WEIGHT_SHA256 in nodes/demo_nodes.py")
+    fix = (
+        f"restore it with `git checkout -- demo/weights/{name}` in the pack folder, or retrain the pair with "
+        "`python demo/train.py` and update WEIGHT_SHA256 in nodes/demo_nodes.py"
+    )
     if not path.is_file():
         raise DemoWeightsError(f"Demo Digit Models: the weight file {path} is missing; {fix}.")
     want = (expected or WEIGHT_SHA256)[name]
     got = hashlib.sha256(path.read_bytes()).hexdigest()
     if got != want:
-        raise DemoWeightsError(f"Demo Digit Models: {path} is corrupted or changed (sha256 {got[:16]}..., expected "
-                               f"{want[:16]}...); {fix}.")
+        raise DemoWeightsError(
+            f"Demo Digit Models: {path} is corrupted or changed (sha256 {got[:16]}..., expected {want[:16]}...); {fix}."
+        )
     return path
 
 
 def _patcher(unet_cls, state_dict: dict, unet_config: dict, name: str):
-    model = DemoDigitModel(DemoDigitConfig(unet_config), model_type=comfy.model_base.ModelType.EPS,
-                                       device=comfy.model_management.unet_offload_device(), unet_model=unet_cls)
+    model = DemoDigitModel(
+        DemoDigitConfig(unet_config),
+        model_type=comfy.model_base.ModelType.EPS,
+        device=comfy.model_management.unet_offload_device(),
+        unet_model=unet_cls,
+    )
     try:
         model.diffusion_model.load_state_dict(state_dict, strict=True)
     except RuntimeError as e:
-        raise DemoWeightsError(f"Demo Digit Models: {name} does not fit the demo network ({str(e).splitlines()[0]}); "
-                               "restore the file with git or retrain with `python demo/train.py`") from None
+        raise DemoWeightsError(
+            f"Demo Digit Models: {name} does not fit the demo network ({str(e).splitlines()[0]}); "
+            "restore the file with git or retrain with `python demo/train.py`"
+        ) from None
     model.eval()
-    return comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
-                                            offload_device=comfy.model_management.unet_offload_device())
+    return comfy.model_patcher.ModelPatcher(
+        model,
+        load_device=comfy.model_management.get_torch_device(),
+        offload_device=comfy.model_management.unet_offload_device(),
+    )
 
 
 def load_demo_pair(weights_dir: Path = WEIGHTS_DIR, expected: dict | None = None):
@@ -112,7 +127,7 @@ class DemoDigitModels(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="DDistill_DemoModelLoader",
+            node_id=protocol.DEMO_MODEL_LOADER,
             display_name="Demo Digit Models (diversity distillation)",
             category=CATEGORY,
             description=(
@@ -121,11 +136,15 @@ class DemoDigitModels(io.ComfyNode):
                 "4-step student distilled from it with Distribution Matching Distillation (lcm sampler, lcm "
                 f"schedule). Images are {IMAGE_SIZE}x{IMAGE_SIZE} RGB in pixel space: make the latent with "
                 f"EmptyChromaRadianceLatentImage at {IMAGE_SIZE}x{IMAGE_SIZE} (or, for stock samplers, Empty Latent "
-                f"Image at {IMAGE_SIZE * 8}x{IMAGE_SIZE * 8}, since ComfyUI divides by 8). The models are unconditional: give them a Demo Digit Prompt."),
+                f"Image at {IMAGE_SIZE * 8}x{IMAGE_SIZE * 8}, since ComfyUI divides by 8). "
+                "The models are unconditional: give them a Demo Digit Prompt."
+            ),
             inputs=[],
             outputs=[
                 io.Model.Output(display_name="base_model", tooltip="Base (teacher): exact posterior-mean denoiser."),
-                io.Model.Output(display_name="distilled_model", tooltip="4-step DMD student (lcm sampler and schedule)."),
+                io.Model.Output(
+                    display_name="distilled_model", tooltip="4-step DMD student (lcm sampler and schedule)."
+                ),
                 io.Vae.Output(display_name="vae", tooltip="ComfyUI's pixel-space VAE (32x32 latents are the images)."),
             ],
         )
@@ -140,14 +159,21 @@ class DemoDigitPrompt(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="DDistill_DemoPrompt",
+            node_id=protocol.DEMO_PROMPT,
             display_name="Demo Digit Prompt",
             category=CATEGORY,
-            description=("Stands where a text encoder would for the unconditional demo digit models: gives the "
-                         "CONDITIONING that samplers need (connect it to positive and negative). The text is not "
-                         "used by the models; it keeps graphs in the usual shape, e.g. for the runner's 'prompt'."),
-            inputs=[io.String.Input("text", default="a handwritten digit",
-                                    tooltip="Not read by the demo models (they are unconditional).")],
+            description=(
+                "Stands where a text encoder would for the unconditional demo digit models: gives the "
+                "CONDITIONING that samplers need (connect it to positive and negative). The text is not "
+                "used by the models; it keeps graphs in the usual shape, e.g. for the runner's 'prompt'."
+            ),
+            inputs=[
+                io.String.Input(
+                    "text",
+                    default="a handwritten digit",
+                    tooltip="Not read by the demo models (they are unconditional).",
+                )
+            ],
             outputs=[io.Conditioning.Output(display_name="conditioning")],
         )
 

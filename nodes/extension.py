@@ -1,11 +1,12 @@
 """Registers the pack's V3 nodes with ComfyUI (one extension, one entry point)."""
+
 from __future__ import annotations
 
 from .api import ComfyExtension, io
-from .hybrid_nodes import NODES as HYBRID_NODES
-from .preview_nodes import NODES as PREVIEW_NODES
-from .meter_nodes import NODES as METER_NODES
 from .demo_nodes import NODES as DEMO_NODES
+from .hybrid_nodes import NODES as HYBRID_NODES
+from .meter_nodes import NODES as METER_NODES
+from .preview_nodes import NODES as PREVIEW_NODES
 
 
 class DiversityDistillationExtension(ComfyExtension):

@@ -1,105 +1,159 @@
 """Base First Step Sampler, Distilled Continue Sampler and Skip First Step (V3 nodes, thin)."""
+
 from __future__ import annotations
 
+from ..ddistill import protocol
+from ..ddistill.handover import Handover, read_handover
+from ..ddistill.pairing import check_pair
+from ..ddistill.schedules import derive_seed, skip_first_schedule, split_schedule, unit_noise_scale
+from ..ddistill.trajectory import Trajectory
 from .api import io
-from .comfy_bridge import (HANDOVER_KEY, SAMPLERS, SCHEDULERS, TRAJECTORY_KEY, check_inputs, initial_noise,
-                           link_type_error,
-                           model_info, model_schedule, no_noise, output_latent, run_segment)
-from .pairing import ModelInfo, check_pair
-from .schedules import derive_seed, skip_first_schedule, split_schedule, unit_noise_scale
-from .trajectory import Trajectory
+from .io_types import Trajectory_IO
+from .sampling import (
+    SAMPLERS,
+    SCHEDULERS,
+    check_inputs,
+    initial_noise,
+    model_info,
+    model_schedule,
+    no_noise,
+    output_latent,
+    run_segment,
+)
+from .validation import schedule_widgets
 
 CATEGORY = "sampling/diversity distillation"
-Trajectory_IO = io.Custom("DDISTILL_X0_TRAJECTORY")
 CONTINUE_STREAM = 1  # derive_seed(seed, 1) seeds the continuation's noise stream
 
-SCHEDULE_TIP = ("The distilled model's schedule, shared by both models. 'lcm' = LCM scheduler (DMD2, LCM: "
-                "4 steps give t = 999, 759, 499, 259, the paper's default); 'trailing' = trailing spacing "
-                "(SDXL-Turbo, SDXL-Lightning: 999, 749, 499, 249); the others are ComfyUI's schedulers.")
-SAMPLER_TIP = ("The distilled model's update rule, used for every step of both segments: lcm for DMD2/LCM, "
-               "euler_ancestral for Turbo, euler for Lightning.")
+SCHEDULE_TIP = (
+    "The distilled model's schedule, shared by both models. 'lcm' = LCM scheduler (DMD2, LCM: "
+    "4 steps give t = 999, 759, 499, 259, the paper's default); 'trailing' = trailing spacing "
+    "(SDXL-Turbo, SDXL-Lightning: 999, 749, 499, 249); the others are ComfyUI's schedulers."
+)
+SAMPLER_TIP = (
+    "The distilled model's update rule, used for every step of both segments: lcm for DMD2/LCM, "
+    "euler_ancestral for Turbo, euler for Lightning."
+)
 
 
 def _schedule_inputs(default_steps: int = 4):
     return [
-        io.Int.Input("steps", default=default_steps, min=1, max=1000,
-                     tooltip="Steps of the distilled model's schedule (ignored when sigmas is connected)."),
+        io.Int.Input(
+            "steps",
+            default=default_steps,
+            min=1,
+            max=1000,
+            tooltip="Steps of the distilled model's schedule (ignored when sigmas is connected).",
+        ),
         io.Combo.Input("scheduler", options=SCHEDULERS, default="lcm", tooltip=SCHEDULE_TIP),
         io.Combo.Input("sampler_name", options=SAMPLERS, default="lcm", tooltip=SAMPLER_TIP),
-        io.Sigmas.Input("sigmas", optional=True,
-                        tooltip="Optional full schedule (N + 1 sigmas); overrides steps and scheduler."),
+        io.Sigmas.Input(
+            "sigmas", optional=True, tooltip="Optional full schedule (N + 1 sigmas); overrides steps and scheduler."
+        ),
     ]
-
-
-def _validate(node_cls, input_types, steps: int, base_steps: int = 0, min_steps: int = 2):
-    """Widget checks before anything runs. ComfyUI skips its own range and link-type checks for the inputs a
-    node validates itself, so both are done here too (``input_types`` holds the types of linked inputs)."""
-    bad_link = link_type_error(node_cls, input_types)
-    if bad_link:
-        return bad_link
-    if steps < 1:
-        return f"steps: must be at least 1, got {steps}"
-    if "sigmas" in input_types:  # a linked schedule replaces steps; its length is checked when the node runs
-        return True
-    if steps < min_steps:
-        return f"steps: {steps} is too few; use at least {min_steps}"
-    if base_steps >= steps:
-        return f"base_steps: {base_steps} leaves no step for the distilled model; use at most {steps - 1} or raise steps"
-    return True
 
 
 class BaseFirstStepSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="DDistill_BaseFirstStepSampler",
+            node_id=protocol.BASE_FIRST_STEP,
             display_name="Base First Step Sampler",
             category=CATEGORY,
-            description=("Diversity distillation, part 1: the base model takes the first step(s) of the distilled "
-                         "model's schedule and hands the latent over at sigma_k. Connect its LATENT to a "
-                         "Distilled Continue Sampler."),
+            description=(
+                "Diversity distillation, part 1: the base model takes the first step(s) of the distilled "
+                "model's schedule and hands the latent over at sigma_k. Connect its LATENT to a "
+                "Distilled Continue Sampler."
+            ),
             inputs=[
                 io.Model.Input("base_model", tooltip="The base (teacher) model, e.g. SDXL base 1.0."),
                 io.Conditioning.Input("positive", tooltip="Positive conditioning encoded with the base model's CLIP."),
                 io.Conditioning.Input("negative", tooltip="Negative conditioning encoded with the base model's CLIP."),
                 io.Latent.Input("latent_image"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seeds the initial noise (as KSampler) and, derived from it, the noise of the "
-                                     "continuation."),
-                io.Float.Input("base_cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Guidance of the base step. 1.0 (conditional only) is the paper-consistent "
-                                       "setting; lower guidance gives more diversity (Fig. 7), higher follows the "
-                                       "prompt more and costs a second UNet pass."),
-                io.Int.Input("base_steps", default=1, min=1, max=999,
-                             tooltip="k: how many steps of the schedule the base model takes. 1 is the paper's "
-                                     "setting and the sweet spot (Fig. 7)."),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=0xFFFFFFFFFFFFFFFF,
+                    control_after_generate=True,
+                    tooltip="Seeds the initial noise (as KSampler) and, derived from it, the noise of the "
+                    "continuation.",
+                ),
+                io.Float.Input(
+                    "base_cfg",
+                    default=1.0,
+                    min=0.0,
+                    max=100.0,
+                    step=0.1,
+                    round=0.01,
+                    tooltip="Guidance of the base step. 1.0 (conditional only) is the paper-consistent "
+                    "setting; lower guidance gives more diversity (Fig. 7), higher follows the "
+                    "prompt more and costs a second UNet pass.",
+                ),
+                io.Int.Input(
+                    "base_steps",
+                    default=1,
+                    min=1,
+                    max=999,
+                    tooltip="k: how many steps of the schedule the base model takes. 1 is the paper's "
+                    "setting and the sweet spot (Fig. 7).",
+                ),
                 *_schedule_inputs(),
             ],
             outputs=[
-                io.Latent.Output(display_name="LATENT", tooltip="The latent at sigma_k, carrying the rest of the "
-                                 "schedule for the Distilled Continue Sampler."),
+                io.Latent.Output(
+                    display_name="LATENT",
+                    tooltip="The latent at sigma_k, carrying the rest of the "
+                    "schedule for the Distilled Continue Sampler.",
+                ),
                 Trajectory_IO.Output(display_name="x0_trajectory", tooltip="x̂0 of every base step."),
             ],
         )
 
     @classmethod
     def validate_inputs(cls, base_steps, steps, input_types):
-        if base_steps < 1:
-            return f"base_steps: must be at least 1 (the base model takes the first step), got {base_steps}"
-        return _validate(cls, input_types, steps, base_steps)
+        return schedule_widgets(cls, input_types, steps, base_steps)
 
     @classmethod
-    def execute(cls, base_model, positive, negative, latent_image, seed, base_cfg, base_steps, steps, scheduler,
-                sampler_name, sigmas=None) -> io.NodeOutput:
+    def execute(
+        cls,
+        base_model,
+        positive,
+        negative,
+        latent_image,
+        seed,
+        base_cfg,
+        base_steps,
+        steps,
+        scheduler,
+        sampler_name,
+        sigmas=None,
+    ) -> io.NodeOutput:
         info = model_info(base_model)
         latent_image = check_inputs(base_model, latent_image, positive, negative, info, "base_model")
         full = model_schedule(base_model, steps, scheduler, sigmas)
-        head, tail = split_schedule(full, base_steps)
-        samples, frames = run_segment(base_model, positive, negative, latent_image, initial_noise(latent_image, seed),
-                                      base_cfg, sampler_name, head, seed, "base", 0)
+        head, tail = split_schedule(full, base_steps, "sigmas" if sigmas is not None else "steps")
+        samples, frames = run_segment(
+            base_model,
+            positive,
+            negative,
+            latent_image,
+            initial_noise(latent_image, seed),
+            base_cfg,
+            sampler_name,
+            head,
+            seed,
+            protocol.BASE_LABEL,
+            0,
+        )
         trajectory = Trajectory(frames)
-        handover = {"sigmas": tail, "step_offset": base_steps, "sampler_name": sampler_name, "seed": seed,
-                    "noise_seed": derive_seed(seed, CONTINUE_STREAM), "source": info.to_dict()}
+        handover = Handover(
+            sigmas=tail,
+            step_offset=base_steps,
+            sampler_name=sampler_name,
+            noise_seed=derive_seed(seed, CONTINUE_STREAM),
+            source=info,
+        )
         return io.NodeOutput(output_latent(latent_image, samples, trajectory, handover), trajectory)
 
 
@@ -107,39 +161,61 @@ class DistilledContinueSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="DDistill_DistilledContinueSampler",
+            node_id=protocol.DISTILLED_CONTINUE,
             display_name="Distilled Continue Sampler",
             category=CATEGORY,
-            description=("Diversity distillation, part 2: the distilled model finishes the schedule from the latent "
-                         "a Base First Step Sampler handed over, with its own noise stream."),
+            description=(
+                "Diversity distillation, part 2: the distilled model finishes the schedule from the latent "
+                "a Base First Step Sampler handed over, with its own noise stream."
+            ),
             inputs=[
                 io.Model.Input("distilled_model", tooltip="The distilled model, e.g. DMD2, SDXL-Turbo, Lightning."),
                 io.Conditioning.Input("positive", tooltip="Positive conditioning for the distilled model."),
                 io.Conditioning.Input("negative", tooltip="Negative conditioning for the distilled model."),
                 io.Latent.Input("latent", tooltip="The LATENT output of a Base First Step Sampler."),
-                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Guidance of the distilled model; distilled models are made for 1.0."),
+                io.Float.Input(
+                    "cfg",
+                    default=1.0,
+                    min=0.0,
+                    max=100.0,
+                    step=0.1,
+                    round=0.01,
+                    tooltip="Guidance of the distilled model; distilled models are made for 1.0.",
+                ),
             ],
             outputs=[
                 io.Latent.Output(display_name="LATENT"),
-                Trajectory_IO.Output(display_name="x0_trajectory",
-                                     tooltip="x̂0 of every step, base and distilled, in order."),
+                Trajectory_IO.Output(
+                    display_name="x0_trajectory", tooltip="x̂0 of every step, base and distilled, in order."
+                ),
             ],
         )
 
     @classmethod
     def execute(cls, distilled_model, positive, negative, latent, cfg) -> io.NodeOutput:
-        handover = latent.get(HANDOVER_KEY) if isinstance(latent, dict) else None
+        handover = read_handover(latent, protocol.HANDOVER_KEY)
         if handover is None:
-            raise ValueError("latent: this latent carries no handover; connect the LATENT output of a "
-                             "Base First Step Sampler (directly or through nodes that keep the latent's keys)")
+            raise ValueError(
+                "latent: this latent carries no handover; connect the LATENT output of a "
+                "Base First Step Sampler (directly or through nodes that keep the latent's keys)"
+            )
         info = model_info(distilled_model)
-        check_pair(ModelInfo(**handover["source"]), info)
+        check_pair(handover.source, info)
         latent = check_inputs(distilled_model, latent, positive, negative, info, "distilled_model", "latent")
-        samples, frames = run_segment(distilled_model, positive, negative, latent, no_noise(latent), cfg,
-                                      handover["sampler_name"], handover["sigmas"], handover["noise_seed"],
-                                      "distilled", handover["step_offset"])
-        trajectory = latent.get(TRAJECTORY_KEY, Trajectory()).extended(frames)
+        samples, frames = run_segment(
+            distilled_model,
+            positive,
+            negative,
+            latent,
+            no_noise(latent),
+            cfg,
+            handover.sampler_name,
+            handover.sigmas,
+            handover.noise_seed,
+            protocol.DISTILLED_LABEL,
+            handover.step_offset,
+        )
+        trajectory = latent.get(protocol.TRAJECTORY_KEY, Trajectory()).extended(frames)
         return io.NodeOutput(output_latent(latent, samples, trajectory, None), trajectory)
 
 
@@ -147,18 +223,26 @@ class SkipFirstStep(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="DDistill_SkipFirstStep",
+            node_id=protocol.SKIP_FIRST_STEP,
             display_name="Skip First Step",
             category=CATEGORY,
-            description=("The cheaper partial fix (Table 4): the distilled model alone on its schedule without the "
-                         "first timestep, starting from pure noise as the paper's code does."),
+            description=(
+                "The cheaper partial fix (Table 4): the distilled model alone on its schedule without the "
+                "first timestep, starting from pure noise as the paper's code does."
+            ),
             inputs=[
                 io.Model.Input("model", tooltip="The distilled model."),
                 io.Conditioning.Input("positive"),
                 io.Conditioning.Input("negative"),
                 io.Latent.Input("latent_image"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Seeds the initial noise (as KSampler) and the sampler's noise stream."),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=0xFFFFFFFFFFFFFFFF,
+                    control_after_generate=True,
+                    tooltip="Seeds the initial noise (as KSampler) and the sampler's noise stream.",
+                ),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01),
                 *_schedule_inputs(),
             ],
@@ -167,20 +251,22 @@ class SkipFirstStep(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, steps, input_types):
-        return _validate(cls, input_types, steps)
+        return schedule_widgets(cls, input_types, steps)
 
     @classmethod
-    def execute(cls, model, positive, negative, latent_image, seed, cfg, steps, scheduler, sampler_name,
-                sigmas=None) -> io.NodeOutput:
+    def execute(
+        cls, model, positive, negative, latent_image, seed, cfg, steps, scheduler, sampler_name, sigmas=None
+    ) -> io.NodeOutput:
         info = model_info(model)
         latent_image = check_inputs(model, latent_image, positive, negative, info, "model")
         full = model_schedule(model, steps, scheduler, sigmas)
-        rest = skip_first_schedule(full)
+        rest = skip_first_schedule(full, "sigmas" if sigmas is not None else "steps")
         sigma1 = float(rest[0])
         # sample_custom scales the noise by sigma_1 below sigma_max; the paper starts from unit-variance noise.
         noise = initial_noise(latent_image, seed) * (unit_noise_scale(sigma1, info.variance_preserving_noise) / sigma1)
-        samples, frames = run_segment(model, positive, negative, latent_image, noise, cfg, sampler_name, rest, seed,
-                                      "distilled", 1)
+        samples, frames = run_segment(
+            model, positive, negative, latent_image, noise, cfg, sampler_name, rest, seed, protocol.DISTILLED_LABEL, 1
+        )
         trajectory = Trajectory(frames)
         return io.NodeOutput(output_latent(latent_image, samples, trajectory, None), trajectory)
 
@@ -192,13 +278,17 @@ class DistilledSchedule(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="DDistill_DistilledSchedule",
+            node_id=protocol.DISTILLED_SCHEDULE,
             display_name="Distilled Schedule",
             category=CATEGORY,
-            description=("The distilled model's schedule as SIGMAS (e.g. DMD2's 4-step lcm schedule, t = 999, 759, "
-                         "499, 259), for stock SamplerCustom / SamplerCustomAdvanced baselines."),
-            inputs=[io.Model.Input("model", tooltip="The model whose sigma table maps the timesteps to sigmas."),
-                    *_schedule_inputs()[:2]],
+            description=(
+                "The distilled model's schedule as SIGMAS (e.g. DMD2's 4-step lcm schedule, t = 999, 759, "
+                "499, 259), for stock SamplerCustom / SamplerCustomAdvanced baselines."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="The model whose sigma table maps the timesteps to sigmas."),
+                *_schedule_inputs()[:2],
+            ],
             outputs=[io.Sigmas.Output(display_name="SIGMAS")],
         )
 

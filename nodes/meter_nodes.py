@@ -1,29 +1,41 @@
 """Diversity Meter (V3 node): mean pairwise perceptual distance of a batch, as in the paper's Tables 3, D.1, E.1.
 
-Thin: validation and maths live in ``diversity.py`` (statistics, heatmap) and ``metric_backends.py``
-(embeddings). The numbers also go to the canvas (``js/diversity_meter.js``) as the ``ddistill_diversity`` ui
-entry, next to the heatmap preview; API scripts read the same entry from /history.
+Thin: validation and maths live in ``ddistill.diversity`` (statistics, heatmap) and ``ddistill.embedding``
+(embeddings, placed by ComfyUI through ``metric_loading``). The numbers also go to the canvas
+(``js/diversity_meter.js``) as the ``protocol.METER_UI_KEY`` ui entry, next to the heatmap preview; API scripts
+read the same entry from /history.
 """
+
 from __future__ import annotations
 
 import comfy.model_management
 import comfy.utils
 
+from ..ddistill import protocol
+from ..ddistill.diversity import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_LEVEL,
+    compare,
+    format_comparison,
+    format_summary,
+    heatmap_image,
+    summarize,
+)
+from ..ddistill.embedding import DEFAULT_CHUNK, check_images
+from ..ddistill.protocol import BACKENDS, DREAMSIM_BACKEND, EFFNET_BACKEND
 from .api import io, ui
-from .diversity import DEFAULT_BOOTSTRAP, DEFAULT_LEVEL, compare, format_comparison, format_summary, heatmap_image, \
-    summarize
-from .metric_backends import BACKENDS, DEFAULT_CHUNK, DREAMSIM_BACKEND, EFFNET_BACKEND, check_images, get_backend, \
-    register_folder
+from .metric_loading import get_backend, register_folder
 
 CATEGORY = "sampling/diversity distillation/inspect"
-UI_KEY = "ddistill_diversity"
 HEATMAP_PX = 512
 register_folder()  # "dreamsim" -> ComfyUI/models/dreamsim in folder_paths (a dict entry; no file access)
 
-BACKEND_TIP = (f"'{EFFNET_BACKEND}' works offline out of the box but is NOT the paper's metric. "
-               f"'{DREAMSIM_BACKEND}' is the paper's metric (DreamSim ensemble, mean pairwise distance); its "
-               "weights go in ComfyUI/models/dreamsim (the error message lists the files). The other dreamsim_* "
-               "entries are the dreamsim package's single-backbone types.")
+BACKEND_TIP = (
+    f"'{EFFNET_BACKEND}' works offline out of the box but is NOT the paper's metric. "
+    f"'{DREAMSIM_BACKEND}' is the paper's metric (DreamSim ensemble, mean pairwise distance); its "
+    "weights go in ComfyUI/models/dreamsim (the error message lists the files). The other dreamsim_* "
+    "entries are the dreamsim package's single-backbone types."
+)
 
 
 def _progress(sizes: list[int], chunk: int):
@@ -34,14 +46,17 @@ def _progress(sizes: list[int], chunk: int):
     def update(done, total):
         comfy.model_management.throw_exception_if_processing_interrupted()
         bar.update(1)
+
     return update
 
 
 def _count(images, name: str) -> int:
     n = check_images(images, name).shape[0]
     if n < 2:
-        raise ValueError(f"{name}: diversity needs at least 2 images of one prompt, got {n}; "
-                         "set batch_size >= 2 on the latent (the paper uses many seeds per prompt)")
+        raise ValueError(
+            f"{name}: diversity needs at least 2 images of one prompt, got {n}; "
+            "set batch_size >= 2 on the latent (the paper uses many seeds per prompt)"
+        )
     return n
 
 
@@ -49,43 +64,69 @@ class DiversityMeter(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="DDistill_DiversityMeter",
+            node_id=protocol.DIVERSITY_METER,
             display_name="Diversity Meter",
             category=CATEGORY,
             is_output_node=True,  # shows its numbers and heatmap on the canvas; runs without a consumer
-            description=("Sample diversity of one prompt's batch: the mean pairwise perceptual distance (the "
-                         "paper's DreamSim diversity), with its spread, a 95% bootstrap interval over images and "
-                         "an N x N distance heatmap. Connect a second batch to compare two methods (e.g. the "
-                         "distilled model alone vs the hybrid)."),
+            description=(
+                "Sample diversity of one prompt's batch: the mean pairwise perceptual distance (the "
+                "paper's DreamSim diversity), with its spread, a 95% bootstrap interval over images and "
+                "an N x N distance heatmap. Connect a second batch to compare two methods (e.g. the "
+                "distilled model alone vs the hybrid)."
+            ),
             inputs=[
                 io.Image.Input("images", tooltip="A batch of at least 2 images of ONE prompt (different seeds)."),
-                io.Combo.Input("backend", options=BACKENDS, default=EFFNET_BACKEND, tooltip=BACKEND_TIP),
-                io.Image.Input("images_b", optional=True,
-                               tooltip="Optional second batch (same prompt, another method): both numbers and "
-                                       "the difference B - A, each with its interval."),
-                io.Boolean.Input("allow_download", default=False, optional=True,
-                                 tooltip="Let the dreamsim package download missing DreamSim weights (GitHub, "
-                                         "~1 GB for the ensemble) into models/dreamsim. Off: never touch the "
-                                         "network; missing files give an error that lists them."),
-                io.Int.Input("bootstrap_seed", default=0, min=0, max=2**31 - 1, optional=True,
-                             tooltip="Seed of the bootstrap interval (same seed, same interval)."),
-                io.Int.Input("chunk_size", default=DEFAULT_CHUNK, min=1, max=1024, optional=True,
-                             tooltip="Images embedded per network pass; lower it if memory runs out."),
+                io.Combo.Input("backend", options=list(BACKENDS), default=EFFNET_BACKEND, tooltip=BACKEND_TIP),
+                io.Image.Input(
+                    "images_b",
+                    optional=True,
+                    tooltip="Optional second batch (same prompt, another method): both numbers and "
+                    "the difference B - A, each with its interval.",
+                ),
+                io.Boolean.Input(
+                    "allow_download",
+                    default=False,
+                    optional=True,
+                    tooltip="Let the dreamsim package download missing DreamSim weights (GitHub, "
+                    "~1 GB for the ensemble) into models/dreamsim. Off: never touch the "
+                    "network; missing files give an error that lists them.",
+                ),
+                io.Int.Input(
+                    "bootstrap_seed",
+                    default=0,
+                    min=0,
+                    max=2**31 - 1,
+                    optional=True,
+                    tooltip="Seed of the bootstrap interval (same seed, same interval).",
+                ),
+                io.Int.Input(
+                    "chunk_size",
+                    default=DEFAULT_CHUNK,
+                    min=1,
+                    max=1024,
+                    optional=True,
+                    tooltip="Images embedded per network pass; lower it if memory runs out.",
+                ),
             ],
             outputs=[
                 io.Float.Output(display_name="mean_distance", tooltip="Mean pairwise distance of images (A)."),
                 io.String.Output(display_name="report", tooltip="Mean, std, 95% interval, min/max pair, N, pairs."),
                 io.Image.Output(display_name="heatmap", tooltip="N x N distances (A, then B), one colour scale."),
-                io.Float.Output(display_name="mean_distance_b", tooltip="Mean pairwise distance of images_b "
-                                "(0.0 when images_b is not connected)."),
-                io.Float.Output(display_name="difference", tooltip="mean_distance_b - mean_distance "
-                                "(0.0 when images_b is not connected)."),
+                io.Float.Output(
+                    display_name="mean_distance_b",
+                    tooltip="Mean pairwise distance of images_b (0.0 when images_b is not connected).",
+                ),
+                io.Float.Output(
+                    display_name="difference",
+                    tooltip="mean_distance_b - mean_distance (0.0 when images_b is not connected).",
+                ),
             ],
         )
 
     @classmethod
-    def execute(cls, images, backend, images_b=None, allow_download=False, bootstrap_seed=0,
-                chunk_size=DEFAULT_CHUNK) -> io.NodeOutput:
+    def execute(
+        cls, images, backend, images_b=None, allow_download=False, bootstrap_seed=0, chunk_size=DEFAULT_CHUNK
+    ) -> io.NodeOutput:
         n_a = _count(images, "images")
         n_b = _count(images_b, "images_b") if images_b is not None else 0
         net = get_backend(backend, allow_download=allow_download)
@@ -103,11 +144,19 @@ class DiversityMeter(io.ComfyNode):
             summary, _ = summarize(d_a, DEFAULT_BOOTSTRAP, bootstrap_seed, DEFAULT_LEVEL)
             report = header + "\n" + format_summary(summary, "images")
             heatmap = heatmap_image([d_a], HEATMAP_PX)
-            payload = {"backend": backend, "label": net.label, "a": summary.as_dict(), "b": None,
-                       "difference": None, "difference_ci": None, "level": DEFAULT_LEVEL, "report": report}
+            payload = {
+                "backend": backend,
+                "label": net.label,
+                "a": summary.as_dict(),
+                "b": None,
+                "difference": None,
+                "difference_ci": None,
+                "level": DEFAULT_LEVEL,
+                "report": report,
+            }
             values = (summary.mean, report, heatmap, 0.0, 0.0)
         preview = ui.PreviewImage(heatmap, cls=cls).as_dict()
-        return io.NodeOutput(*values, ui={**preview, UI_KEY: [payload]})
+        return io.NodeOutput(*values, ui={**preview, protocol.METER_UI_KEY: [payload]})
 
 
 NODES = [DiversityMeter]

@@ -1,4 +1,5 @@
 """HTTP + websocket client for one ComfyUI server (stdlib urllib and `websocket-client`)."""
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,9 @@ class ComfyClient:
 
     # -- HTTP
     def _request(self, path: str, data: bytes | None = None):
-        req = urllib.request.Request(self.url + path, data=data,
-                                     headers={"Content-Type": "application/json"} if data is not None else {})
+        req = urllib.request.Request(
+            self.url + path, data=data, headers={"Content-Type": "application/json"} if data is not None else {}
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 return r.status, r.headers.get_content_type(), r.read()
@@ -87,8 +89,10 @@ class ComfyClient:
         try:
             stats = self.get_json("/system_stats")
         except ServerError as e:
-            raise ServerError(f"{e}. Start ComfyUI there (python main.py --listen HOST --port PORT) or leave "
-                              f"this address out of --server") from None
+            raise ServerError(
+                f"{e}. Start ComfyUI there (python main.py --listen HOST --port PORT) or leave "
+                f"this address out of --server"
+            ) from None
         if not isinstance(stats, dict) or "system" not in stats:
             raise ServerError(f"server {self.url}: /system_stats does not look like ComfyUI's; check the address")
         return stats
@@ -115,8 +119,9 @@ class ComfyClient:
         return None
 
     def view(self, ref: dict) -> bytes:
-        query = urllib.parse.urlencode({"filename": ref["filename"], "subfolder": ref.get("subfolder", ""),
-                                        "type": ref.get("type", "output")})
+        query = urllib.parse.urlencode(
+            {"filename": ref["filename"], "subfolder": ref.get("subfolder", ""), "type": ref.get("type", "output")}
+        )
         status, _, body = self._request("/view?" + query)
         if status != 200:
             raise ServerError(f"server {self.url}: image {ref.get('filename')} could not be fetched ({status})")
@@ -162,9 +167,10 @@ class ComfyClient:
                 pid = data.get("prompt_id")
                 if msg.get("type") == "progress" and pid in prompt_ids and on_progress:
                     on_progress(pid, data.get("value", 0), data.get("max", 1))
-                elif pid in prompt_ids and (msg.get("type") in ("execution_success", "execution_error",
-                                                                 "execution_interrupted")
-                                            or (msg.get("type") == "executing" and data.get("node") is None)):
+                elif pid in prompt_ids and (
+                    msg.get("type") in ("execution_success", "execution_error", "execution_interrupted")
+                    or (msg.get("type") == "executing" and data.get("node") is None)
+                ):
                     candidates.append(pid)
             if raw is None or time.time() - last_poll > 5 * poll:  # no event lost: ask /history too
                 candidates.extend(sorted(prompt_ids))
@@ -180,8 +186,10 @@ class ComfyClient:
 def execution_message(entry: dict) -> str:
     for kind, msg in entry.get("status", {}).get("messages", []):
         if kind == "execution_error":
-            return (f"node {msg.get('node_id')} ({msg.get('node_type')}) raised {msg.get('exception_type')}: "
-                    f"{msg.get('exception_message', '').strip()}")
+            return (
+                f"node {msg.get('node_id')} ({msg.get('node_type')}) raised {msg.get('exception_type')}: "
+                f"{msg.get('exception_message', '').strip()}"
+            )
         if kind == "execution_interrupted":
             return f"interrupted at node {msg.get('node_id')} ({msg.get('node_type')})"
     return f"status {entry.get('status', {}).get('status_str')}"

@@ -1,5 +1,6 @@
 """One run's job: builds each item's API prompt and collects its outputs (images, Diversity Meter and x̂0 Preview
 `ui` outputs) from /history into the report folder."""
+
 from __future__ import annotations
 
 import os
@@ -40,9 +41,12 @@ class Job:
         outputs = entry.get("outputs") or {}
         refs = (outputs.get(m.image_node) or {}).get("images") or []
         if len(refs) != item.batch:
-            raise ExecutionFailed("", f"server {client.url}: method {item.method!r}: node {m.image_node} gave "
-                                      f"{len(refs)} images for a batch of {item.batch}; its images input must be "
-                                      f"the method's whole batch")
+            raise ExecutionFailed(
+                "",
+                f"server {client.url}: method {item.method!r}: node {m.image_node} gave "
+                f"{len(refs)} images for a batch of {item.batch}; its images input must be "
+                f"the method's whole batch",
+            )
         images = []
         for i, ref in enumerate(refs):
             path = item.image_path(self.out, i)
@@ -57,6 +61,7 @@ class Job:
                     ui["images"] = self._fetch_refs(client, ui["images"], extras / key)
                 rec[key] = ui
             elif nid:
-                raise ExecutionFailed("", f"server {client.url}: method {item.method!r}: node {nid} returned no "
-                                          f"output in /history")
+                raise ExecutionFailed(
+                    "", f"server {client.url}: method {item.method!r}: node {nid} returned no output in /history"
+                )
         return rec

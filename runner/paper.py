@@ -3,6 +3,7 @@
 Sources: Table 3 (main text, SDXL base / DMD2 / hybrid, five prompts of which the paper gives short names), Table D.1
 and Table E.1 (supplementary, prompt "image of a car", 100 samples). Method keys follow runner/CONVENTIONS.md.
 """
+
 from __future__ import annotations
 
 TABLES = {

@@ -1,12 +1,21 @@
 """Report images drawn with PIL: image grids, a bar chart with error bars, and a line plot."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-          (227, 119, 194), (127, 127, 127)]
+COLORS = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+]
 FONT = ImageFont.load_default()
 
 
@@ -27,8 +36,10 @@ def image_grid(rows: list[tuple[str, list[Path]]], cell: int = 128, label_w: int
             with Image.open(p) as im:
                 thumb = im.convert("RGB")
                 scale = cell / max(thumb.size)
-                thumb = thumb.resize((max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))),
-                                     Image.NEAREST if scale > 1 else Image.LANCZOS)
+                thumb = thumb.resize(
+                    (max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))),
+                    Image.NEAREST if scale > 1 else Image.LANCZOS,
+                )
             grid.paste(thumb, (label_w + c * (cell + 2), y))
     return grid
 
@@ -63,8 +74,11 @@ def bar_chart(bars: list[dict], title: str, ylabel: str = "mean pairwise distanc
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     _text(draw, (w // 2, 8), title, anchor="ma")
-    tops = [b["value"] for b in bars] + [b["ci"][1] for b in bars if b.get("ci")] + \
-           [b["reference"] for b in bars if b.get("reference") is not None]
+    tops = (
+        [b["value"] for b in bars]
+        + [b["ci"][1] for b in bars if b.get("ci")]
+        + [b["reference"] for b in bars if b.get("reference") is not None]
+    )
     ymax = max([t for t in tops if t == t] + [1e-6]) * 1.15
     box = (70, 40, w - 20, h - 60)
     _axes(draw, box, ymax, ylabel)
@@ -89,8 +103,9 @@ def bar_chart(bars: list[dict], title: str, ylabel: str = "mean pairwise distanc
     return img
 
 
-def line_plot(series: dict[str, dict[float, float]], title: str, xlabel: str, ylabel: str, xticks=None,
-              size=(640, 400)) -> Image.Image:
+def line_plot(
+    series: dict[str, dict[float, float]], title: str, xlabel: str, ylabel: str, xticks=None, size=(640, 400)
+) -> Image.Image:
     """One line per name through its {x: y} points; ticks at `xticks` (default: every x that occurs)."""
     w, h = size
     img = Image.new("RGB", size, "white")

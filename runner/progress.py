@@ -1,5 +1,6 @@
 """Text progress bars on stderr: one overall bar and one per server (redrawn in place on a terminal, one line
 per finished item otherwise)."""
+
 from __future__ import annotations
 
 import sys
@@ -39,8 +40,9 @@ class Progress:
 
     def started(self, server: str, item) -> None:
         with self.lock:
-            self.servers[server].update(item=f"{item.method} | {item.prompt[:30]} | seed {item.seed} x{item.batch}",
-                                        step=(0, 0))
+            self.servers[server].update(
+                item=f"{item.method} | {item.prompt[:30]} | seed {item.seed} x{item.batch}", step=(0, 0)
+            )
 
     def step(self, server: str, value: int, maximum: int) -> None:
         with self.lock:
@@ -51,8 +53,10 @@ class Progress:
             self.done += 1
             self.servers[server]["done"] += 1
             self.servers[server].update(item="", step=(0, 0))
-            self._line(f"{self.done}/{self.total} done: {item.method} | {item.prompt[:40]} | seed {item.seed} "
-                       f"x{item.batch} on {server}")
+            self._line(
+                f"{self.done}/{self.total} done: {item.method} | {item.prompt[:40]} | seed {item.seed} "
+                f"x{item.batch} on {server}"
+            )
 
     def failed(self, server: str, item, message: str) -> None:
         with self.lock:
@@ -69,9 +73,10 @@ class Progress:
             return
         with self.lock:
             self._last = time.time()
-            rows = [f"overall  {bar(self.done, self.total)} {self.done}/{self.total} items, "
-                    f"{time.time() - self.start:6.0f} s"
-                    + (f", {self.n_failed} failed attempts" if self.n_failed else "")]
+            rows = [
+                f"overall  {bar(self.done, self.total)} {self.done}/{self.total} items, "
+                f"{time.time() - self.start:6.0f} s" + (f", {self.n_failed} failed attempts" if self.n_failed else "")
+            ]
             for url, s in self.servers.items():
                 v, m = s["step"]
                 step = f" step {bar(v, m, 10)}" if m else ""

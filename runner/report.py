@@ -1,5 +1,6 @@
 """Writes the report folder: diversity.csv, report.json, grids/, plots/, summary.md and summary.html. A run with
 missing items or failures is written too, but marked INCOMPLETE everywhere (and report.json has complete=false)."""
+
 from __future__ import annotations
 
 import csv
@@ -16,8 +17,9 @@ from .work import Item, RunState, slug
 GRID_PREVIEW = 8
 
 
-def build_cells(workflow, prompts, items: list[Item], state: RunState, backend: str, device: str,
-                weights_dir: str | None):
+def build_cells(
+    workflow, prompts, items: list[Item], state: RunState, backend: str, device: str, weights_dir: str | None
+):
     """{method: {prompt: Cell}}, the x̂0 curves {method: curve}, and the problems that keep the report incomplete."""
     methods = list(workflow.methods)
     cells: dict[str, dict[str, Cell]] = {m: {} for m in methods}
@@ -28,8 +30,10 @@ def build_cells(workflow, prompts, items: list[Item], state: RunState, backend: 
             mine = sorted((i for i in items if i.method == m and i.prompt == p), key=lambda i: i.chunk)
             missing = [i for i in mine if not state.is_done(i)]
             if missing:
-                problems.append(f"{m} | {p}: {len(missing)} of {len(mine)} chunks missing "
-                                f"(seeds {', '.join(str(i.seed) for i in missing)})")
+                problems.append(
+                    f"{m} | {p}: {len(missing)} of {len(mine)} chunks missing "
+                    f"(seeds {', '.join(str(i.seed) for i in missing)})"
+                )
                 continue
             recs = [state.done[i.id] for i in mine]
             images = [img for r in recs for img in r["images"]]
@@ -45,16 +49,24 @@ def build_cells(workflow, prompts, items: list[Item], state: RunState, backend: 
                     problems.append(f"{m} | {p}: one image cannot measure diversity; use --seeds 2 or more")
                     continue
                 else:
-                    nums = recompute([state.out / x for x in images], backend, device, weights_dir,
-                                     seed=workflow.methods[m].meter_seed)
+                    nums = recompute(
+                        [state.out / x for x in images],
+                        backend,
+                        device,
+                        weights_dir,
+                        seed=workflow.methods[m].meter_seed,
+                    )
                     source = f"recomputed over {len(images)} saved images ({backend})"
             except Exception as e:  # noqa: BLE001 - reported as a problem of this cell, the report says so
                 problems.append(f"{m} | {p}: numbers could not be computed: {e}")
                 continue
-            cells[m][p] = Cell(m, p, nums["n"], nums["n_pairs"], nums["mean"], nums["std"], nums["ci"], source,
-                               images, chunk_means)
-    mean_curves = {m: {k: sum(c[k] for c in cs) / len(cs) for k in sorted(set.intersection(*(set(c) for c in cs)))}
-                   for m, cs in curves.items()}
+            cells[m][p] = Cell(
+                m, p, nums["n"], nums["n_pairs"], nums["mean"], nums["std"], nums["ci"], source, images, chunk_means
+            )
+    mean_curves = {
+        m: {k: sum(c[k] for c in cs) / len(cs) for k in sorted(set.intersection(*(set(c) for c in cs)))}
+        for m, cs in curves.items()
+    }
     return cells, mean_curves, problems
 
 
@@ -66,13 +78,22 @@ def _ci(ci):
     return "n/a" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def write_report(out: Path, workflow, prompts, items, state: RunState, settings: dict, failures: dict[str, str],
-                 stopped: dict[str, str]) -> dict:
+def write_report(
+    out: Path,
+    workflow,
+    prompts,
+    items,
+    state: RunState,
+    settings: dict,
+    failures: dict[str, str],
+    stopped: dict[str, str],
+) -> dict:
     out = Path(out)
     methods = list(workflow.methods)
     backend = workflow.meter_backend or settings["backend"]
-    cells, curves, problems = build_cells(workflow, prompts, items, state, backend, settings["device"],
-                                          settings.get("dreamsim_dir"))
+    cells, curves, problems = build_cells(
+        workflow, prompts, items, state, backend, settings["device"], settings.get("dreamsim_dir")
+    )
     problems += [f"failed: {k}: {v}" for k, v in failures.items()]
     complete = not problems
     table = paper.pick_table(settings.get("paper", "auto"), methods, prompts)
@@ -93,8 +114,19 @@ def write_report(out: Path, workflow, prompts, items, state: RunState, settings:
                     w.writerow([m, p, c.n, c.n_pairs, c.mean, c.std, *(c.ci or ("", "")), c.source, ref or ""])
             if m in averages:
                 a = averages[m]
-                w.writerow([m, "(average over prompts)", "", "", a["mean"], "", *(a["ci"] or ("", "")),
-                            "average", ref_avg.get(m, "")])
+                w.writerow(
+                    [
+                        m,
+                        "(average over prompts)",
+                        "",
+                        "",
+                        a["mean"],
+                        "",
+                        *(a["ci"] or ("", "")),
+                        "average",
+                        ref_avg.get(m, ""),
+                    ]
+                )
 
     # grids and plots
     (out / "grids").mkdir(exist_ok=True)
@@ -108,12 +140,13 @@ def write_report(out: Path, workflow, prompts, items, state: RunState, settings:
             grids[p] = name
             for m, _ in rows:
                 paths = [out / x for x in cells[m][p].images]
-                full = [(f"{k}-{min(k + 10, len(paths)) - 1}", paths[k:k + 10]) for k in range(0, len(paths), 10)]
+                full = [(f"{k}-{min(k + 10, len(paths)) - 1}", paths[k : k + 10]) for k in range(0, len(paths), 10)]
                 image_grid(full, cell=96, label_w=60).save(out / f"grids/{slug(p)}__{slug(m, 24)}.png")
     plots = {}
     if averages:
-        bars = [{"label": m, "value": a["mean"], "ci": a["ci"], "reference": ref_avg.get(m)}
-                for m, a in averages.items()]
+        bars = [
+            {"label": m, "value": a["mean"], "ci": a["ci"], "reference": ref_avg.get(m)} for m, a in averages.items()
+        ]
         bar_chart(bars, f"Diversity per method ({backend})").save(out / "plots/diversity.png")
         plots["diversity"] = "plots/diversity.png"
     if curves:
@@ -124,43 +157,68 @@ def write_report(out: Path, workflow, prompts, items, state: RunState, settings:
                 w.writerows([m, k, max(curve), k / max(curve), v] for k, v in curve.items())
         # x = step / steps, so that a 50-step base model and a 4-step distilled one share the axis (Fig. 5)
         fractions = {m: {k / max(c): v for k, v in c.items()} for m, c in curves.items()}
-        line_plot(fractions, "predicted x0 per step: distance to the final image", "fraction of the trajectory "
-                  "(step / steps)", "distance", xticks=[0, 0.25, 0.5, 0.75, 1]).save(out / "plots/x0_convergence.png")
+        line_plot(
+            fractions,
+            "predicted x0 per step: distance to the final image",
+            "fraction of the trajectory (step / steps)",
+            "distance",
+            xticks=[0, 0.25, 0.5, 0.75, 1],
+        ).save(out / "plots/x0_convergence.png")
         plots["x0_convergence"] = "plots/x0_convergence.png"
 
     report = {
-        "complete": complete, "problems": problems, "workflow": workflow.path, "backend": backend,
-        "settings": settings, "servers_stopped": stopped, "paper_table": table,
-        "methods": {m: {"average": averages.get(m), "prompts": {p: asdict(c) for p, c in cells[m].items()}}
-                    for m in methods},
-        "paper": paper.TABLES.get(table) if table else None, "grids": grids, "plots": plots,
+        "complete": complete,
+        "problems": problems,
+        "workflow": workflow.path,
+        "backend": backend,
+        "settings": settings,
+        "servers_stopped": stopped,
+        "paper_table": table,
+        "methods": {
+            m: {"average": averages.get(m), "prompts": {p: asdict(c) for p, c in cells[m].items()}} for m in methods
+        },
+        "paper": paper.TABLES.get(table) if table else None,
+        "grids": grids,
+        "plots": plots,
         "x0_convergence": curves,
     }
     (out / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     md = summary_markdown(report, methods, prompts, cells, averages, table, ref_avg)
     (out / "summary.md").write_text(md, encoding="utf-8")
-    (out / "summary.html").write_text(summary_html(report, methods, prompts, cells, averages, table, ref_avg),
-                                      encoding="utf-8")
+    (out / "summary.html").write_text(
+        summary_html(report, methods, prompts, cells, averages, table, ref_avg), encoding="utf-8"
+    )
     return report
 
 
 def _status_lines(report) -> list[str]:
     if report["complete"]:
         return ["Status: complete (every item finished; nothing missing)."]
-    return ["**INCOMPLETE: these numbers do not cover the whole experiment.** Rerun the same command to finish "
-            "the missing items (finished ones are skipped):", *[f"- {p}" for p in report["problems"]]]
+    return [
+        "**INCOMPLETE: these numbers do not cover the whole experiment.** Rerun the same command to finish "
+        "the missing items (finished ones are skipped):",
+        *[f"- {p}" for p in report["problems"]],
+    ]
 
 
 def summary_markdown(report, methods, prompts, cells, averages, table, ref_avg) -> str:
     s = report["settings"]
-    lines = [f"# Diversity report{' (INCOMPLETE)' if not report['complete'] else ''}", "",
-             *_status_lines(report), "",
-             f"Workflow `{report['workflow']}`; {len(prompts)} prompt(s); {s['seeds']} samples per prompt and method "
-             f"(seeds from {s['seed_start']}, batches of {s['batch']}); metric: **{report['backend']}** "
-             f"(mean pairwise distance; 95% percentile bootstrap interval over images).", ""]
+    lines = [
+        f"# Diversity report{' (INCOMPLETE)' if not report['complete'] else ''}",
+        "",
+        *_status_lines(report),
+        "",
+        f"Workflow `{report['workflow']}`; {len(prompts)} prompt(s); {s['seeds']} samples per prompt and method "
+        f"(seeds from {s['seed_start']}, batches of {s['batch']}); metric: **{report['backend']}** "
+        f"(mean pairwise distance; 95% percentile bootstrap interval over images).",
+        "",
+    ]
     if "not DreamSim" in report["backend"]:
-        lines += ["Note: this metric is not DreamSim, so its values are not on the paper's scale; compare the "
-                  "ordering of methods, not the values.", ""]
+        lines += [
+            "Note: this metric is not DreamSim, so its values are not on the paper's scale; compare the "
+            "ordering of methods, not the values.",
+            "",
+        ]
     head = "| prompt | " + " | ".join(methods) + " |"
     lines += ["## Diversity per prompt", "", head, "|---" * (len(methods) + 1) + "|"]
     for p in prompts:
@@ -170,24 +228,41 @@ def summary_markdown(report, methods, prompts, cells, averages, table, ref_avg) 
             row = [f"{r} (paper {ref[m]:.3f})" if m in ref else r for r, m in zip(row, methods)]
         lines.append(f"| {p} | " + " | ".join(row) + " |")
     if averages:
-        row = [f"**{averages[m]['mean']:.3f}** {_ci(averages[m]['ci'])}" if m in averages else "missing"
-               for m in methods]
+        row = [
+            f"**{averages[m]['mean']:.3f}** {_ci(averages[m]['ci'])}" if m in averages else "missing" for m in methods
+        ]
         row = [f"{r} (paper {ref_avg[m]:.3f})" if m in ref_avg else r for r, m in zip(row, methods)]
         lines.append("| average | " + " | ".join(row) + " |")
         if "base" in averages and averages["base"]["mean"] > 0:
             base = averages["base"]["mean"]
             row = [f"{averages[m]['mean'] / base:.0%}" if m in averages else "missing" for m in methods]
-            row = [f"{r} (paper {ref_avg[m] / ref_avg['base']:.0%})" if m in ref_avg and "base" in ref_avg else r
-                   for r, m in zip(row, methods)]
+            row = [
+                f"{r} (paper {ref_avg[m] / ref_avg['base']:.0%})" if m in ref_avg and "base" in ref_avg else r
+                for r, m in zip(row, methods)
+            ]
             lines.append("| average / base | " + " | ".join(row) + " |")
     sources = sorted({c.source for m in methods for c in cells[m].values()})
-    lines += ["", ("Source of each number: " + "; ".join(
-        "graph (the Diversity Meter's own output in the workflow)" if x == "graph" else x for x in sources) + ".")
-              if sources else "No number could be computed.", ""]
+    lines += [
+        "",
+        (
+            "Source of each number: "
+            + "; ".join(
+                "graph (the Diversity Meter's own output in the workflow)" if x == "graph" else x for x in sources
+            )
+            + "."
+        )
+        if sources
+        else "No number could be computed.",
+        "",
+    ]
     if table:
         t = paper.TABLES[table]
-        lines += [f"## The paper: {t['title']}", "", "| prompt | " + " | ".join(t["methods"]) + " |",
-                  "|---" * (len(t["methods"]) + 1) + "|"]
+        lines += [
+            f"## The paper: {t['title']}",
+            "",
+            "| prompt | " + " | ".join(t["methods"]) + " |",
+            "|---" * (len(t["methods"]) + 1) + "|",
+        ]
         for p, row in t["rows"].items():
             lines.append(f"| {p} | " + " | ".join(f"{row[m]:.3f}" for m in t["methods"]) + " |")
         if t.get("average"):
@@ -211,8 +286,9 @@ def summary_html(report, methods, prompts, cells, averages, table, ref_avg) -> s
                 continue
             cells_ = [html.escape(c.strip()).replace("**", "") for c in line.strip("|").split("|")]
             tag = "th" if not in_table else "td"
-            body.append(("<table>" if not in_table else "") + "<tr>" +
-                        "".join(f"<{tag}>{c}</{tag}>" for c in cells_) + "</tr>")
+            body.append(
+                ("<table>" if not in_table else "") + "<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells_) + "</tr>"
+            )
             in_table = True
             continue
         if in_table:
@@ -227,13 +303,17 @@ def summary_html(report, methods, prompts, cells, averages, table, ref_avg) -> s
         elif line.startswith("- "):
             opened = body and body[-1].endswith("</li></ul>")
             item = f"<li>{html.escape(line[2:])}</li></ul>"
-            body[-1:] = [body[-1][:-len("</ul>")] + item] if opened else [*body[-1:], "<ul>" + item]
+            body[-1:] = [body[-1][: -len("</ul>")] + item] if opened else [*body[-1:], "<ul>" + item]
         elif line.strip():
             body.append(f"<p>{html.escape(line).replace('**', '')}</p>")
     if in_table:
         body.append("</table>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:100%}")
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:100%}"
+    )
     title = "Diversity report" + ("" if report["complete"] else " (INCOMPLETE)")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>"
-            f"<body>{''.join(body)}</body></html>\n")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>"
+        f"<body>{''.join(body)}</body></html>\n"
+    )

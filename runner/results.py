@@ -1,36 +1,24 @@
 """Per-method diversity from a run's records: the Diversity Meter's own numbers when one graph batch holds all of a
 prompt's samples, otherwise the same numbers recomputed over all saved images with the pack's functions
-(`nodes/metric_backends.py`, `nodes/diversity.py`). The average over prompts and its interval are small pure
+(`ddistill/embedding.py`, `ddistill/diversity.py`). The average over prompts and its interval are small pure
 functions here."""
+
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PACK_ROOT = Path(__file__).resolve().parent.parent
-_PKG = "_ddistill_runner_nodes"
+from ddistill import diversity, embedding
+from ddistill.protocol import METER_UI_KEY, X0_UI_KEY
+
 Z95 = 1.959963984540054
-
-
-def pack_module(name: str):
-    """A module of the pack's `nodes/` package, imported under a private name (ComfyUI's own top-level `nodes`
-    module may already be loaded in this process)."""
-    if _PKG not in sys.modules:
-        spec = importlib.util.spec_from_file_location(_PKG, PACK_ROOT / "nodes" / "__init__.py",
-                                                      submodule_search_locations=[str(PACK_ROOT / "nodes")])
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules[_PKG] = pkg
-        spec.loader.exec_module(pkg)
-    return importlib.import_module(f"{_PKG}.{name}")
 
 
 @dataclass
 class Cell:
     """Diversity of one method on one prompt."""
+
     method: str
     prompt: str
     n: int
@@ -45,15 +33,19 @@ class Cell:
 
 def meter_numbers(ui: dict) -> dict:
     """mean / std / ci / n / n_pairs from a Diversity Meter's `ui` output in /history."""
-    data = ui.get("ddistill_diversity")
+    data = ui.get(METER_UI_KEY)
     if isinstance(data, list) and data:
         data = data[0]
     first = (data.get("a") or data) if isinstance(data, dict) else None
     if not isinstance(first, dict) or "mean" not in first or "n" not in first:
         raise ValueError(f"Diversity Meter output has no numbers the runner understands: keys {sorted(ui)}")
-    return {"mean": float(first["mean"]), "std": float(first.get("std", float("nan"))),
-            "ci": tuple(first["ci"]) if first.get("ci") else None, "n": int(first["n"]),
-            "n_pairs": int(first.get("n_pairs", first["n"] * (first["n"] - 1) // 2))}
+    return {
+        "mean": float(first["mean"]),
+        "std": float(first.get("std", float("nan"))),
+        "ci": tuple(first["ci"]) if first.get("ci") else None,
+        "n": int(first["n"]),
+        "n_pairs": int(first.get("n_pairs", first["n"] * (first["n"] - 1) // 2)),
+    }
 
 
 def load_images(paths: list[Path]):
@@ -65,12 +57,16 @@ def load_images(paths: list[Path]):
     return torch.from_numpy(np.stack(arrays))
 
 
-def recompute(paths: list[Path], backend_name: str, device: str = "cpu", weights_dir: str | None = None,
-              n_boot: int | None = None, seed: int = 0) -> dict:
+def recompute(
+    paths: list[Path],
+    backend_name: str,
+    device: str = "cpu",
+    weights_dir: str | None = None,
+    n_boot: int | None = None,
+    seed: int = 0,
+) -> dict:
     """The Diversity Meter's numbers over saved images, with the pack's own backend and statistics."""
-    backends = pack_module("metric_backends")
-    diversity = pack_module("diversity")
-    backend = backends.get_backend(backend_name, device=device, weights_dir=weights_dir)
+    backend = embedding.get_backend(backend_name, device=device, weights_dir=weights_dir)
     d = backend.pairwise(backend.embed(load_images(paths)))
     s, _ = diversity.summarize(d, n_boot if n_boot is not None else diversity.DEFAULT_BOOTSTRAP, seed)
     return {"mean": s.mean, "std": s.std, "ci": tuple(s.ci) if s.ci else None, "n": s.n, "n_pairs": s.n_pairs}
@@ -91,12 +87,9 @@ def average(cells: list[Cell]) -> dict:
 
 def x0_curve(ui: dict) -> dict[int, float] | None:
     """{step (1-based): mean distance of that step's x̂0 to the final image} from an x̂0 Preview `ui` output (its
-    text line "mean distance to final (METRIC) by step: 1:0.412 2:0.105 ...")."""
-    for text in ui.get("text") or []:
-        if isinstance(text, str) and "by step:" in text:
-            pairs = text.split("by step:", 1)[1].splitlines()[0].split()
-            try:
-                return {int(a): float(b) for a, b in (p.split(":") for p in pairs)}
-            except ValueError:
-                return None
-    return None
+    structured entry `protocol.X0_UI_KEY`: steps and mean_distance, in step order)."""
+    entries = ui.get(X0_UI_KEY)
+    entry = entries[0] if isinstance(entries, list) and entries else None
+    if not isinstance(entry, dict) or len(entry.get("steps") or []) != len(entry.get("mean_distance") or [None]):
+        return None
+    return {int(s): float(d) for s, d in zip(entry["steps"], entry["mean_distance"])}

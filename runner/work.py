@@ -7,6 +7,7 @@ state file (`state.jsonl`, one JSON line per finished item, appended and fsynced
 images are on disk, and an item is recorded at most once, so a rerun skips finished items and nothing is lost or
 counted twice.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -85,8 +86,10 @@ class RunState:
             lines = self.path.read_text(encoding="utf-8").splitlines()
             first = json.loads(lines[0]) if lines else {}
             if first.get("workflow") != workflow_fingerprint:
-                raise StateError(f"--out: {self.out} holds a run of a different workflow (or a changed one); give "
-                                 f"another --out folder, or --fresh to start this one over")
+                raise StateError(
+                    f"--out: {self.out} holds a run of a different workflow (or a changed one); give "
+                    f"another --out folder, or --fresh to start this one over"
+                )
             for line in lines[1:]:
                 try:
                     rec = json.loads(line)
@@ -161,8 +164,9 @@ class WorkQueue:
             self.cond.notify_all()
 
 
-def run_items(queue: WorkQueue, servers: list, job, progress=None, depth: int = 1, revive_tries: int = 3,
-              revive_wait: float = 2.0) -> dict[str, str]:
+def run_items(
+    queue: WorkQueue, servers: list, job, progress=None, depth: int = 1, revive_tries: int = 3, revive_wait: float = 2.0
+) -> dict[str, str]:
     """Run the queue on every server (one thread each, at most `depth` prompts queued on each) until it is empty or
     no server is left. `job` has `build(item) -> API prompt`, `collect(client, item, history entry) -> record` and
     `state` (a RunState). Returns {server: why it stopped early} for servers that died or refused the workflow."""
@@ -200,8 +204,9 @@ def run_items(queue: WorkQueue, servers: list, job, progress=None, depth: int = 
                         progress.started(client.url, item)
                 if not inflight:
                     return
-                pid, entry = client.next_finished(inflight, on_progress=progress and (
-                    lambda p, v, m: progress.step(client.url, v, m)))
+                pid, entry = client.next_finished(
+                    inflight, on_progress=progress and (lambda p, v, m: progress.step(client.url, v, m))
+                )
                 item = inflight[pid]
                 rec = job.collect(client, item, entry)  # images on disk before the item is recorded
                 rec["server"] = client.url

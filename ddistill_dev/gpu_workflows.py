@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""Run every example workflow end to end on a GPU machine with full-size random-weight models.
+
+1. ``write``: builds each model file the workflows expect (``ddistill_dev/workflow_catalog.py: MODELS``) from ComfyUI's
+   own model classes with the real architectures (SDXL, SD 2.1, PixArt-alpha DiT, T5-XXL, SD VAE) and random
+   weights, and writes it under the expected name in ``<base>/models/<folder>/`` -- checkpoints with
+   ``comfy.sd.save_checkpoint`` (what the CheckpointSave node uses), diffusion models / text encoders / VAEs as
+   plain state dicts, LoRAs / sliders in the kohya ``lora_unet_*`` format over every SDXL attention projection.
+2. ``run``: starts a real ComfyUI server (``main.py``) on 127.0.0.1 with that base directory and the pack, queues
+   every API workflow (``workflows/api/*.json``, batch set through the node titled ``batch``), waits for each
+   and prints a table (status, seconds, images per method, Diversity Meter numbers where present).
+
+Needs only a working ComfyUI (``--comfyui``, default ``$COMFYUI_PATH`` or ``.host/ComfyUI``) and torch for
+``write``; ``run`` also needs the pack's runtime requirements (``requirements.txt``: the Diversity Meter's
+offline backend). Without the frontend package the server starts API-only (``--front-end-root``).
+Seen on one H100 (2026-11-26): writing all 13 files (37 GB) took 78-85 s; all 18 workflows ran (batch 2) in about
+3 minutes, also after the distilled-alone rows moved to SamplerCustom + Distilled Schedule.
+Example::
+
+    python scripts/gpu_workflows.py --base /tmp/ddistill_gpu write
+    python scripts/gpu_workflows.py --base /tmp/ddistill_gpu run --batch 2 --out results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+from ddistill.protocol import METER_UI_KEY, X0_UI_KEY
+
+from . import comfy_host
+from .comfy_host import PACK_ROOT
+from .random_checkpoints import SD21_UNET, SDXL_UNET, random_vae, randomize, unet_model, write_checkpoint
+from .workflow_catalog import EXPERIMENTS, MODELS
+
+PACK_LINK = "ComfyUI-DiversityDistillation"
+# Full-size architectures (as ComfyUI's model detection reads them from the released files).
+PIXART_1024 = {
+    "image_model": "pixart_alpha",
+    "num_heads": 16,
+    "patch_size": 2,
+    "hidden_size": 1152,
+    "in_channels": 4,
+    "depth": 28,
+    "model_max_length": 120,
+    "input_size": 128,
+    "pe_interpolation": 2,
+    "micro_condition": True,
+}
+SDXL_CHECKPOINTS = (
+    "sd_xl_base_1.0.safetensors",
+    "sd_xl_turbo_1.0_fp16.safetensors",
+    "sdxl_lightning_4step.safetensors",
+)
+SD21_CHECKPOINTS = ("v2-1_512-ema-pruned.safetensors", "sd_turbo.safetensors")
+SDXL_LORAS = (
+    "dmd2_sdxl_4step_lora_fp16.safetensors",
+    "lcm-lora-sdxl.safetensors",
+    "sdxl_age_slider.safetensors",
+    "dmd2_age_slider.safetensors",
+)
+PIXART_FILES = ("PixArt-XL-2-1024-MS.pth", "PixArt-LCM-XL-2-1024-MS.safetensors")
+
+
+def log(msg: str) -> None:
+    print(f"[gpu_workflows] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------- model files
+def _device(cpu: bool):
+    import comfy.model_management
+
+    return comfy.model_management.get_torch_device() if not cpu else "cpu"
+
+
+def _unet_model(config_cls, unet_config, seed, cpu):
+    return unet_model(config_cls, unet_config, seed, _device(cpu))
+
+
+def write_lora(path: Path, sdxl_model, seed: int, rank: int = 4) -> None:
+    """A kohya-format LoRA (``lora_unet_<diffusers name>.lora_down/lora_up/alpha``) over every attention
+    projection of the SDXL UNet, small random values: LoraLoaderModelOnly patches 700+ weights."""
+    import comfy.lora
+    import comfy.utils
+    import torch
+
+    sd = sdxl_model.model.state_dict()
+    g = torch.Generator().manual_seed(seed)
+    out, done = {}, set()
+    for key, target in comfy.lora.model_lora_keys_unet(sdxl_model.model, {}).items():
+        diffusers_name = key.startswith(("lora_unet_down_blocks", "lora_unet_mid_block", "lora_unet_up_blocks"))
+        if not diffusers_name or "_attn" not in key or target in done or target not in sd or sd[target].ndim != 2:
+            continue
+        done.add(target)
+        n_out, n_in = sd[target].shape
+        out[f"{key}.lora_down.weight"] = (torch.randn(rank, n_in, generator=g) / n_in**0.5).half()
+        out[f"{key}.lora_up.weight"] = (torch.randn(n_out, rank, generator=g) * 1e-3).half()
+        out[f"{key}.alpha"] = torch.tensor(float(rank)).half()
+    if not out:
+        raise RuntimeError("no SDXL attention weights found for the LoRA")
+    comfy.utils.save_torch_file(out, str(path))
+
+
+def pixart_extra_keys(cfg: dict = PIXART_1024) -> dict:
+    """Keys a released PixArt checkpoint has beyond ComfyUI's parameters: the fixed 2D sin-cos ``pos_embed``
+    buffer, whose shape ComfyUI's detection reads for ``input_size`` / ``pe_interpolation`` (values unused)."""
+    import torch
+
+    n = (cfg["input_size"] // cfg["patch_size"]) ** 2
+    return {"pos_embed": torch.zeros(1, n, cfg["hidden_size"], dtype=torch.float16)}
+
+
+def write_pixart(path: Path, seed: int, cpu: bool) -> None:
+    import comfy.supported_models
+    import comfy.utils
+    import torch
+
+    _, model = _unet_model(comfy.supported_models.PixArtAlpha, PIXART_1024, seed, cpu)
+    state = model.model.diffusion_model.state_dict()
+    sd = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in state.items()}
+    sd.update(pixart_extra_keys())
+    if path.suffix == ".pth":
+        torch.save(sd, str(path))
+    else:
+        comfy.utils.save_torch_file(sd, str(path))
+
+
+def write_t5xxl(path: Path, seed: int, cpu: bool) -> None:
+    import comfy.ops
+    import comfy.text_encoders.t5 as t5
+    import comfy.utils
+    import torch
+
+    config = json.loads((Path(t5.__file__).parent / "t5_config_xxl.json").read_text())
+    model = t5.T5(config, torch.float16 if not cpu else torch.float32, _device(cpu), comfy.ops.manual_cast)
+    randomize(model, seed)
+    comfy.utils.save_torch_file(
+        {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}, str(path)
+    )
+
+
+def write_vae(path: Path, seed: int) -> None:
+    import comfy.utils
+
+    comfy.utils.save_torch_file(random_vae(seed).get_sd(), str(path))
+
+
+def write_models(base: Path, files: set[str], cpu: bool, force: bool) -> None:
+    import comfy.model_management
+    import comfy.supported_models as sm
+    import torch
+
+    def target(name):
+        p = base / "models" / MODELS[name].folder / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    todo = {f for f in files if force or not target(f).exists()}
+    log(f"{len(todo)} of {len(files)} model files to write under {base}/models")
+    sdxl = None
+    for i, name in enumerate(sorted(todo)):
+        t0 = time.time()
+        if name in SDXL_CHECKPOINTS:
+            sdxl = write_checkpoint(target(name), sm.SDXL, SDXL_UNET, 100 + i, _device(cpu))
+        elif name in SD21_CHECKPOINTS:
+            write_checkpoint(target(name), sm.SD20, SD21_UNET, 200 + i, _device(cpu))
+        elif name in SDXL_LORAS:
+            if sdxl is None:
+                _, sdxl = _unet_model(sm.SDXL, SDXL_UNET, 99, cpu)
+            write_lora(target(name), sdxl, 300 + i)
+        elif name in PIXART_FILES:
+            write_pixart(target(name), 400 + i, cpu)
+        elif name == "t5xxl_fp16.safetensors":
+            write_t5xxl(target(name), 500, cpu)
+        elif MODELS[name].folder == "vae":
+            write_vae(target(name), 600 + i)
+        else:
+            raise ValueError(f"no writer for {name}")
+        comfy.model_management.soft_empty_cache()
+        log(f"wrote {target(name)} ({target(name).stat().st_size / 2**30:.2f} GiB, {time.time() - t0:.0f} s)")
+        if name not in SDXL_CHECKPOINTS:
+            torch.cuda.empty_cache() if torch.cuda.is_available() else None
+
+
+# ------------------------------------------------------------------------------------------------ run workflows
+class Server:
+    def __init__(self, root: Path, base: Path, python: str, cpu: bool):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        link = base / "custom_nodes" / PACK_LINK
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(PACK_ROOT, target_is_directory=True)
+        self.log_path = base / "server.log"
+        cmd = [
+            python,
+            "main.py",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--base-directory",
+            str(base),
+            "--database-url",
+            "sqlite:///:memory:",
+            "--disable-auto-launch",
+            *(["--cpu"] if cpu else []),
+        ]
+        if subprocess.run([python, "-c", "import comfyui_frontend_package"], capture_output=True).returncode:
+            web = base / "web"  # no frontend package here: the API needs none, serve an empty web root
+            web.mkdir(parents=True, exist_ok=True)
+            (web / "index.html").write_text("<!doctype html><title>ComfyUI API only</title>")
+            cmd += ["--front-end-root", str(web)]
+        self.proc = subprocess.Popen(cmd, cwd=root, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        while True:
+            try:
+                self.get("/system_stats")
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("ComfyUI did not start:\n" + self.log_path.read_text()[-3000:])
+                time.sleep(0.5)
+
+    def get(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=60) as r:
+            return json.loads(r.read())
+
+    def post(self, path, payload):
+        req = urllib.request.Request(
+            self.url + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def run_one(server: Server, name: str, prompt: dict, batch: int, timeout: float) -> dict:
+    for node in prompt.values():
+        if node.get("_meta", {}).get("title", "").strip().lower() == "batch":
+            node["inputs"]["batch_size"] = batch
+    t0 = time.time()
+    status, body = server.post("/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})
+    if status != 200:
+        return {"workflow": name, "status": "rejected", "seconds": 0, "error": json.dumps(body)[:800]}
+    pid = body["prompt_id"]
+    while time.time() - t0 < timeout:
+        hist = server.get(f"/history/{pid}")
+        if pid in hist and hist[pid].get("status", {}).get("completed") is not None:
+            break
+        time.sleep(0.5)
+    else:
+        server.post("/interrupt", {})
+        return {"workflow": name, "status": "timeout", "seconds": round(time.time() - t0, 1)}
+    entry = hist[pid]
+    result = {
+        "workflow": name,
+        "status": entry["status"]["status_str"],
+        "seconds": round(time.time() - t0, 1),
+        "images": {},
+        "diversity": {},
+        "x0": {},
+    }
+    for kind, msg in entry["status"].get("messages", []):
+        if kind == "execution_error":
+            result["error"] = f"{msg.get('node_type')}: {msg.get('exception_message', '')[:600]}"
+    for node_id, out in entry.get("outputs", {}).items():
+        title = prompt[node_id].get("_meta", {}).get("title", node_id)
+        method = title.replace("method: ", "")
+        if prompt[node_id]["class_type"] == "SaveImage":
+            result["images"][method] = len(out.get("images", []))
+        elif out.get(METER_UI_KEY):  # the Diversity Meter's numbers (random weights: only that it ran)
+            result["diversity"][method] = round(out[METER_UI_KEY][0]["a"]["mean"], 4)
+        elif out.get(X0_UI_KEY):  # x̂0 Preview's curve: mean distance to the final image by step
+            entry = out[X0_UI_KEY][0]
+            result["x0"][method] = {s: round(d, 4) for s, d in zip(entry["steps"], entry["mean_distance"])}
+    return result
+
+
+def run_workflows(root: Path, base: Path, names: list[str], batch: int, python: str, cpu: bool, timeout: float):
+    server = Server(root, base, python, cpu)
+    results = []
+    try:
+        for name in names:
+            prompt = json.loads((PACK_ROOT / "workflows" / "api" / f"{name}.json").read_text())
+            log(f"running {name}")
+            results.append(run_one(server, name, prompt, batch, timeout))
+            log(json.dumps(results[-1]))
+    finally:
+        server.stop()
+    return results
+
+
+def table(results, device: str) -> str:
+    lines = [
+        f"device: {device}",
+        "| workflow | status | seconds | images per method | meter per method | error |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        imgs = ", ".join(f"{k}={v}" for k, v in sorted(r.get("images", {}).items()))
+        meters = ", ".join(f"{k}={v}" for k, v in sorted(r.get("diversity", {}).items()))
+        lines.append(
+            f"| {r['workflow']} | {r['status']} | {r['seconds']} | {imgs} | {meters} | {r.get('error', '')[:200]} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=["write", "run", "all"])
+    ap.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH") or str(PACK_ROOT / ".host" / "ComfyUI"))
+    ap.add_argument("--base", default="/tmp/ddistill_gpu", help="ComfyUI base directory (models/, custom_nodes/)")
+    ap.add_argument("--only", nargs="*", help="workflow names (default: all)")
+    ap.add_argument("--batch", type=int, default=2, help="batch size set on the node titled 'batch'")
+    ap.add_argument("--cpu", action="store_true", help="CPU only (slow; for small checks)")
+    ap.add_argument("--force", action="store_true", help="rewrite model files that exist")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per workflow")
+    ap.add_argument("--python", default=sys.executable, help="python that runs the ComfyUI server")
+    ap.add_argument("--out", help="write the results as JSON here")
+    args = ap.parse_args()
+    root, base = Path(args.comfyui).resolve(), Path(args.base).resolve()
+    exps = [e for e in EXPERIMENTS if not args.only or e.name in args.only]
+    if args.only and len(exps) != len(args.only):
+        ap.error(f"unknown workflow in --only; known: {[e.name for e in EXPERIMENTS]}")
+    exps = [e for e in exps if all(f in MODELS for f in e.files)]
+    if args.action == "all":  # write in a child process so that its GPU memory is free for the server
+        argv = [a if a != "all" else "write" for a in sys.argv[1:]]
+        if subprocess.run([sys.executable, "-m", __name__, *argv]).returncode:
+            return 1
+    elif args.action == "write":
+        comfy_host.boot(cpu=args.cpu, root=root, import_nodes=False)
+        write_models(base, {f for e in exps for f in e.files}, args.cpu, args.force)
+    if args.action in ("run", "all"):
+        results = run_workflows(root, base, [e.name for e in exps], args.batch, args.python, args.cpu, args.timeout)
+        device = (
+            "cpu"
+            if args.cpu
+            else subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
+            ).stdout.strip()
+        )
+        print(table(results, device))
+        if args.out:
+            Path(args.out).write_text(json.dumps({"device": device, "results": results}, indent=1))
+        return 0 if all(r["status"] == "success" for r in results) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,346 @@
+"""Building blocks of the example workflows: canvas layout, model pairs, samplers and each method's outputs.
+
+Titles follow ``runner/CONVENTIONS.md``: text encoders ``prompt`` / ``negative``, the latent ``batch``, every node
+with a seed ``seed``, and each method's Save Image, Diversity Meter and x̂0 Preview ``method: NAME``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ddistill import protocol as P
+
+from .workflow_graph import Graph
+
+PROMPT = "image of a car"  # the prompt of Tables D.1 and E.1
+BATCH = 8
+NEG = ""
+# The Diversity Meter keeps its default backend (EfficientNet-Lite0, offline); the paper's metric is
+# "dreamsim_ensemble", whose weights users add to models/dreamsim.
+
+
+@dataclass(frozen=True)
+class Family:
+    """A distilled family: its model file, the schedule and update rule (hybrid and distilled alone), and its
+    native resolution."""
+
+    label: str
+    file: str | None
+    scheduler: str
+    sampler: str
+    size: int = 1024
+
+
+DMD2 = Family("SDXL-DMD2", "dmd2_sdxl_4step_lora_fp16.safetensors", "lcm", "lcm")
+TURBO = Family("SDXL-Turbo", "sd_xl_turbo_1.0_fp16.safetensors", "trailing", "euler_ancestral", size=512)
+LIGHTNING = Family("SDXL-Lightning 4-step", "sdxl_lightning_4step.safetensors", "trailing", "euler")
+LCM = Family("LCM-LoRA SDXL", "lcm-lora-sdxl.safetensors", "lcm", "lcm")
+SD_TURBO = Family("SD-Turbo", "sd_turbo.safetensors", "trailing", "euler_ancestral", size=512)
+PIXART_DELTA = Family("PixArt-delta", "PixArt-LCM-XL-2-1024-MS.safetensors", "lcm", "lcm")
+DEMO = Family("demo student", None, "lcm", "lcm", size=32)
+
+
+@dataclass(frozen=True)
+class Base:
+    """How the base model runs alone (the paper's 'Base' column)."""
+
+    label: str
+    steps: int = 50
+    cfg: float = 5.0
+    sampler: str = "euler"
+    scheduler: str = "normal"
+
+
+SDXL_BASE = Base("SDXL base")
+SD21_BASE = Base("SD 2.1", cfg=7.0)
+PIXART_ALPHA = Base("PixArt-alpha", cfg=4.5)
+DEMO_BASE = Base("demo base", cfg=1.0)  # unconditional: cfg 1 (one pass)
+
+
+class Canvas:
+    """Lays nodes out: loaders and encoders on the left, one row (a group) per method on the right."""
+
+    ROW_H = 440
+    X_SAMPLER, X_CONTINUE, X_DECODE, X_SAVE, X_METER, X_EXTRA = 1340, 1700, 2060, 2300, 2660, 3020
+
+    def __init__(self, name: str, note: str):
+        self.name = name
+        self.g = Graph(name)
+        self.g.note(note, pos=(0, -400), size=(900, 360))
+        self.rows = 0
+        self.col_y = {0: 0, 460: 0}
+
+    def left(self, class_type, inputs=None, title=None, x=0, h=160, **kw):
+        node = self.g.add(class_type, inputs, title=title, pos=(x, self.col_y[x]), **kw)
+        self.col_y[x] += h
+        return node
+
+    def row(self, label: str, right: int | None = None, left: int | None = None) -> int:
+        y = self.rows * self.ROW_H
+        self.rows += 1
+        x0, x1 = (left or self.X_SAMPLER) - 20, (right or self.X_METER + 360)
+        self.g.group(label, (x0, y - 50, x1 - x0, self.ROW_H - 30))
+        return y
+
+    def finish(self, method: str, y: int, latent, vae, meter: bool = True):
+        """VAE Decode -> Save Image and Diversity Meter, both titled ``method: NAME``; returns the IMAGE output."""
+        g = self.g
+        image = g.add("VAEDecode", {"samples": latent, "vae": vae}, pos=(self.X_DECODE, y))
+        g.add(
+            "SaveImage",
+            {"images": image[0], "filename_prefix": f"ddistill/{self.name}/{method.replace(' ', '_')}"},
+            title=f"method: {method}",
+            pos=(self.X_SAVE, y),
+            size=(340, 360),
+        )
+        if meter:
+            g.add(
+                P.DIVERSITY_METER,
+                {"images": image[0]},
+                title=f"method: {method}",
+                pos=(self.X_METER, y),
+                size=(340, 360),
+            )
+        return image[0]
+
+
+# ---------------------------------------------------------------------------------------------------- samplers
+def ksampler(c: Canvas, y, m: dict, latent, steps, cfg, sampler, scheduler):
+    return c.g.add(
+        "KSampler",
+        {
+            "model": m["model"],
+            "positive": m["pos"],
+            "negative": m["neg"],
+            "latent_image": latent,
+            "seed": 0,
+            "steps": steps,
+            "cfg": cfg,
+            "sampler_name": sampler,
+            "scheduler": scheduler,
+            "denoise": 1.0,
+        },
+        title="seed",
+        pos=(c.X_SAMPLER, y),
+    )
+
+
+def hybrid(c: Canvas, y, first: dict, rest: dict, latent, fam: Family, base_cfg=1.0, base_steps=1, steps=4):
+    """Base First Step Sampler (``first`` takes ``base_steps``) -> Distilled Continue Sampler (``rest``)."""
+    a = c.g.add(
+        P.BASE_FIRST_STEP,
+        {
+            "base_model": first["model"],
+            "positive": first["pos"],
+            "negative": first["neg"],
+            "latent_image": latent,
+            "seed": 0,
+            "base_cfg": base_cfg,
+            "base_steps": base_steps,
+            "steps": steps,
+            "scheduler": fam.scheduler,
+            "sampler_name": fam.sampler,
+        },
+        title="seed",
+        pos=(c.X_SAMPLER, y),
+    )
+    b = c.g.add(
+        P.DISTILLED_CONTINUE,
+        {
+            "distilled_model": rest["model"],
+            "positive": rest["pos"],
+            "negative": rest["neg"],
+            "latent": a[0],
+            "cfg": 1.0,
+        },
+        pos=(c.X_CONTINUE, y),
+    )
+    return a, b
+
+
+def recorded_sampler(c: Canvas, y, m: dict, latent, steps, cfg, sampler, scheduler, label):
+    """A stock SamplerCustom whose sampler records x̂0 (Record x̂0 Sampler); returns (SamplerCustom, recorder)."""
+    sel = c.g.add("KSamplerSelect", {"sampler_name": sampler}, pos=(c.X_SAMPLER - 360, y + 170))
+    rec = c.g.add(P.RECORD_X0_SAMPLER, {"sampler": sel[0], "label": label}, pos=(c.X_SAMPLER - 360, y + 300))
+    if scheduler in ("lcm", "trailing"):  # the pack's schedules (stock schedulers have no LCM schedule)
+        sig = c.g.add(
+            P.DISTILLED_SCHEDULE,
+            {"model": m["model"], "steps": steps, "scheduler": scheduler},
+            pos=(c.X_SAMPLER - 360, y),
+        )
+    else:
+        sig = c.g.add(
+            "BasicScheduler",
+            {"model": m["model"], "scheduler": scheduler, "steps": steps, "denoise": 1.0},
+            pos=(c.X_SAMPLER - 360, y),
+        )
+    sc = c.g.add(
+        "SamplerCustom",
+        {
+            "model": m["model"],
+            "add_noise": True,
+            "noise_seed": 0,
+            "cfg": cfg,
+            "positive": m["pos"],
+            "negative": m["neg"],
+            "sampler": rec[0],
+            "sigmas": sig[0],
+            "latent_image": latent,
+        },
+        title="seed",
+        pos=(c.X_SAMPLER, y),
+    )
+    return sc, rec
+
+
+def x0_preview(c: Canvas, y, method: str, vae, latent, trajectory=None, recording=None):
+    inputs = {"vae": vae, "latent": latent}
+    inputs.update({"trajectory": trajectory} if trajectory is not None else {"recording": recording})
+    return c.g.add(P.X0_PREVIEW, inputs, title=f"method: {method}", pos=(c.X_EXTRA, y), size=(400, 380))
+
+
+# ------------------------------------------------------------------------------------------------- model pairs
+def _checkpoint(c: Canvas, name):
+    return c.left("CheckpointLoaderSimple", {"ckpt_name": name}, h=190)
+
+
+def _encode(c: Canvas, clip, text, title):
+    return c.left("CLIPTextEncode", {"text": text, "clip": clip}, title=title, x=460, h=250, size=(400, 200))
+
+
+def _latent(c: Canvas, size, batch=BATCH, node="EmptyLatentImage"):
+    return c.left(node, {"width": size, "height": size, "batch_size": batch}, title="batch", x=460, h=180)[0]
+
+
+def _encoded(c, ckpt_node, prompt):
+    pos, neg = _encode(c, ckpt_node[1], prompt, "prompt"), _encode(c, ckpt_node[1], NEG, "negative")
+    return {"model": ckpt_node[0], "pos": pos[0], "neg": neg[0], "vae": ckpt_node[2]}
+
+
+def checkpoint_pair(c: Canvas, base_file: str, fam: Family, prompt=PROMPT, batch=BATCH):
+    """Base checkpoint + the family's distilled model (a LoRA on the base, or its own checkpoint with its own CLIP
+    and VAE); returns (base, distilled, latent) where base/distilled are dicts model/pos/neg/vae."""
+    base = _encoded(c, _checkpoint(c, base_file), prompt)
+    if fam.file.startswith(("dmd2", "lcm-lora")):
+        lora = c.left(
+            "LoraLoaderModelOnly", {"model": base["model"], "lora_name": fam.file, "strength_model": 1.0}, h=160
+        )
+        distilled = {**base, "model": lora[0]}
+    else:
+        distilled = _encoded(c, _checkpoint(c, fam.file), prompt)
+    return base, distilled, _latent(c, fam.size, batch)
+
+
+def pixart_pair(c: Canvas, prompt=PROMPT, batch=BATCH):
+    """PixArt-alpha and PixArt-delta (Load Diffusion Model), one T5-XXL (type 'pixart') and the SD 1.x VAE."""
+    b = c.left("UNETLoader", {"unet_name": "PixArt-XL-2-1024-MS.pth", "weight_dtype": "default"}, h=160)
+    d = c.left("UNETLoader", {"unet_name": PIXART_DELTA.file, "weight_dtype": "default"}, h=160)
+    clip = c.left("CLIPLoader", {"clip_name": "t5xxl_fp16.safetensors", "type": "pixart"}, h=190)
+    vae = c.left("VAELoader", {"vae_name": "vae-ft-mse-840000-ema-pruned.safetensors"}, h=130)
+    pos, neg = _encode(c, clip[0], prompt, "prompt"), _encode(c, clip[0], NEG, "negative")
+    base = {"model": b[0], "pos": pos[0], "neg": neg[0], "vae": vae[0]}
+    return base, {**base, "model": d[0]}, _latent(c, 1024, batch)
+
+
+def demo_pair(c: Canvas, batch=BATCH):
+    """The pack's bundled digit models (no download): unconditional, pixel-space VAE, 32x32 images."""
+    demo = c.left(P.DEMO_MODEL_LOADER, {}, h=170)
+    pos = c.left(P.DEMO_PROMPT, {"text": "a handwritten digit"}, title="prompt", x=460, h=130)
+    neg = c.left(P.DEMO_PROMPT, {"text": ""}, title="negative", x=460, h=130)
+    base = {"model": demo[0], "pos": pos[0], "neg": neg[0], "vae": demo[2]}
+    # 3-channel pixel-space latents: the core empty latent for pixel-space models (32 px = the digit images)
+    return base, {**base, "model": demo[1]}, _latent(c, DEMO.size, batch, "EmptyChromaRadianceLatentImage")
+
+
+# ------------------------------------------------------------------------------------------------- method rows
+def base_row(c: Canvas, base: dict, latent, cfg: Base):
+    y = c.row(f"Base alone: {cfg.label}, {cfg.steps} steps {cfg.sampler}, cfg {cfg.cfg:g}")
+    s = ksampler(c, y, base, latent, cfg.steps, cfg.cfg, cfg.sampler, cfg.scheduler)
+    return c.finish("base", y, s[0], base["vae"])
+
+
+def distilled_sampler(c: Canvas, y, d: dict, latent, fam: Family):
+    """The distilled model alone on exactly the hybrid's schedule: stock SamplerCustom + the pack's Distilled
+    Schedule (stock schedulers have no LCM schedule)."""
+    sel = c.g.add("KSamplerSelect", {"sampler_name": fam.sampler}, pos=(c.X_SAMPLER - 360, y + 170))
+    sig = c.g.add(
+        P.DISTILLED_SCHEDULE, {"model": d["model"], "steps": 4, "scheduler": fam.scheduler}, pos=(c.X_SAMPLER - 360, y)
+    )
+    return c.g.add(
+        "SamplerCustom",
+        {
+            "model": d["model"],
+            "add_noise": True,
+            "noise_seed": 0,
+            "cfg": 1.0,
+            "positive": d["pos"],
+            "negative": d["neg"],
+            "sampler": sel[0],
+            "sigmas": sig[0],
+            "latent_image": latent,
+        },
+        title="seed",
+        pos=(c.X_SAMPLER, y),
+    )
+
+
+def distilled_row(c: Canvas, d: dict, latent, fam: Family, method="distilled"):
+    y = c.row(f"Distilled alone: {fam.label}, 4 steps {fam.sampler}, '{fam.scheduler}' schedule, cfg 1")
+    return c.finish(method, y, distilled_sampler(c, y, d, latent, fam)[0], d["vae"])
+
+
+def hybrid_row(c: Canvas, base: dict, d: dict, latent, fam: Family, method="hybrid", base_cfg=1.0, base_steps=1):
+    label = (
+        f"Hybrid: base takes {'step 1' if base_steps == 1 else f'steps 1-{base_steps}'} (cfg {base_cfg:g}), "
+        f"{fam.label} the rest ('{fam.scheduler}' schedule, {fam.sampler})"
+    )
+    y = c.row(label)
+    _, rest = hybrid(c, y, base, d, latent, fam, base_cfg=base_cfg, base_steps=base_steps)
+    return c.finish(method, y, rest[0], d["vae"])
+
+
+def skip_first_row(c: Canvas, d: dict, latent, fam: Family):
+    y = c.row(f"Skip first step: {fam.label} alone from the second timestep, unit-variance noise")
+    s = c.g.add(
+        P.SKIP_FIRST_STEP,
+        {
+            "model": d["model"],
+            "positive": d["pos"],
+            "negative": d["neg"],
+            "latent_image": latent,
+            "seed": 0,
+            "cfg": 1.0,
+            "steps": 4,
+            "scheduler": fam.scheduler,
+            "sampler_name": fam.sampler,
+        },
+        title="seed",
+        pos=(c.X_SAMPLER, y),
+    )
+    return c.finish("skip first", y, s[0], d["vae"])
+
+
+def replace_final_row(c: Canvas, base: dict, d: dict, latent, fam: Family):
+    y = c.row(f"Replace final steps: {fam.label} takes step 1, the base model steps 2-4")
+    _, rest = hybrid(c, y, d, base, latent, fam)
+    return c.finish("replace final", y, rest[0], base["vae"])
+
+
+def _wide(c: Canvas) -> dict:
+    return {"right": c.X_EXTRA + 420, "left": c.X_SAMPLER - 360}
+
+
+def x0_rows(c: Canvas, base: dict, d: dict, latent, fam: Family, bcfg: Base):
+    """Fig. 5 / F.1: the x̂0 of every step for base alone, distilled alone and the hybrid."""
+    y = c.row(f"Base alone, x̂0 recorded: {bcfg.label}, {bcfg.steps} steps", **_wide(c))
+    sc, rec = recorded_sampler(c, y, base, latent, bcfg.steps, bcfg.cfg, bcfg.sampler, bcfg.scheduler, "base")
+    c.finish("base", y, sc[0], base["vae"])
+    x0_preview(c, y, "base", base["vae"], sc[0], recording=rec[1])
+    y = c.row(f"Distilled alone, x̂0 recorded: {fam.label}, 4 steps", **_wide(c))
+    sc, rec = recorded_sampler(c, y, d, latent, 4, 1.0, fam.sampler, fam.scheduler, "distilled")
+    c.finish("distilled", y, sc[0], d["vae"])
+    x0_preview(c, y, "distilled", d["vae"], sc[0], recording=rec[1])
+    y = c.row("Hybrid: the samplers' x0_trajectory output", **_wide(c))
+    _, rest = hybrid(c, y, base, d, latent, fam)
+    c.finish("hybrid", y, rest[0], d["vae"])
+    x0_preview(c, y, "hybrid", d["vae"], rest[0], trajectory=rest[1])

@@ -1,0 +1,427 @@
+"""The paper's experiments as workflow graphs, and the model files they expect (stdlib and the pure core only).
+
+Each ``Experiment.build()`` returns a ``workflow_graph.Graph`` that uses only ComfyUI core nodes and the pack's
+own. Titles follow ``runner/CONVENTIONS.md``. ``MODELS`` lists every file name a workflow expects, its ComfyUI
+models folder, where to get it and its licence; ``readme_table()`` writes the README table from both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ddistill import protocol
+
+from . import workflow_blocks as b
+from .workflow_graph import Graph
+
+PACK_ID = "comfyui-diversity-distillation"
+PACK_VERSION = "0.1.0"
+PACK_NODE_PREFIX = protocol.NODE_PREFIX
+HF = "https://huggingface.co/"
+
+
+@dataclass(frozen=True)
+class Model:
+    folder: str
+    url: str
+    licence: str
+    note: str = ""
+
+
+MODELS = {
+    "sd_xl_base_1.0.safetensors": Model(
+        "checkpoints",
+        HF + "stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors",
+        "CreativeML Open RAIL++-M",
+    ),
+    "dmd2_sdxl_4step_lora_fp16.safetensors": Model(
+        "loras",
+        HF + "tianweiy/DMD2/resolve/main/dmd2_sdxl_4step_lora_fp16.safetensors",
+        "CC BY-NC-SA 4.0 (non-commercial)",
+        "DMD2 4-step as a LoRA on SDXL base",
+    ),
+    "sd_xl_turbo_1.0_fp16.safetensors": Model(
+        "checkpoints",
+        HF + "stabilityai/sdxl-turbo/resolve/main/sd_xl_turbo_1.0_fp16.safetensors",
+        "Stability AI licence (non-commercial research / community: see the model card)",
+    ),
+    "sdxl_lightning_4step.safetensors": Model(
+        "checkpoints",
+        HF + "ByteDance/SDXL-Lightning/resolve/main/sdxl_lightning_4step.safetensors",
+        "CreativeML Open RAIL++-M",
+        "the full 4-step checkpoint",
+    ),
+    "lcm-lora-sdxl.safetensors": Model(
+        "loras",
+        HF + "latent-consistency/lcm-lora-sdxl/resolve/main/pytorch_lora_weights.safetensors",
+        "CreativeML Open RAIL++-M",
+        "published as pytorch_lora_weights.safetensors: save it under this name",
+    ),
+    "v2-1_512-ema-pruned.safetensors": Model(
+        "checkpoints",
+        HF + "stabilityai/stable-diffusion-2-1-base/resolve/main/v2-1_512-ema-pruned.safetensors",
+        "CreativeML Open RAIL++-M",
+        "SD 2.1 base (512 px, eps prediction)",
+    ),
+    "sd_turbo.safetensors": Model(
+        "checkpoints",
+        HF + "stabilityai/sd-turbo/resolve/main/sd_turbo.safetensors",
+        "Stability AI licence (non-commercial research / community: see the model card)",
+    ),
+    "PixArt-XL-2-1024-MS.pth": Model(
+        "diffusion_models",
+        HF + "PixArt-alpha/PixArt-alpha/resolve/main/PixArt-XL-2-1024-MS.pth",
+        "CreativeML Open RAIL++-M",
+        "PixArt-alpha 1024 (original checkpoint)",
+    ),
+    "PixArt-LCM-XL-2-1024-MS.safetensors": Model(
+        "diffusion_models",
+        HF + "PixArt-alpha/PixArt-LCM-XL-2-1024-MS/resolve/main/transformer/diffusion_pytorch_model.safetensors",
+        "CreativeML Open RAIL++-M",
+        "PixArt-delta (LCM): the diffusers transformer file, saved under this name",
+    ),
+    "t5xxl_fp16.safetensors": Model(
+        "text_encoders",
+        HF + "comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
+        "Apache-2.0",
+        "T5-XXL text encoder shared by both PixArt models",
+    ),
+    "vae-ft-mse-840000-ema-pruned.safetensors": Model(
+        "vae",
+        HF + "stabilityai/sd-vae-ft-mse-original/resolve/main/vae-ft-mse-840000-ema-pruned.safetensors",
+        "MIT",
+        "the SD 1.x VAE that PixArt-alpha uses",
+    ),
+    "sdxl_age_slider.safetensors": Model(
+        "loras",
+        "https://github.com/rohitgandikota/sliders",
+        "MIT (Concept Sliders code); check the licence of the slider you use",
+        "any Concept Slider / LoRA trained on SDXL base (e.g. the sliders repo's SDXL age slider, or one you "
+        "train with it), saved under this name",
+    ),
+    "dmd2_age_slider.safetensors": Model(
+        "loras",
+        "https://github.com/rohitgandikota/sliders",
+        "your own (trained by you on SDXL-DMD2)",
+        "a Concept Slider / LoRA trained on SDXL-DMD2 (Appendix B; none is published: train one with the "
+        "sliders repo on the DMD2 UNet) saved under this name",
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------------- experiments
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    paper: str  # what in the paper it reproduces
+    compare: str  # the paper's number(s) to compare with
+    files: tuple  # model files it expects (keys of MODELS); empty for the bundled demo models
+    make: Callable[["Experiment"], Graph]
+    body: str = ""
+
+    def build(self) -> Graph:
+        return self.make(self)
+
+    def note(self) -> str:
+        files = "\n".join(f"- `{f}` in `models/{MODELS[f].folder}/` ({MODELS[f].licence})" for f in self.files)
+        files = files or "- none: the pack's bundled demo digit models (runs on CPU in seconds)"
+        return (
+            f"## {self.title}\n*{self.paper}*\n\n{self.body}\n\n**Compare with:** {self.compare}\n\n"
+            f"**Model files:**\n{files}\n\nThe Diversity Meter uses its offline EfficientNet-Lite0 backend; "
+            "set its backend to `dreamsim_ensemble` (weights in `models/dreamsim`) for the paper's DreamSim "
+            "numbers. Titles `prompt`, `negative`, `seed`, `batch`, `method: ...` are read by the pack's experiment "
+            "runner (`python -m runner`): change values, keep titles."
+        )
+
+
+def _pair(c, source, fam, prompt=b.PROMPT):
+    if source == "demo":
+        return b.demo_pair(c)
+    if source == "pixart":
+        return b.pixart_pair(c, prompt)
+    return b.checkpoint_pair(c, source, fam, prompt)
+
+
+def _hybrid_sweep(c, base, d, lat, fam, **sweep):
+    """One hybrid row per value of base_cfg or base_steps; the first value is the paper's, titled plain 'hybrid'."""
+    ((arg, values),) = sweep.items()
+    tag = {"base_cfg": "hybrid cfg {:g}", "base_steps": "hybrid k{}"}[arg]
+    for i, v in enumerate(values):
+        b.hybrid_row(c, base, d, lat, fam, method="hybrid" if i == 0 else tag.format(v), **{arg: v})
+
+
+ROWS = {  # a method row of a canvas: (canvas, base, distilled, latent, family, base settings)
+    "base": lambda c, base, d, lat, fam, bcfg: b.base_row(c, base, lat, bcfg),
+    "distilled": lambda c, base, d, lat, fam, bcfg: b.distilled_row(c, d, lat, fam),
+    "hybrid": lambda c, base, d, lat, fam, bcfg: b.hybrid_row(c, base, d, lat, fam),
+    "skip first": lambda c, base, d, lat, fam, bcfg: b.skip_first_row(c, d, lat, fam),
+    "replace final": lambda c, base, d, lat, fam, bcfg: b.replace_final_row(c, base, d, lat, fam),
+    "x0": lambda c, base, d, lat, fam, bcfg: b.x0_rows(c, base, d, lat, fam, bcfg),
+    "cfg sweep": lambda c, base, d, lat, fam, bcfg: _hybrid_sweep(c, base, d, lat, fam, base_cfg=(1.0, 2.0, 4.0, 7.0)),
+    "k sweep": lambda c, base, d, lat, fam, bcfg: _hybrid_sweep(c, base, d, lat, fam, base_steps=(1, 2, 3)),
+}
+
+
+def rows(*names):
+    """A workflow factory: the model pair of ``source``, then the named method rows in order."""
+
+    def factory(source, fam: b.Family, bcfg: b.Base):
+        def make(exp):
+            c = b.Canvas(exp.name, exp.note())
+            base, d, lat = _pair(c, source, fam)
+            for name in names:
+                ROWS[name](c, base, d, lat, fam, bcfg)
+            return c.g
+
+        return make
+
+    return factory
+
+
+three_way = rows("base", "distilled", "hybrid")  # Tables 2-3 / D.1
+skip_first = rows("distilled", "hybrid", "skip first")  # Table 4
+replace_final = rows("base", "distilled", "hybrid", "replace final")  # Table E.1
+x0_viz = rows("x0")  # Fig. 5, F.1, F.2
+cfg_sweep = rows("distilled", "cfg sweep")  # Fig. 7, base guidance
+k_sweep = rows("base", "distilled", "k sweep")  # Fig. 7, number of base steps
+
+
+def control(slider: str):
+    """Table 1 / Fig. B.1: one slider LoRA on base, distilled and hybrid, each with and without it."""
+
+    def make(exp):
+        c = b.Canvas(exp.name, exp.note())
+        base, d, lat = _pair(c, "sd_xl_base_1.0.safetensors", b.DMD2, prompt="a photo of a person")
+        lora = {"lora_name": slider, "strength_model": 2.0}
+        b_s = c.left("LoraLoaderModelOnly", {"model": base["model"], **lora}, title="slider on base", h=160)
+        d_s = c.left("LoraLoaderModelOnly", {"model": d["model"], **lora}, title="slider on DMD2", h=160)
+        base_s, d2_s = {**base, "model": b_s[0]}, {**d, "model": d_s[0]}
+        for tag, bm, dm in (("", base, d), (" + slider", base_s, d2_s)):
+            y = c.row(f"Base alone{tag}")
+            s = b.ksampler(c, y, bm, lat, 50, 5.0, "euler", "normal")
+            c.finish("base" + tag, y, s[0], base["vae"])
+            y = c.row(f"DMD2 alone{tag}")
+            s = b.distilled_sampler(c, y, dm, lat, b.DMD2)
+            c.finish("distilled" + tag, y, s[0], base["vae"])
+            y = c.row(f"Hybrid{tag}")
+            _, rest = b.hybrid(c, y, bm, dm, lat, b.DMD2)
+            c.finish("hybrid" + tag, y, rest[0], base["vae"])
+        return c.g
+
+    return make
+
+
+SDXL = "sd_xl_base_1.0.safetensors"
+SD21 = "v2-1_512-ema-pruned.safetensors"
+DMD2_FILES = (SDXL, b.DMD2.file)
+T3 = "Table 3: mean pairwise DreamSim distance base / distilled / hybrid, average .337 / .264 / .350"
+E1 = "Table E.1 (DreamSim, 'image of a car'): base .357, DMD2 .264, replace first .350, replace final .251"
+SAME = (
+    "Same prompt, same seeds (one batch) for every method. The distilled model alone runs in a stock "
+    "SamplerCustom on the pack's Distilled Schedule: the same schedule and update rule as the hybrid."
+)
+DEMO_NOTE = (
+    "Offline twin on the pack's bundled demo digit models (unconditional 32x32 digits; the student is a "
+    "4-step DMD distillation of the base). "
+)
+
+
+def _e(name, title, paper, compare, files, make, body):
+    return Experiment(name, title, paper, compare, tuple(files), make, body)
+
+
+EXPERIMENTS = [
+    _e(
+        "01_mode_collapse_sdxl_dmd2",
+        "Mode collapse and its fix: SDXL base vs DMD2 vs hybrid",
+        "Tables 2-3, Fig. G",
+        T3 + "; Table 2 FID 12.74 / 15.52 / 10.79",
+        DMD2_FILES,
+        three_way(SDXL, b.DMD2, b.SDXL_BASE),
+        SAME + " DMD2 (LoRA on SDXL base): 'lcm' schedule (t = 999, 759, 499, 259) with the lcm sampler.",
+    ),
+    _e(
+        "02a_mode_collapse_sdxl_turbo",
+        "Mode collapse and its fix: SDXL-Turbo",
+        "Tables 2-3 (Turbo)",
+        "diversity: hybrid close to base, Turbo lower (Table 3 pattern)",
+        (SDXL, b.TURBO.file),
+        three_way(SDXL, b.TURBO, b.SDXL_BASE),
+        SAME + " SDXL-Turbo at its 512 px: 'trailing' schedule (t = 999, 749, 499, 249) with euler_ancestral; each "
+        "model encodes the prompt with its own CLIP.",
+    ),
+    _e(
+        "02b_mode_collapse_sdxl_lightning",
+        "Mode collapse and its fix: SDXL-Lightning 4-step",
+        "Tables 2-3 (Lightning)",
+        "diversity: hybrid close to base, Lightning lower",
+        (SDXL, b.LIGHTNING.file),
+        three_way(SDXL, b.LIGHTNING, b.SDXL_BASE),
+        SAME + " SDXL-Lightning: 'trailing' schedule with euler.",
+    ),
+    _e(
+        "02c_mode_collapse_lcm_lora_sdxl",
+        "Mode collapse and its fix: LCM-LoRA SDXL",
+        "Tables 2-3 (LCM)",
+        "diversity: hybrid close to base, LCM lower",
+        (SDXL, b.LCM.file),
+        three_way(SDXL, b.LCM, b.SDXL_BASE),
+        SAME + " LCM-LoRA on SDXL base: 'lcm' schedule with the lcm sampler.",
+    ),
+    _e(
+        "03_skip_first_step_vs_hybrid",
+        "Skip the first step vs the hybrid",
+        "Table 4, Fig. C.1",
+        "Table 4: hybrid FID 10.79 / CLIP 32.12 / 0.64 s; skip first FID 10.12 / CLIP 31.71 / 0.53 s",
+        DMD2_FILES,
+        skip_first(SDXL, b.DMD2, b.SDXL_BASE),
+        "Skip First Step: DMD2 alone from the second timestep (t = 759), starting from unit-variance noise; no "
+        "base model in memory. The hybrid lets the base model take the first timestep.",
+    ),
+    _e(
+        "04_causal_replace_final_steps",
+        "Causal check: replace the final steps instead of the first",
+        "Table E.1, Fig. E.1",
+        E1,
+        DMD2_FILES,
+        replace_final(SDXL, b.DMD2, b.SDXL_BASE),
+        "'replace final' uses the same two nodes with the roles swapped: DMD2 sits in the Base First Step "
+        "Sampler's model slot and takes step 1, SDXL base sits in the Distilled Continue Sampler and takes steps "
+        "2-4. Diversity should stay at the distilled level: the first step decides the layout.",
+    ),
+    _e(
+        "05a_generalization_sd21_sd_turbo",
+        "Generalization: SD 2.1 + SD-Turbo",
+        "Table D.1, Fig. D.1",
+        "Table D.1 (DreamSim, 'image of a car'): SD 2.1 .298, SD-Turbo .171, hybrid .294",
+        (SD21, b.SD_TURBO.file),
+        three_way(SD21, b.SD_TURBO, b.SD21_BASE),
+        "SD 2.1 base (512 px, eps) with SD-Turbo, each with its own text encoder; Turbo: 'trailing' + euler_ancestral.",
+    ),
+    _e(
+        "05b_generalization_pixart",
+        "Generalization: PixArt-alpha + PixArt-delta",
+        "Table D.1, Fig. D.1",
+        "Table D.1 (DreamSim, 'image of a car'): PixArt-alpha .342, PixArt-delta .198, hybrid .339",
+        (
+            "PixArt-XL-2-1024-MS.pth",
+            b.PIXART_DELTA.file,
+            "t5xxl_fp16.safetensors",
+            "vae-ft-mse-840000-ema-pruned.safetensors",
+        ),
+        three_way("pixart", b.PIXART_DELTA, b.PIXART_ALPHA),
+        "PixArt-alpha (DiT) with PixArt-delta (its LCM distillation): both load with Load Diffusion Model and "
+        "share the T5-XXL encoder (type 'pixart') and the SD 1.x VAE; PixArt-delta: 'lcm' schedule + lcm sampler.",
+    ),
+    _e(
+        "06_x0_visualization",
+        "x̂0 visualization: base vs distilled vs hybrid",
+        "Fig. 5, F.1, F.2",
+        "Fig. 5: the distilled model's x̂0 reaches the final layout within ~10% of its trajectory, the base "
+        "model's after ~30%",
+        DMD2_FILES,
+        x0_viz(SDXL, b.DMD2, b.SDXL_BASE),
+        "Each x̂0 Preview shows every step's x̂0 (rows = seeds, columns = steps) and the distance of each step's "
+        "x̂0 to the final image. Base and distilled alone run through stock SamplerCustom with a Record x̂0 "
+        "Sampler; the hybrid's samplers output their trajectory.",
+    ),
+    _e(
+        "07a_control_transfer_base_to_distilled",
+        "Control transfer: a base-model slider on DMD2 and the hybrid",
+        "Table 1",
+        "Table 1 (% CLIP change, age slider): base 20.4, DMD2 17.8",
+        (*DMD2_FILES, "sdxl_age_slider.safetensors"),
+        control("sdxl_age_slider.safetensors"),
+        "A Concept Slider / LoRA trained on SDXL base, applied unchanged (LoRA Loader Model Only, same strength) "
+        "to base, DMD2 and both models of the hybrid. Each method runs with and without it from the same seeds, "
+        "so each pair differs only by the slider.",
+    ),
+    _e(
+        "07b_control_transfer_distilled_to_base",
+        "Reverse control transfer: a DMD2 slider on the base model",
+        "Appendix B, Fig. B.1",
+        "Fig. B.1 (qualitative): the slider's edit appears on the base model",
+        (*DMD2_FILES, "dmd2_age_slider.safetensors"),
+        control("dmd2_age_slider.safetensors"),
+        "The reverse direction: a slider trained on SDXL-DMD2, applied unchanged to SDXL base, DMD2 and the "
+        "hybrid, each with and without it from the same seeds.",
+    ),
+    _e(
+        "08a_ablation_base_guidance",
+        "Ablation: guidance of the base step",
+        "Fig. 7 (left)",
+        "Fig. 7: lower base guidance gives more diversity",
+        DMD2_FILES,
+        cfg_sweep(SDXL, b.DMD2, b.SDXL_BASE),
+        "The hybrid with base_cfg 1 (conditional only, the paper's setting), 2, 4 and 7; higher values follow the "
+        "prompt more, cost a second UNet pass in the base step and lower diversity.",
+    ),
+    _e(
+        "08b_ablation_base_steps",
+        "Ablation: number of base steps k",
+        "Fig. 7 (right)",
+        "Fig. 7: k = 1 is the sweet spot",
+        DMD2_FILES,
+        k_sweep(SDXL, b.DMD2, b.SDXL_BASE),
+        "k = steps (of 4) the base model takes before DMD2 continues: k = 0 is DMD2 alone, k = 1 the paper's "
+        "hybrid; more base steps cost time and add little diversity.",
+    ),
+    _e(
+        "09a_demo_mode_collapse",
+        "Offline demo: mode collapse and its fix",
+        "twin of 01 (Tables 2-3)",
+        "the same ordering as Table 3: distilled below base, hybrid back near base",
+        (),
+        three_way("demo", b.DEMO, b.DEMO_BASE),
+        DEMO_NOTE + SAME,
+    ),
+    _e(
+        "09b_demo_skip_first_step",
+        "Offline demo: skip the first step vs the hybrid",
+        "twin of 03 (Table 4)",
+        "skip first between distilled and hybrid",
+        (),
+        skip_first("demo", b.DEMO, b.DEMO_BASE),
+        DEMO_NOTE,
+    ),
+    _e(
+        "09c_demo_replace_final_steps",
+        "Offline demo: replace the final steps",
+        "twin of 04 (Table E.1)",
+        "replace final stays near the distilled level, hybrid near base",
+        (),
+        replace_final("demo", b.DEMO, b.DEMO_BASE),
+        DEMO_NOTE,
+    ),
+    _e(
+        "09d_demo_x0_visualization",
+        "Offline demo: x̂0 visualization",
+        "twin of 06 (Fig. 5)",
+        "the student's x̂0 fixes the digit at step 1; the base's forms over its steps",
+        (),
+        x0_viz("demo", b.DEMO, b.DEMO_BASE),
+        DEMO_NOTE,
+    ),
+    _e(
+        "09e_demo_base_steps",
+        "Offline demo: number of base steps k",
+        "twin of 08b (Fig. 7)",
+        "diversity rises from k = 0 to k = 1, little after",
+        (),
+        k_sweep("demo", b.DEMO, b.DEMO_BASE),
+        DEMO_NOTE,
+    ),
+]
+
+
+def readme_table() -> str:
+    rows = ["| experiment (paper) | workflow | model files (folder) | compare with |", "|---|---|---|---|"]
+    for e in EXPERIMENTS:
+        files = "<br>".join(f"`{f}` ({MODELS[f].folder})" for f in e.files) or "none (bundled demo models)"
+        rows.append(f"| {e.title} ({e.paper}) | `workflows/{e.name}.json` | {files} | {e.compare} |")
+    rows += ["", "| file | folder | where to get it | licence |", "|---|---|---|---|"]
+    for f, m in MODELS.items():
+        rows.append(f"| `{f}` | `models/{m.folder}/` | {m.url}{' — ' + m.note if m.note else ''} | {m.licence} |")
+    return "\n".join(rows)

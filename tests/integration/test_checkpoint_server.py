@@ -1,0 +1,74 @@
+"""A full-size SD1.x checkpoint (random weights, written by comfy.sd.save_checkpoint) loaded by ComfyUI's own
+CheckpointLoaderSimple and sampled at 64x64 on the CPU with the pack's nodes, through the real server."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ddistill_dev import random_checkpoints
+from ddistill_dev.comfy_server import ComfyServer, execution_error
+
+CKPT = "sd15_random_weights.safetensors"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy_ckpt")
+    random_checkpoints.write(base / "models" / "checkpoints" / CKPT, "sd15", seed=0)
+    with ComfyServer(base, with_fixture_pack=False) as s:
+        yield s
+
+
+def graph(seed):
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "image of a car"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 2}},
+        "5": {
+            "class_type": "DDistill_BaseFirstStepSampler",
+            "inputs": {
+                "base_model": ["1", 0],
+                "positive": ["2", 0],
+                "negative": ["3", 0],
+                "latent_image": ["4", 0],
+                "seed": seed,
+                "base_cfg": 1.0,
+                "base_steps": 1,
+                "steps": 4,
+                "scheduler": "lcm",
+                "sampler_name": "lcm",
+            },
+        },
+        "6": {
+            "class_type": "DDistill_DistilledContinueSampler",
+            "inputs": {
+                "distilled_model": ["1", 0],
+                "positive": ["2", 0],
+                "negative": ["3", 0],
+                "latent": ["5", 0],
+                "cfg": 1.0,
+            },
+        },
+        "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
+        "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": f"hybrid_{seed}"}},
+    }
+
+
+def images(server, entry):
+    out = []
+    for im in entry["outputs"]["8"]["images"]:
+        out.append(np.asarray(Image.open(server.base / "output" / im["subfolder"] / im["filename"])))
+    return out
+
+
+def test_full_size_checkpoint_samples_with_the_pack(server):
+    entry = server.run(graph(5), timeout=600)
+    assert entry["status"]["status_str"] == "success", execution_error(entry)
+    first = images(server, entry)
+    assert len(first) == 2 and first[0].shape == (64, 64, 3)
+    assert not np.array_equal(first[0], first[1])  # two seeds of one batch differ
+    other = images(server, server.run(graph(6), timeout=600))
+    assert not np.array_equal(first[0], other[0])
+    again = images(server, server.run(graph(5), timeout=600))  # re-executed (graph 6 replaced the cache)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))

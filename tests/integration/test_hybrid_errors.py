@@ -1,0 +1,132 @@
+"""Bad input to the sampler nodes: clear errors that name the input and the fix (in process)."""
+
+import importlib
+
+import pytest
+import torch
+
+from ddistill_dev import tiny_models as tm
+
+
+@pytest.fixture(scope="module")
+def hn(pack):
+    return importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {k: tm.make_model(k, i) for i, k in enumerate(("sdxl", "sd15", "flow"))}
+
+
+def base_step(hn, model, latent, kind="sdxl", k=1, steps=4, sigmas=None, pos=None):
+    pos = pos if pos is not None else tm.make_conditioning(kind)
+    return hn.BaseFirstStepSampler.execute(
+        model, pos, tm.make_conditioning(kind), latent, 0, 1.0, k, steps, "lcm", "lcm", sigmas
+    )
+
+
+@pytest.mark.parametrize(
+    "sigmas,k,needle",
+    [
+        (torch.tensor([]), 1, "sigmas: the schedule is empty"),
+        (torch.tensor([14.6, 0.0]), 1, "sigmas: the schedule has 1 step"),
+        (torch.tensor([14.6, 4.2, 1.6, 0.0]), 3, "base_steps: 3 leaves no step for the distilled model"),
+        (torch.tensor([14.6, 4.2, 1.6, 0.0]), 0, "base_steps: must be at least 1"),
+    ],
+)
+def test_bad_schedules(hn, models, sigmas, k, needle):
+    with pytest.raises(ValueError, match=needle):
+        base_step(hn, models["sdxl"], tm.empty_latent(), k=k, sigmas=sigmas)
+
+
+def test_widget_validation(hn):
+    v = hn.BaseFirstStepSampler.validate_inputs
+    assert "steps: 1 is too few" in v(base_steps=1, steps=1, input_types={})
+    assert "base_steps: 4 leaves no step" in v(base_steps=4, steps=4, input_types={})
+    assert "base_steps: must be at least 1" in v(base_steps=0, steps=4, input_types={})
+    assert v(base_steps=4, steps=4, input_types={"sigmas": "SIGMAS"}) is True  # linked schedule: checked when run
+    assert v(base_steps=1, steps=4, input_types={"base_model": "MODEL", "latent_image": "LATENT"}) is True
+    assert "latent_image: a IMAGE output is linked here but this input takes LATENT" in v(
+        base_steps=1, steps=4, input_types={"latent_image": "IMAGE"}
+    )
+    assert "steps: 1 is too few" in hn.SkipFirstStep.validate_inputs(steps=1, input_types={})
+
+
+def test_latent_from_another_family(hn, models):
+    latent = {"samples": torch.ones(1, 16, 8, 8)}
+    with pytest.raises(ValueError, match=r"latent_image: the latent has 16 channels but base_model is SDXL"):
+        base_step(hn, models["sdxl"], latent)
+
+
+def test_empty_latent_of_another_family_is_fitted_as_in_stock(hn, models):
+    """An all-zero latent carries no content: like stock samplers, the pack fits its channels to the model."""
+    out = base_step(hn, models["sdxl"], {"samples": torch.zeros(1, 16, 8, 8)}).result[0]
+    ref = base_step(hn, models["sdxl"], {"samples": torch.zeros(1, 4, 8, 8)}).result[0]
+    assert out["samples"].shape == (1, 4, 8, 8) and torch.equal(out["samples"], ref["samples"])
+
+
+def test_nan_latent(hn, models):
+    latent = tm.empty_latent()
+    latent["samples"][0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="latent_image: the latent contains NaN"):
+        base_step(hn, models["sdxl"], latent)
+
+
+def test_conditioning_batch_mismatch(hn, models):
+    with pytest.raises(ValueError, match="positive: the conditioning has batch size 3 but the latent has 2"):
+        base_step(hn, models["sdxl"], tm.empty_latent(batch=2), pos=tm.make_conditioning("sdxl", batch=3))
+    base_step(hn, models["sdxl"], tm.empty_latent(batch=2), pos=tm.make_conditioning("sdxl", batch=2))  # equal is fine
+
+
+def test_conditioning_from_another_text_encoder(hn, models):
+    with pytest.raises(ValueError, match="positive: the conditioning has width 768 but base_model expects 2048"):
+        base_step(hn, models["sdxl"], tm.empty_latent(), pos=tm.make_conditioning("sd15"))
+
+
+def test_pair_with_different_latent_spaces(hn, models):
+    first = base_step(hn, models["sdxl"], tm.empty_latent()).result[0]
+    with pytest.raises(
+        ValueError,
+        match=r"base_model is SDXL \(EPS prediction.*SDXL latents.*distilled_model is "
+        r"BaseModel \(EPS prediction.*SD15 latents.*latent spaces differ",
+    ):
+        hn.DistilledContinueSampler.execute(
+            models["sd15"], tm.make_conditioning("sd15"), tm.make_conditioning("sd15"), first, 1.0
+        )
+
+
+def test_pair_flow_with_eps(hn, models):
+    first = base_step(hn, models["sd15"], tm.empty_latent(), kind="sd15").result[0]
+    with pytest.raises(ValueError, match=r"CONST prediction, rectified flow.*write noisy latents differently"):
+        hn.DistilledContinueSampler.execute(
+            models["flow"], tm.make_conditioning("flow"), tm.make_conditioning("flow"), first, 1.0
+        )
+
+
+def test_continue_names_its_own_latent_input(hn, models):
+    first = base_step(hn, models["sdxl"], tm.empty_latent()).result[0]
+    first["samples"] = first["samples"].clone()
+    first["samples"][0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="^latent: the latent contains NaN"):
+        hn.DistilledContinueSampler.execute(models["sdxl"], tm.make_conditioning(), tm.make_conditioning(), first, 1.0)
+
+
+def test_continue_without_handover(hn, models):
+    with pytest.raises(
+        ValueError,
+        match="latent: this latent carries no handover; connect the LATENT output of a Base First Step Sampler",
+    ):
+        hn.DistilledContinueSampler.execute(
+            models["sdxl"], tm.make_conditioning(), tm.make_conditioning(), tm.empty_latent(), 1.0
+        )
+
+
+def test_errors_leave_no_state_behind(hn, models):
+    """A failed call changes nothing for the next one: same output before and after."""
+    model = models["sdxl"]
+    before = base_step(hn, model, tm.empty_latent()).result[0]["samples"]
+    opts = dict(model.model_options)
+    with pytest.raises(ValueError):
+        base_step(hn, model, {"samples": torch.ones(1, 16, 8, 8)})
+    assert model.model_options == opts
+    assert torch.equal(base_step(hn, model, tm.empty_latent()).result[0]["samples"], before)

@@ -1,0 +1,96 @@
+"""The sampler nodes through the real ComfyUI server: validation, execution errors, interrupt, equality."""
+
+import time
+
+import pytest
+import safetensors.torch
+import torch
+from test_server_smoke import hybrid_prompt
+
+from ddistill_dev.comfy_server import ComfyServer, execution_error
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with ComfyServer(tmp_path_factory.mktemp("comfy")) as s:
+        yield s
+
+
+def node_errors(body):
+    return str(body.get("node_errors", body))
+
+
+@pytest.mark.parametrize(
+    "inputs,needle",
+    [
+        ({"base_steps": 0}, "base_steps: must be at least 1"),
+        ({"steps": 0}, "steps: must be at least 1"),
+        ({"base_steps": 4}, "base_steps: 4 leaves no step for the distilled model"),
+        ({"steps": 1}, "steps: 1 is too few"),
+    ],
+)
+def test_validation_errors_name_the_input(server, inputs, needle):
+    prompt = hybrid_prompt()
+    prompt["5"]["inputs"].update(inputs)
+    status, body = server.queue(prompt)
+    assert status == 400 and needle in node_errors(body), body
+
+
+@pytest.mark.parametrize(
+    "mode,needle",
+    [("nan", "latent_image: the latent contains NaN"), ("channels16", "latent_image: the latent has 16 channels")],
+)
+def test_execution_errors_then_server_keeps_serving(server, mode, needle):
+    prompt = hybrid_prompt()
+    prompt["4"] = {"class_type": "DDTest_BadLatent", "inputs": {"mode": mode, "batch": 2}}
+    entry = server.run(prompt)
+    err = execution_error(entry)
+    assert entry["status"]["status_str"] == "error" and needle in err["exception_message"], err
+    assert err["node_type"] == "DDistill_BaseFirstStepSampler"
+    assert server.run(hybrid_prompt())["status"]["status_str"] == "success"
+
+
+def test_pair_error_through_server(server):
+    prompt = hybrid_prompt()
+    prompt["2"]["inputs"]["kind"] = "sd15"
+    prompt["8"] = {"class_type": "DDTest_TinyConditioning", "inputs": {"kind": "sd15", "batch": 1, "seed": 0}}
+    prompt["6"]["inputs"].update(positive=["8", 0], negative=["8", 0])
+    err = execution_error(server.run(prompt))
+    assert (
+        "distilled_model is BaseModel" in err["exception_message"]
+        and "latent spaces differ" in err["exception_message"]
+    )
+
+
+def test_server_result_equals_in_process(server, pack):
+    """The latent saved by the server equals the same graph run in process (same seeds, same weights)."""
+    import importlib
+
+    from ddistill_dev import tiny_models as tm
+
+    entry = server.run(hybrid_prompt(batch=2, seed=3))
+    name = entry["outputs"]["7"]["latents"][0]["filename"]
+    saved = safetensors.torch.load_file(str(server.base / "output" / name))["latent_tensor"]
+    hn = importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
+    cond = tm.make_conditioning("sdxl", 1, 0)
+    latent = {"samples": torch.zeros(2, 4, 16, 16)}
+    mid = hn.BaseFirstStepSampler.execute(tm.make_model("sdxl", 1), cond, cond, latent, 3, 1.0, 1, 4, "lcm", "lcm")
+    out = hn.DistilledContinueSampler.execute(tm.make_model("sdxl", 2), cond, cond, mid.result[0], 1.0)
+    assert torch.equal(saved, out.result[0]["samples"].contiguous())
+
+
+def test_interrupt_stops_cleanly_and_next_prompt_runs(server):
+    prompt = hybrid_prompt(batch=2)
+    prompt["4"]["inputs"].update(width=512, height=512)
+    prompt["5"]["inputs"].update(steps=400, seed=99, scheduler="sgm_uniform")
+    status, body = server.queue(prompt)
+    assert status == 200
+    deadline = time.time() + 60
+    while not server.get("/queue")["queue_running"] and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)
+    server.post("/interrupt")
+    entry = server.wait(body["prompt_id"], timeout=120)
+    kinds = [m[0] for m in entry["status"]["messages"]]
+    assert "execution_interrupted" in kinds and "execution_success" not in kinds, entry["status"]["messages"]
+    assert server.run(hybrid_prompt())["status"]["status_str"] == "success"

@@ -1,0 +1,199 @@
+"""The example workflows against the real ComfyUI server: generated from one source (UI and API twins equal the
+builder's output for the server's real node definitions), listed by the template browser with thumbnails,
+accepted by the server's validation when the expected model files exist, refused with ComfyUI's own message when
+one is missing, built from core + pack nodes only, readable by the experiment runner, and (demo twins) executed
+end to end on CPU."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ddistill_dev.comfy_host import PACK_ROOT
+from ddistill_dev.comfy_server import ComfyServer, execution_error
+from ddistill_dev.workflow_build import build_all, dumps
+from ddistill_dev.workflow_catalog import EXPERIMENTS, MODELS
+from runner.workflow import parse_workflow  # noqa: E402
+
+WORKFLOWS = PACK_ROOT / "workflows"
+PACK_FOLDER = "ComfyUI-DiversityDistillation"  # the folder name ddistill_dev/comfy_server.py links the pack under
+NAMES = [e.name for e in EXPERIMENTS]
+DEMO = [e.name for e in EXPERIMENTS if not e.files]
+
+
+def api(name: str) -> dict:
+    return json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def place_model_files(base: Path) -> None:
+    """Every expected model file as a placeholder: validation checks names in ComfyUI's folder lists only."""
+    for name, model in MODELS.items():
+        path = base / "models" / model.folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy_workflows")
+    place_model_files(base)
+    with ComfyServer(base, with_fixture_pack=False) as s:
+        yield s
+
+
+def test_every_experiment_has_ui_api_and_thumbnail():
+    assert len(NAMES) == len(set(NAMES)) >= 18
+    for name in NAMES:
+        for path in (WORKFLOWS / f"{name}.json", WORKFLOWS / "api" / f"{name}.json", WORKFLOWS / f"{name}.jpg"):
+            assert path.is_file(), f"{path} missing; run python scripts/build_workflows.py"
+    stray = {p.stem for p in WORKFLOWS.glob("*.json")} - set(NAMES)
+    assert not stray, f"workflows without an experiment in ddistill_dev/workflow_catalog.py: {stray}"
+
+
+def test_files_equal_the_builder_output_for_the_real_node_definitions(server):
+    built = build_all(server.object_info())
+    assert sorted(built) == sorted(NAMES)
+    for name, (ui, prompt) in built.items():
+        assert (WORKFLOWS / f"{name}.json").read_text(encoding="utf-8") == dumps(ui), (
+            f"workflows/{name}.json is stale: run python scripts/build_workflows.py"
+        )
+        assert (WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8") == dumps(prompt), (
+            f"workflows/api/{name}.json is stale: run python scripts/build_workflows.py"
+        )
+
+
+def test_ui_and_api_twins_describe_the_same_graph():
+    for name in NAMES:
+        ui = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+        prompt = api(name)
+        real = {str(n["id"]): n for n in ui["nodes"] if n["type"] != "MarkdownNote"}
+        assert set(real) == set(prompt), name
+        for nid, node in real.items():
+            assert node["type"] == prompt[nid]["class_type"]
+            assert node.get("title", prompt[nid]["_meta"]["title"]) == prompt[nid]["_meta"]["title"]
+            links = {k: v for k, v in prompt[nid]["inputs"].items() if isinstance(v, list)}
+            ui_links = {}
+            for sock in node["inputs"]:
+                if sock["link"] is not None:
+                    link = next(lk for lk in ui["links"] if lk[0] == sock["link"])
+                    assert link[3:5] == [node["id"], node["inputs"].index(sock)]
+                    ui_links[sock["name"]] = [str(link[1]), link[2]]
+            assert ui_links == links, f"{name} node {nid}"
+
+
+def test_template_browser_lists_each_workflow_with_its_thumbnail(server):
+    listed = server.get("/workflow_templates")
+    assert sorted(listed.get(PACK_FOLDER, [])) == sorted(NAMES), listed  # the api/ subfolder is not listed
+    for name in NAMES:
+        # the URLs the frontend (1.32) builds for a custom node template and its thumbnail
+        body = server.get(f"/api/workflow_templates/{PACK_FOLDER}/{name}.json")
+        assert body == json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+        thumb = server.get(f"/api/workflow_templates/{PACK_FOLDER}/{name}.jpg")
+        assert thumb[:3] == b"\xff\xd8\xff" and len(thumb) > 5000, name
+
+
+def test_workflows_use_only_core_and_pack_nodes(server):
+    info = server.object_info()
+    for name in NAMES:
+        for nid, node in api(name).items():
+            module = info[node["class_type"]]["python_module"]
+            core = module == "nodes" or module.startswith("comfy_extras.") or module.startswith("comfy_api_nodes.")
+            ours = node["class_type"].startswith("DDistill_") and module == f"custom_nodes.{PACK_FOLDER}"
+            assert core or ours, f"{name}: node {nid} {node['class_type']} comes from {module}"
+
+
+def test_loaders_name_catalogued_files_in_their_own_folders(server):
+    info = server.object_info()
+    folder_of = {
+        "ckpt_name": "checkpoints",
+        "lora_name": "loras",
+        "unet_name": "diffusion_models",
+        "clip_name": "text_encoders",
+        "vae_name": "vae",
+    }
+    seen = set()
+    for e in EXPERIMENTS:
+        files = set()
+        for node in api(e.name).values():
+            for key, folder in folder_of.items():
+                if key in node["inputs"]:
+                    value = node["inputs"][key]
+                    assert MODELS[value].folder == folder, f"{e.name}: {value} is not a {folder} file"
+                    assert value in info[node["class_type"]]["input"]["required"][key][0]  # the real loader lists it
+                    files.add(value)
+        assert files == set(e.files), e.name
+        seen |= files
+    assert seen == set(MODELS)
+
+
+def test_runner_reads_every_workflow():
+    for e in EXPERIMENTS:
+        wf = parse_workflow(api(e.name), e.name)
+        assert {"hybrid"} <= set(wf.methods), e.name
+        for method in wf.methods.values():
+            assert method.meter_node, f"{e.name}: method {method.name} has no Diversity Meter"
+
+
+def test_api_workflows_pass_server_validation_with_the_model_files(server):
+    for name in NAMES:
+        status, body = server.queue(api(name))
+        assert status == 200 and body["node_errors"] == {}, f"{name}: {json.dumps(body)[:1500]}"
+    server.post("/queue", {"clear": True})
+    server.post("/interrupt")
+
+
+def test_missing_model_file_gives_comfyuis_validation_message(server):
+    missing = server.base / "models" / "checkpoints" / "sd_turbo.safetensors"
+    missing.unlink()
+    stamp = missing.parent.stat().st_mtime + 7  # ComfyUI re-lists a folder when its mtime changes
+    os.utime(missing.parent, (stamp, stamp))
+    try:
+        status, body = server.queue(api("05a_generalization_sd21_sd_turbo"))
+    finally:
+        missing.write_bytes(b"")
+        os.utime(missing.parent, (stamp + 7, stamp + 7))
+    # ComfyUI queues the outputs that do not need the file (SD 2.1 alone) and names the missing file for the rest
+    server.post("/queue", {"clear": True})
+    server.post("/interrupt")
+    errors = [e for node in body["node_errors"].values() for e in node["errors"]]
+    assert any(e["type"] == "value_not_in_list" and "sd_turbo.safetensors" in e["details"] for e in errors), body
+    wf = parse_workflow(api("05a_generalization_sd21_sd_turbo"))
+    ((loader, error),) = body["node_errors"].items()
+    assert status == 200 and error["class_type"] == "CheckpointLoaderSimple"
+    blocked = set(error["dependent_outputs"])
+    assert {wf.methods["distilled"].image_node, wf.methods["hybrid"].image_node} <= blocked
+    assert wf.methods["base"].image_node not in blocked
+
+
+# The paper's orderings, on the bundled demo pair (EfficientNet-Lite0 distances, 4 seeds; seen: distilled .015,
+# replace final .034, base .10, skip first .13, hybrid .22, hybrid k2 .23, hybrid k3 .14).
+ORDERINGS = {
+    "09a_demo_mode_collapse": lambda m: 2 * m["distilled"] < min(m["base"], m["hybrid"]),
+    "09b_demo_skip_first_step": lambda m: m["distilled"] < m["skip first"] < m["hybrid"],
+    "09c_demo_replace_final_steps": lambda m: 2 * m["replace final"] < m["hybrid"] and 2 * m["distilled"] < m["base"],
+    "09d_demo_x0_visualization": lambda m: 2 * m["distilled"] < m["hybrid"],
+    "09e_demo_base_steps": lambda m: 2 * m["distilled"] < min(m["hybrid"], m["hybrid k2"], m["hybrid k3"]),
+}
+
+
+@pytest.mark.parametrize("name", DEMO)
+def test_demo_twin_executes_on_cpu(server, name):
+    prompt = api(name)
+    for node in prompt.values():
+        if node.get("_meta", {}).get("title") == "batch":
+            node["inputs"]["batch_size"] = 4
+    entry = server.run(prompt, timeout=240)
+    assert entry["status"]["status_str"] == "success", execution_error(entry)
+    wf = parse_workflow(prompt, name)
+    diversity = {}
+    for method in wf.methods.values():
+        out = entry["outputs"].get(method.image_node, {})
+        assert len(out.get("images", [])) == 4, f"{name}: {method.name} saved {out}"
+        meter = entry["outputs"].get(method.meter_node, {}).get("ddistill_diversity")
+        assert meter and 0.0 <= meter[0]["a"]["mean"] <= 2.0, f"{name}: {method.name} meter {meter}"
+        diversity[method.name] = meter[0]["a"]["mean"]
+        if method.x0_node:
+            x0 = entry["outputs"].get(method.x0_node, {})
+            assert x0.get("images") and "mean distance to final" in x0["text"][0], f"{name}: {method.name} {x0}"
+    assert ORDERINGS[name](diversity), f"{name}: diversity per method {diversity}"

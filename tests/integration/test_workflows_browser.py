@@ -1,0 +1,175 @@
+"""Every UI workflow in the real frontend (headless Chromium, ComfyUI's bundled frontend, real server): fetched
+through the template browser's URL, loaded with no missing node and no warning, each widget value where the
+workflow put it, and the prompt the frontend builds equals the API twin and passes the server's validation."""
+
+import copy
+import json
+
+import pytest
+from browser import open_frontend
+
+from ddistill_dev.comfy_host import PACK_ROOT
+from ddistill_dev.comfy_server import ComfyServer
+from ddistill_dev.workflow_catalog import EXPERIMENTS, MODELS
+
+WORKFLOWS = PACK_ROOT / "workflows"
+PACK_FOLDER = "ComfyUI-DiversityDistillation"
+NAMES = [e.name for e in EXPERIMENTS]
+# Chromium here has no internet: the frontend's calls to outside hosts fail by name. Anything else logged is ours.
+OFFLINE = "Failed to load resource: net::ERR_NAME_NOT_RESOLVED"
+
+LOAD_JS = """async ([name, url, data]) => {
+  const app = window.app;
+  const workflow = data || await (await fetch(url)).json();
+  await app.loadGraphData(workflow, true, true, name);
+  const nodes = app.graph.nodes;
+  const missing = nodes.filter(n => !window.LiteGraph.registered_node_types[n.type]).map(n => n.type);
+  const serialized = app.graph.serialize();
+  const prompt = await app.graphToPrompt();
+  return {missing, widgets: Object.fromEntries(serialized.nodes.map(n => [n.id, n.widgets_values || []])),
+          output: prompt.output};
+}"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy_wf_browser")
+    for name, model in MODELS.items():  # placeholders: validation checks names in the folder lists only
+        path = base / "models" / model.folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    with ComfyServer(base, with_fixture_pack=False) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def frontend(server, chromium):  # noqa: F811
+    with open_frontend(chromium, server) as fe:
+        yield fe
+
+
+def load(fe, name: str, data: dict | None = None) -> dict:
+    start = len(fe.console)
+    url = fe.eval("(p) => window.comfyAPI.api.api.apiURL(p)", f"/workflow_templates/{PACK_FOLDER}/{name}.json")
+    result = fe.eval(LOAD_JS, [name, url, data])
+    result["log"] = [m for m in fe.console[start:] if not m.startswith("log:") and OFFLINE not in m] + fe.errors
+    return result
+
+
+def comparable(prompt: dict) -> dict:
+    return {
+        k: {"class_type": v["class_type"], "inputs": v["inputs"], "title": v.get("_meta", {}).get("title")}
+        for k, v in prompt.items()
+    }
+
+
+def test_frontend_lists_the_templates_and_their_thumbnails(frontend):
+    listed = frontend.eval("async () => await window.comfyAPI.api.api.getWorkflowTemplates()")
+    assert sorted(listed[PACK_FOLDER]) == sorted(NAMES)
+    for name in NAMES:
+        url = frontend.eval("(p) => window.comfyAPI.api.api.apiURL(p)", f"/workflow_templates/{PACK_FOLDER}/{name}.jpg")
+        status = frontend.eval(
+            "async (u) => { const r = await fetch(u); return [r.status, r.headers.get('content-type')]; }", url
+        )
+        assert status == [200, "image/jpeg"], name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_loads_cleanly_and_builds_its_api_twin(frontend, server, name):
+    ui = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+    twin = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    result = load(frontend, name)
+    assert result["missing"] == [], f"{name}: missing node types {result['missing']}"
+    assert result["log"] == [], f"{name}: the frontend warned:\n" + "\n".join(result["log"])
+    for node in ui["nodes"]:
+        assert result["widgets"][str(node["id"])] == node["widgets_values"], f"{name}: widgets of node {node['id']}"
+    assert comparable(result["output"]) == comparable(twin)
+    status, body = server.queue(result["output"])
+    assert status == 200 and body["node_errors"] == {}, f"{name}: {json.dumps(body)[:1500]}"
+    server.post("/queue", {"clear": True})
+    server.post("/interrupt")
+
+
+def test_checks_catch_a_missing_node_and_a_misplaced_widget(frontend):
+    """The two checks above can fail: an unknown node type is reported, swapped widget values change the prompt."""
+    name = "01_mode_collapse_sdxl_dmd2"
+    ui = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+    twin = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    broken = copy.deepcopy(ui)
+    node = next(n for n in broken["nodes"] if n["type"] == "DDistill_DistilledContinueSampler")
+    node["type"] = "DDistill_NoSuchNode"
+    assert load(frontend, name, broken)["missing"] == ["DDistill_NoSuchNode"]
+    swapped = copy.deepcopy(ui)
+    ks = next(n for n in swapped["nodes"] if n["type"] == "KSampler")
+    ks["widgets_values"][2], ks["widgets_values"][3] = ks["widgets_values"][3], ks["widgets_values"][2]  # steps, cfg
+    assert comparable(load(frontend, name, swapped)["output"]) != comparable(twin)
+
+
+@pytest.fixture(scope="module")
+def bare_server(tmp_path_factory):
+    """A ComfyUI that does not load the pack (as one older than the pack's floor) and has no model files."""
+    with ComfyServer(
+        tmp_path_factory.mktemp("comfy_bare"), with_fixture_pack=False, extra_args=("--disable-all-custom-nodes",)
+    ) as s:
+        yield s
+
+
+def test_without_the_pack_or_the_models_comfyui_says_what_is_missing(bare_server, chromium):  # noqa: F811
+    name = "01_mode_collapse_sdxl_dmd2"
+    ui = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+    twin = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    status, body = bare_server.queue(twin)  # API mode: the server's own message naming a pack node
+    assert status == 400 and body["error"]["type"] == "invalid_prompt"
+    assert "Cannot execute because node DDistill_" in body["error"]["message"]
+    warn = {"Comfy.Workflow.ShowMissingNodesWarning": True, "Comfy.Workflow.ShowMissingModelsWarning": True}
+    with open_frontend(chromium, bare_server, settings=warn) as fe:
+        fe.eval("async (g) => { await window.app.loadGraphData(g, true, true, 'x'); }", ui)
+        fe.wait_for("() => document.querySelectorAll('.p-dialog').length >= 2")
+        text = "\n".join(fe.eval("() => [...document.querySelectorAll('.p-dialog')].map(d => d.innerText)"))
+    pack_types = {n["type"] for n in ui["nodes"] if n["type"].startswith("DDistill_")}
+    assert "missing nodes" in text and all(t in text for t in pack_types), text
+    assert "checkpoints / sd_xl_base_1.0.safetensors" in text, text  # the missing-models dialog, with download links
+    assert "loras / dmd2_sdxl_4step_lora_fp16.safetensors" in text, text
+
+
+@pytest.mark.parametrize("name", ["01_mode_collapse_sdxl_dmd2", "06_x0_visualization", "09d_demo_x0_visualization"])
+def test_api_twin_opens_in_the_frontend_and_round_trips(frontend, name):
+    """API mode files open in the canvas too (as dropping an exported API file does) and give back the same prompt."""
+    twin = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    start = len(frontend.console)
+    frontend.load_api_prompt(twin)
+    output = frontend.eval("async () => (await window.app.graphToPrompt()).output")
+    log = [m for m in frontend.console[start:] if not m.startswith("log:") and OFFLINE not in m]
+    assert log == [], log
+    assert comparable(output) == comparable(twin)
+
+
+def test_template_browser_dialog_shows_the_packs_workflows_with_thumbnails(server, chromium):  # noqa: F811
+    with open_frontend(chromium, server) as fe:
+        seen = []
+        fe.page.on(
+            "response",
+            lambda r: (
+                seen.append((r.url, r.status, r.headers.get("content-type")))
+                if "/workflow_templates/" in r.url
+                else None
+            ),
+        )
+        fe.eval("async () => { await window.app.extensionManager.command.execute('Comfy.BrowseTemplates'); }")
+        fe.page.get_by_text(PACK_FOLDER).first.click(timeout=30000)  # the pack's category under Extensions
+        fe.wait_for("() => document.body.innerText.includes('01_mode_collapse_sdxl_dmd2')")
+        fe.page.wait_for_timeout(1500)  # the visible cards' thumbnails load lazily
+        text = fe.page.inner_text("body")
+        pick = "09a_demo_mode_collapse"  # open one as a user does: click its card
+        n_nodes = len(json.loads((WORKFLOWS / f"{pick}.json").read_text(encoding="utf-8"))["nodes"])
+        fe.page.get_by_text(pick, exact=True).first.click()
+        fe.wait_for("(n) => window.app.graph.nodes.length === n", n_nodes)
+        output = fe.eval("async () => (await window.app.graphToPrompt()).output")
+    twin = json.loads((WORKFLOWS / "api" / f"{pick}.json").read_text(encoding="utf-8"))
+    assert comparable(output) == comparable(twin)
+    shown = [name for name in NAMES if name in text]
+    assert len(shown) == len(NAMES), f"the dialog lists {shown}"
+    thumbs = [s for s in seen if s[0].endswith(".jpg")]
+    assert len(thumbs) >= 4, seen
+    assert all(status == 200 and ctype == "image/jpeg" for _, status, ctype in thumbs), thumbs
+    assert {url.rsplit("/", 1)[1][:-4] for url, _, _ in thumbs} <= set(NAMES)

@@ -1,0 +1,205 @@
+"""x̂0 Preview and Record x̂0 Sampler through the real ComfyUI server (127.0.0.1), and the live filmstrip in the
+bundled frontend driven by headless Chromium."""
+
+import pytest
+from browser import open_frontend
+from test_x0_vae import write_taesd_file
+
+from ddistill_dev.comfy_server import ComfyServer, execution_error
+
+PIXEL = "pixel (RMS, 0..1)"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy_x0")
+    write_taesd_file(base / "models", "tiny_taesd.safetensors", seed=0)
+    write_taesd_file(base / "models", "tiny_taesd16.safetensors", seed=0, latent_channels=16)
+    with ComfyServer(base) as s:
+        yield s
+
+
+def common(batch=2):
+    return {
+        "1": {"class_type": "DDTest_TinyModel", "inputs": {"kind": "sdxl", "seed": 1}},
+        "2": {"class_type": "DDTest_TinyModel", "inputs": {"kind": "sdxl", "seed": 2}},
+        "3": {"class_type": "DDTest_TinyConditioning", "inputs": {"kind": "sdxl", "batch": 1, "seed": 0}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": batch}},
+        "14": {"class_type": "VAELoader", "inputs": {"vae_name": "tiny_taesd.safetensors"}},
+    }
+
+
+def hybrid_prompt(seed=3, vae="14"):
+    p = common()
+    p.update(
+        {
+            "5": {
+                "class_type": "DDistill_BaseFirstStepSampler",
+                "inputs": {
+                    "base_model": ["1", 0],
+                    "positive": ["3", 0],
+                    "negative": ["3", 0],
+                    "latent_image": ["4", 0],
+                    "seed": seed,
+                    "base_cfg": 1.0,
+                    "base_steps": 1,
+                    "steps": 4,
+                    "scheduler": "lcm",
+                    "sampler_name": "lcm",
+                },
+            },
+            "6": {
+                "class_type": "DDistill_DistilledContinueSampler",
+                "inputs": {
+                    "distilled_model": ["2", 0],
+                    "positive": ["3", 0],
+                    "negative": ["3", 0],
+                    "latent": ["5", 0],
+                    "cfg": 1.0,
+                },
+            },
+            "15": {
+                "class_type": "DDistill_X0Preview",
+                "inputs": {
+                    "vae": [vae, 0],
+                    "trajectory": ["6", 1],
+                    "latent": ["6", 0],
+                    "max_cells": 64,
+                    "cell_size": 64,
+                    "metric": PIXEL,
+                },
+            },
+        }
+    )
+    return p
+
+
+def stock_prompt(seed=1):
+    p = common()
+    p.update(
+        {
+            "10": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+            "11": {"class_type": "DDistill_RecordX0Sampler", "inputs": {"sampler": ["10", 0], "label": "stock"}},
+            "12": {
+                "class_type": "BasicScheduler",
+                "inputs": {"model": ["1", 0], "scheduler": "karras", "steps": 3, "denoise": 1.0},
+            },
+            "13": {
+                "class_type": "SamplerCustom",
+                "inputs": {
+                    "model": ["1", 0],
+                    "add_noise": True,
+                    "noise_seed": seed,
+                    "cfg": 1.0,
+                    "positive": ["3", 0],
+                    "negative": ["3", 0],
+                    "sampler": ["11", 0],
+                    "sigmas": ["12", 0],
+                    "latent_image": ["4", 0],
+                },
+            },
+            "15": {
+                "class_type": "DDistill_X0Preview",
+                "inputs": {
+                    "vae": ["14", 0],
+                    "recording": ["11", 1],
+                    "latent": ["13", 0],
+                    "max_cells": 64,
+                    "cell_size": 64,
+                    "metric": PIXEL,
+                },
+            },
+        }
+    )
+    return p
+
+
+def test_nodes_registered(server):
+    info = server.object_info()
+    assert info["DDistill_X0Preview"]["display_name"] == "x̂0 Preview"
+    assert info["DDistill_X0Preview"]["output_node"] is True
+    assert info["DDistill_X0Preview"]["output_name"] == ["grid", "frames", "curve", "distances"]
+    assert info["DDistill_RecordX0Sampler"]["output"] == ["SAMPLER", "DDISTILL_X0_RECORDING"]
+    assert info["DDistill_X0Preview"]["category"] == "sampling/diversity distillation/inspect"
+
+
+def _check_ui(server, entry, steps, models):
+    assert entry["status"]["status_str"] == "success", execution_error(entry)
+    out = entry["outputs"]["15"]
+    assert len(out["images"]) == 2  # grid and curve
+    for image in out["images"]:
+        png = server.get(f"/view?filename={image['filename']}&type={image['type']}&subfolder={image['subfolder']}")
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    text = out["text"][0]
+    assert text.startswith("mean distance to final (pixel (RMS, 0..1)) by step:")
+    assert [int(t.split(":")[0]) for t in text.split("by step: ")[1].split()] == steps
+
+
+def test_hybrid_graph_preview(server):
+    _check_ui(server, server.run(hybrid_prompt()), [1, 2, 3, 4], None)
+
+
+def test_stock_graph_preview_through_recording(server):
+    entry = server.run(stock_prompt())
+    _check_ui(server, entry, [1, 2, 3], None)
+    # a changed seed re-runs the stock sampler and the preview shows the new run (no stale frames)
+    _check_ui(server, server.run(stock_prompt(seed=2)), [1, 2, 3], None)
+
+
+def test_wrong_vae_is_a_clear_error_and_the_server_lives_on(server):
+    p = hybrid_prompt()
+    p["16"] = {"class_type": "VAELoader", "inputs": {"vae_name": "tiny_taesd16.safetensors"}}
+    p["15"]["inputs"]["vae"] = ["16", 0]
+    entry = server.run(p)
+    err = execution_error(entry)
+    assert err is not None and err["node_id"] == "15"
+    assert err["exception_message"].startswith("vae: this VAE decodes 16-channel 2-D latents")
+    assert server.run(hybrid_prompt(seed=4))["status"]["status_str"] == "success"
+
+
+def test_unlinked_sources_are_rejected_at_queue_time(server):
+    p = stock_prompt()
+    del p["15"]["inputs"]["latent"]
+    status, body = server.queue(p)
+    assert status == 400
+    details = [e["details"] for e in body["node_errors"]["15"]["errors"]]
+    assert any("latent: connect the stock sampler's output LATENT" in d for d in details), body
+    p = hybrid_prompt()
+    p["15"]["inputs"]["trajectory"] = ["4", 0]  # a LATENT output into the trajectory input
+    status, body = server.queue(p)
+    assert status == 400
+    details = [e["details"] for e in body["node_errors"]["15"]["errors"]]
+    assert any(
+        "trajectory: a LATENT output is linked here but this input takes DDISTILL_X0_TRAJECTORY" in d for d in details
+    ), body
+
+
+FRAMES_JS = """([id, n]) => document.querySelectorAll(
+    `.ddistill-filmstrip[data-node-id="${id}"] .ddistill-frame`).length === n"""
+
+
+def test_filmstrip_fills_live_in_the_frontend(server, chromium):
+    with open_frontend(chromium, server) as fe:
+        assert "DDistill.X0Filmstrip" in fe.extensions(), fe.log()
+        fe.load_api_prompt(hybrid_prompt(seed=21))
+        fe.queue()
+        for node_id, n in (("5", 1), ("6", 3)):  # base: step 1; distilled: steps 2-4
+            fe.wait_for(FRAMES_JS, [node_id, n], timeout_s=120)
+        steps = fe.eval(
+            "() => [...document.querySelectorAll('.ddistill-filmstrip[data-node-id=\"6\"] .ddistill-frame')]"
+            ".map(f => [f.dataset.step, f.querySelector('figcaption').textContent,"
+            " f.querySelector('img').naturalWidth > 0 || f.querySelector('img').complete])"
+        )
+        assert steps == [["1", "2 distilled", True], ["2", "3 distilled", True], ["3", "4 distilled", True]]
+        summary = fe.wait_for("() => document.querySelector('.ddistill-x0-summary')?.textContent", timeout_s=120)
+        assert summary.startswith("mean distance to final (pixel (RMS, 0..1)) by step: 1:")
+        # a stock SamplerCustom with Record x̂0 Sampler gets a filmstrip too
+        fe.load_api_prompt(stock_prompt(seed=22))
+        fe.queue()
+        fe.wait_for(FRAMES_JS, ["13", 3], timeout_s=120)
+        # removing the node removes its listener and its filmstrip state
+        before = fe.eval("() => window.app.extensions.find(e => e.name === 'DDistill.X0Filmstrip').filmstrips.size")
+        fe.eval("() => window.app.graph.remove(window.app.graph.getNodeById(13))")
+        after = fe.eval("() => window.app.extensions.find(e => e.name === 'DDistill.X0Filmstrip').filmstrips.size")
+        assert after == before - 1
+        assert not [e for e in fe.errors], fe.log()

@@ -1,0 +1,57 @@
+"""Pure maths: the paper's schedules, the split, noise scales and seeds (no ComfyUI needed)."""
+
+import importlib
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def sched():
+    return importlib.import_module("ddistill.schedules")
+
+
+def test_lcm_timesteps_match_the_paper(sched):
+    assert sched.lcm_timesteps(4) == [999, 759, 499, 259]
+    assert sched.lcm_timesteps(1) == [999]
+
+
+def test_trailing_timesteps_match_the_paper(sched):
+    assert sched.trailing_timesteps(4) == [999, 749, 499, 249]
+    assert sched.trailing_timesteps(2) == [999, 499]
+
+
+def test_split_shares_sigma_k(sched):
+    s = torch.tensor([14.6, 4.26, 1.61, 0.72, 0.0])
+    head, tail = sched.split_schedule(s, 1)
+    assert head.tolist() == pytest.approx([14.6, 4.26]) and tail.tolist() == pytest.approx([4.26, 1.61, 0.72, 0.0])
+    head, tail = sched.split_schedule(s, 3)
+    assert head[-1] == tail[0] and len(head) == 4 and len(tail) == 2
+
+
+@pytest.mark.parametrize(
+    "sigmas,k,needle",
+    [
+        (torch.tensor([]), 1, "empty"),
+        (torch.tensor([14.6, 0.0]), 1, "1 step"),
+        (torch.tensor([14.6, 4.2, 0.0]), 2, "base_steps: 2 leaves no step"),
+        (torch.tensor([14.6, 4.2, 0.0]), 0, "base_steps: must be at least 1"),
+        (torch.tensor([14.6, float("nan"), 0.0]), 1, "NaN"),
+        (torch.tensor([1.0, 4.2, 0.0]), 1, "must not increase"),
+    ],
+)
+def test_bad_schedules_name_the_input(sched, sigmas, k, needle):
+    with pytest.raises(sched.ScheduleError, match=needle):
+        sched.check_schedule(sigmas, k)
+
+
+def test_skip_first_noise_scale_is_the_papers(sched):
+    assert sched.unit_noise_scale(4.2606) == pytest.approx(4.376, abs=1e-3)
+    assert sched.unit_noise_scale(0.5, variance_preserving=False) == 1.0
+
+
+def test_derived_seeds_are_distinct_and_stable(sched):
+    seeds = {sched.derive_seed(s, 1) for s in range(1000)}
+    assert len(seeds) == 1000 and not seeds & set(range(1000))
+    assert sched.derive_seed(42, 1) == sched.derive_seed(42, 1) < 2**64
+    assert sched.derive_seed(2**64 - 1, 1) < 2**64 and sched.derive_seed(5, 0) == 5

@@ -1,0 +1,116 @@
+"""ddistill/x0_preview.py: grid planning and capping, the annotated grid, the Fig. 5 distances and plot (pure)."""
+
+import importlib
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def xp():
+    return importlib.import_module("ddistill.x0_preview")
+
+
+def test_pick_evenly_keeps_first_and_last(xp):
+    assert xp.pick_evenly(50, 5) == [0, 12, 24, 37, 49]
+    assert xp.pick_evenly(4, 10) == [0, 1, 2, 3]
+    assert xp.pick_evenly(7, 1) == [6]
+    assert xp.pick_evenly(7, 2) == [0, 6]
+    for n in range(1, 30):
+        for k in range(1, n + 1):
+            got = xp.pick_evenly(n, k)
+            assert len(got) == k and got == sorted(set(got)) and got[-1] == n - 1
+
+
+@pytest.mark.parametrize(
+    "steps,batch,cap,cols,rows",
+    [(4, 4, 64, 4, 4), (50, 4, 64, 16, 4), (50, 16, 64, 8, 8), (4, 100, 64, 4, 16), (1, 3, 64, 1, 3), (9, 9, 2, 2, 1)],
+)
+def test_plan_grid_fits_the_cap(xp, steps, batch, cap, cols, rows):
+    plan = xp.plan_grid(steps, batch, cap)
+    assert (len(plan.columns), plan.rows) == (cols, rows)
+    assert len(plan.columns) * plan.rows <= cap
+    assert plan.columns[-1] == steps - 1
+    assert plan.capped == (cols < steps or rows < batch)
+
+
+def test_plan_grid_says_when_it_caps(xp):
+    plan = xp.plan_grid(50, 4, 64)
+    assert plan.note(64) == (
+        "max_cells 64: showing 16 of 50 steps and 4 of 4 seeds (first and last steps kept); raise max_cells to see more"
+    )
+    assert xp.plan_grid(4, 2, 64).note(64) == ""
+
+
+def test_plan_grid_errors_name_the_input(xp):
+    with pytest.raises(ValueError, match="trajectory: it is empty"):
+        xp.plan_grid(0, 2, 64)
+    with pytest.raises(ValueError, match="max_cells: 1 is out of range; use 2 to 1024"):
+        xp.plan_grid(4, 2, 1)
+
+
+def test_compose_grid_places_each_cell_in_its_row_and_column(xp):
+    cols, rows, h, w = 3, 2, 32, 40
+    cells = torch.zeros(cols, rows, h, w, 3)
+    for c in range(cols):
+        for r in range(rows):
+            cells[c, r] = torch.tensor([c / 2, r, 0.5])  # a distinct flat colour per cell
+    labels = [
+        xp.cell_label(c, cols, 14.6 / (c + 1), 999 - 250 * c, "base" if c == 0 else "distilled")
+        + ("base" if c == 0 else "distilled",)
+        for c in range(cols)
+    ]
+    grid = xp.compose_grid(cells, labels, ["#0", "#1"], title="t", note="capped")
+    assert grid.ndim == 4 and grid.shape[0] == 1 and grid.shape[-1] == 3
+    img = (grid[0] * 255).round()
+    for c in range(cols):
+        for r in range(rows):
+            want = (cells[c, r, 0, 0] * 255).round()
+            hits = (img == want).all(-1)
+            ys, xs = hits.nonzero(as_tuple=True)
+            assert ys.numel() >= h * w * 0.9, (c, r)
+            # cells keep the grid order: later columns further right, later rows further down
+            if c:
+                prev = (img == (cells[c - 1, r, 0, 0] * 255).round()).all(-1).nonzero(as_tuple=True)[1]
+                assert xs.float().mean() > prev.float().mean()
+            if r:
+                prev = (img == (cells[c, r - 1, 0, 0] * 255).round()).all(-1).nonzero(as_tuple=True)[0]
+                assert ys.float().mean() > prev.float().mean()
+
+
+def test_cell_label_text(xp):
+    assert xp.cell_label(0, 4, 14.6146, 999.0, "base") == ("step 1/4 · base", "sigma 14.6 · t 999")
+
+
+def test_pixel_distance_to_final(xp):
+    final = torch.rand(2, 8, 8, 3, generator=torch.Generator().manual_seed(0))
+    frames = torch.stack([final + 0.5, final + 0.25, final])
+    d = xp.pixel_distance_to_final(frames, final)
+    assert d.shape == (3, 2)
+    torch.testing.assert_close(d, torch.tensor([[0.5, 0.5], [0.25, 0.25], [0.0, 0.0]]))
+    with pytest.raises(ValueError, match="final image: shape"):
+        xp.pixel_distance_to_final(frames, final[:1])
+
+
+def test_cosine_distance_to_final(xp):
+    final = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    emb = torch.tensor([[[0.0, 1.0], [3.0, 0.0]], [[1.0, 1.0], [0.0, 1.0]]])
+    d = xp.cosine_distance_to_final(emb, final)
+    torch.testing.assert_close(d, torch.tensor([[1.0, 1.0], [1 - 2**-0.5, 0.0]]))
+
+
+def test_curve_table_and_plot(xp):
+    dist = torch.tensor([[0.4, 0.6], [0.1, 0.3], [0.0, 0.0]])
+    csv = xp.curve_table(dist, [0, 1, 3], [14.6, 4.26, 0.72], ["base", "distilled", "distilled"])
+    assert csv.splitlines() == [
+        "step,sigma,model,mean,seed_0,seed_1",
+        "1,14.6,base,0.50000,0.40000,0.60000",
+        "2,4.26,distilled,0.20000,0.10000,0.30000",
+        "4,0.72,distilled,0.00000,0.00000,0.00000",
+    ]
+    img = xp.render_curve(dist, [0, 1, 3], ["base", "distilled", "distilled"], "pixel", width=400, height=300)
+    assert img.shape == (1, 300, 400, 3)
+    base_colour = torch.tensor(xp.model_colour("base")) / 255
+    assert ((img[0] - base_colour).abs().max(-1).values < 1e-3).any()  # the base step's marker is drawn
+    with pytest.raises(ValueError, match="render_curve: distances"):
+        xp.render_curve(dist, [0, 1], ["base", "distilled"], "pixel")
