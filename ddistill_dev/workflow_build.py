@@ -78,8 +78,9 @@ def comfy_server(url: str | None):
         return
     from .comfy_server import ComfyServer  # the test harness's real server (pack linked into a temp base dir)
 
-    with ComfyServer(Path(tempfile.mkdtemp(prefix="ddistill_wf_")), with_fixture_pack=False) as server:
-        yield server.url
+    with tempfile.TemporaryDirectory(prefix="ddistill_wf_") as base:
+        with ComfyServer(Path(base), with_fixture_pack=False) as server:
+            yield server.url
 
 
 def http(url: str, payload: dict | None = None):

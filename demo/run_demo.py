@@ -1,11 +1,15 @@
 """The demo job: the paper's experiments on the bundled digit pair through a real ComfyUI server and the runner.
 
-    .venv/bin/python demo/run_demo.py [--out out/demo] [--seeds 100]     (bash scripts/demo.sh sets up first)
+    .venv/bin/python demo/run_demo.py [OUT_DIR | --out OUT_DIR] [--seeds 100] [--fresh]   (bash scripts/demo.sh
+    sets up first; options in any order)
 
 Starts ComfyUI (CPU) on 127.0.0.1 with this pack (ddistill_dev/comfy_server.py), runs demo/workflow.py's graph
 for every method with `python -m runner`, then writes OUT/REPORT.md and OUT/report.json: the Diversity Meter
 numbers with their intervals, mode coverage from the repository's digit classifier, and whether the paper's
 ordering holds. --server HOST:PORT uses a running ComfyUI (with this pack) instead of starting one.
+
+A rerun with the same settings reuses the finished samples in OUT (the runner's resumable state) and only writes
+the report again; with other settings, or --fresh, the previous run in OUT is replaced.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,14 +27,31 @@ REPO = Path(__file__).resolve().parent.parent
 PROMPT = "a handwritten digit"
 
 
-def run_job(server: str, out: Path, seeds: int, base_steps: int) -> tuple[int, Path]:
-    """Write the workflow and prompt list into ``out`` and run the runner against ``server``."""
+def prepare(out: Path, seeds: int, base_steps: int, fresh: bool) -> str:
+    """Write the workflow and prompt list into ``out``; keep a previous run made with the same workflow (the runner
+    resumes it), otherwise remove it with the server's copies of its images. Returns what was done, for the log."""
     from demo import workflow
 
     out.mkdir(parents=True, exist_ok=True)
     wf_path, prompts = out / "demo_workflow_api.json", out / "prompts.txt"
-    wf_path.write_text(json.dumps(workflow.build(seeds, base_steps), indent=1))
+    text = json.dumps(workflow.build(seeds, base_steps), indent=1)
+    same = wf_path.is_file() and wf_path.read_text() == text and (out / "runner" / "state.jsonl").is_file()
+    previous = (out / "runner").exists() or (out / "comfy" / "output").exists()
+    if previous and (fresh or not same):
+        for folder in (out / "runner", out / "comfy" / "output", out / "comfy" / "temp"):
+            shutil.rmtree(folder, ignore_errors=True)
+    wf_path.write_text(text)
     prompts.write_text(PROMPT + "\n")
+    if same and not fresh:
+        return f"same settings as the previous run in {out}: reusing its finished samples (--fresh samples again)"
+    if previous:
+        return f"replacing the previous run in {out} ({'--fresh' if fresh else 'other settings'})"
+    return f"new run in {out}"
+
+
+def run_job(server: str, out: Path, seeds: int) -> tuple[int, Path]:
+    """Run the runner on the workflow ``prepare`` wrote into ``out``, against ``server``."""
+    wf_path, prompts = out / "demo_workflow_api.json", out / "prompts.txt"
     runner_out = out / "runner"
     cmd = [
         sys.executable,
@@ -48,7 +70,6 @@ def run_job(server: str, out: Path, seeds: int, base_steps: int) -> tuple[int, P
         str(runner_out),
         "--paper",
         "none",
-        "--fresh",
     ]
     return subprocess.call(cmd, cwd=REPO), runner_out
 
@@ -90,25 +111,36 @@ def write_report(out: Path, runner_out: Path, settings: dict) -> dict:
     return data
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Options in any order; the output folder either positional or as --out."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=REPO / "out" / "demo")
+    ap.add_argument("out_dir", nargs="?", type=Path, help="output folder (same as --out)")
+    ap.add_argument("--out", type=Path, default=None, help="output folder (default: out/demo)")
     ap.add_argument("--seeds", type=int, default=100, help="samples per method (one batch; the paper uses 100)")
     ap.add_argument("--base-steps", type=int, default=40, help="euler steps of the base method")
     ap.add_argument("--server", default=None, help="HOST:PORT of a running ComfyUI with this pack")
-    args = ap.parse_args()
+    ap.add_argument("--fresh", action="store_true", help="sample again even if OUT holds a run with these settings")
+    args = ap.parse_args(argv)
+    if args.out_dir is not None and args.out is not None and args.out_dir != args.out:
+        ap.error(f"two output folders given: {args.out_dir} and --out {args.out}; give one")
+    args.out = args.out or args.out_dir or REPO / "out" / "demo"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     from ddistill_dev.comfy_server import ComfyServer
 
     t0 = time.time()
     out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    print(prepare(out, args.seeds, args.base_steps, args.fresh), file=sys.stderr)
     server = None
     if args.server is None:
         server = ComfyServer(out / "comfy", with_fixture_pack=False)
         print(f"starting ComfyUI on {server.url} (log: {server.log_path})", file=sys.stderr)
         server.start()
     try:
-        rc, runner_out = run_job(args.server or server.url, out, args.seeds, args.base_steps)
+        rc, runner_out = run_job(args.server or server.url, out, args.seeds)
     finally:
         if server is not None:
             server.stop()

@@ -39,7 +39,8 @@ def _outputs(g: dict, nid: int, method: str, image_src: list, vae: list, x0: dic
     }
 
 
-def _first_then(g: dict, nid: int, first: list, then: list, pos: list, latent: list) -> None:
+def _first_then(g: dict, nid: int, first: list, then: list, pos: list, latent: list, labels: tuple[str, str]) -> None:
+    """Base First Step on ``first``, Distilled Continue on ``then``; ``labels`` name the models on the x̂0 frames."""
     seed = {"title": "seed"}
     g[str(nid)] = {
         "class_type": P.BASE_FIRST_STEP,
@@ -53,11 +54,19 @@ def _first_then(g: dict, nid: int, first: list, then: list, pos: list, latent: l
             "base_cfg": 1.0,
             "base_steps": 1,
             **LCM,
+            "model_label": labels[0],
         },
     }
     g[str(nid + 1)] = {
         "class_type": P.DISTILLED_CONTINUE,
-        "inputs": {"distilled_model": then, "positive": pos, "negative": pos, "latent": [str(nid), 0], "cfg": 1.0},
+        "inputs": {
+            "distilled_model": then,
+            "positive": pos,
+            "negative": pos,
+            "latent": [str(nid), 0],
+            "cfg": 1.0,
+            "model_label": labels[1],
+        },
     }
 
 
@@ -95,9 +104,9 @@ def build(batch: int = 100, base_steps: int = BASE_STEPS) -> dict:
         },
     }
     _outputs(g, 14, "base", ["13", 0], vae, {"recording": ["11", 1], "latent": ["13", 0]})
-    _first_then(g, 20, student, student, pos, latent)
+    _first_then(g, 20, student, student, pos, latent, (P.DISTILLED_LABEL, P.DISTILLED_LABEL))
     _outputs(g, 22, "distilled", ["21", 0], vae, {"trajectory": ["21", 1], "latent": ["21", 0]})
-    _first_then(g, 30, base, student, pos, latent)
+    _first_then(g, 30, base, student, pos, latent, (P.BASE_LABEL, P.DISTILLED_LABEL))
     _outputs(g, 32, "hybrid", ["31", 0], vae, {"trajectory": ["31", 1], "latent": ["31", 0]})
     g["40"] = {
         "class_type": P.SKIP_FIRST_STEP,
@@ -113,6 +122,6 @@ def build(batch: int = 100, base_steps: int = BASE_STEPS) -> dict:
         },
     }
     _outputs(g, 42, "skip first", ["40", 0], vae, {"trajectory": ["40", 1], "latent": ["40", 0]})
-    _first_then(g, 50, student, base, pos, latent)
+    _first_then(g, 50, student, base, pos, latent, (P.DISTILLED_LABEL, P.BASE_LABEL))
     _outputs(g, 52, "replace final", ["51", 0], vae, {"trajectory": ["51", 1], "latent": ["51", 0]})
     return g

@@ -20,7 +20,6 @@ from .sampling import (
     output_latent,
     run_segment,
 )
-from .validation import schedule_widgets
 
 CATEGORY = "sampling/diversity distillation"
 CONTINUE_STREAM = 1  # derive_seed(seed, 1) seeds the continuation's noise stream
@@ -36,14 +35,33 @@ SAMPLER_TIP = (
 )
 
 
-def _schedule_inputs(default_steps: int = 4):
+def _label_input(role: str):
+    return io.String.Input(
+        "model_label",
+        default="",
+        optional=True,
+        tooltip=f"Name written on this node's x̂0 frames (x̂0 Preview grid and curve, live filmstrip). Empty: "
+        f"'{role}', the node's role. Set it when another model sits here, e.g. the distilled model in "
+        "Base First Step (the distilled-alone baseline, or Table E.1's replace-final order).",
+    )
+
+
+def frame_label(model_label: str | None, role: str) -> str:
+    return (model_label or "").strip() or role
+
+
+def _schedule_inputs(min_steps: int = 2):
+    """steps + scheduler + sampler_name + sigmas. ComfyUI's own range check enforces ``min_steps`` at queue time
+    (one message on the steps input); rules between inputs (base_steps < steps, a linked SIGMAS) are checked when
+    the node runs, with the message of ``ddistill.schedules.step_count_problem``."""
     return [
         io.Int.Input(
             "steps",
-            default=default_steps,
-            min=1,
+            default=4,
+            min=min_steps,
             max=1000,
-            tooltip="Steps of the distilled model's schedule (ignored when sigmas is connected).",
+            tooltip="Steps of the distilled model's schedule (ignored when sigmas is connected). "
+            + ("The hybrid needs at least 2: one for each model." if min_steps >= 2 else ""),
         ),
         io.Combo.Input("scheduler", options=SCHEDULERS, default="lcm", tooltip=SCHEDULE_TIP),
         io.Combo.Input("sampler_name", options=SAMPLERS, default="lcm", tooltip=SAMPLER_TIP),
@@ -99,6 +117,7 @@ class BaseFirstStepSampler(io.ComfyNode):
                     "setting and the sweet spot (Fig. 7).",
                 ),
                 *_schedule_inputs(),
+                _label_input(protocol.BASE_LABEL),
             ],
             outputs=[
                 io.Latent.Output(
@@ -109,10 +128,6 @@ class BaseFirstStepSampler(io.ComfyNode):
                 Trajectory_IO.Output(display_name="x0_trajectory", tooltip="x̂0 of every base step."),
             ],
         )
-
-    @classmethod
-    def validate_inputs(cls, base_steps, steps, input_types):
-        return schedule_widgets(cls, input_types, steps, base_steps)
 
     @classmethod
     def execute(
@@ -128,6 +143,7 @@ class BaseFirstStepSampler(io.ComfyNode):
         scheduler,
         sampler_name,
         sigmas=None,
+        model_label="",
     ) -> io.NodeOutput:
         info = model_info(base_model)
         latent_image = check_inputs(base_model, latent_image, positive, negative, info, "base_model")
@@ -143,7 +159,7 @@ class BaseFirstStepSampler(io.ComfyNode):
             sampler_name,
             head,
             seed,
-            protocol.BASE_LABEL,
+            frame_label(model_label, protocol.BASE_LABEL),
             0,
         )
         trajectory = Trajectory(frames)
@@ -182,6 +198,7 @@ class DistilledContinueSampler(io.ComfyNode):
                     round=0.01,
                     tooltip="Guidance of the distilled model; distilled models are made for 1.0.",
                 ),
+                _label_input(protocol.DISTILLED_LABEL),
             ],
             outputs=[
                 io.Latent.Output(display_name="LATENT"),
@@ -192,7 +209,7 @@ class DistilledContinueSampler(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, distilled_model, positive, negative, latent, cfg) -> io.NodeOutput:
+    def execute(cls, distilled_model, positive, negative, latent, cfg, model_label="") -> io.NodeOutput:
         handover = read_handover(latent, protocol.HANDOVER_KEY)
         if handover is None:
             raise ValueError(
@@ -212,7 +229,7 @@ class DistilledContinueSampler(io.ComfyNode):
             handover.sampler_name,
             handover.sigmas,
             handover.noise_seed,
-            protocol.DISTILLED_LABEL,
+            frame_label(model_label, protocol.DISTILLED_LABEL),
             handover.step_offset,
         )
         trajectory = latent.get(protocol.TRAJECTORY_KEY, Trajectory()).extended(frames)
@@ -245,17 +262,25 @@ class SkipFirstStep(io.ComfyNode):
                 ),
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01),
                 *_schedule_inputs(),
+                _label_input(protocol.DISTILLED_LABEL),
             ],
             outputs=[io.Latent.Output(display_name="LATENT"), Trajectory_IO.Output(display_name="x0_trajectory")],
         )
 
     @classmethod
-    def validate_inputs(cls, steps, input_types):
-        return schedule_widgets(cls, input_types, steps)
-
-    @classmethod
     def execute(
-        cls, model, positive, negative, latent_image, seed, cfg, steps, scheduler, sampler_name, sigmas=None
+        cls,
+        model,
+        positive,
+        negative,
+        latent_image,
+        seed,
+        cfg,
+        steps,
+        scheduler,
+        sampler_name,
+        sigmas=None,
+        model_label="",
     ) -> io.NodeOutput:
         info = model_info(model)
         latent_image = check_inputs(model, latent_image, positive, negative, info, "model")
@@ -265,7 +290,17 @@ class SkipFirstStep(io.ComfyNode):
         # sample_custom scales the noise by sigma_1 below sigma_max; the paper starts from unit-variance noise.
         noise = initial_noise(latent_image, seed) * (unit_noise_scale(sigma1, info.variance_preserving_noise) / sigma1)
         samples, frames = run_segment(
-            model, positive, negative, latent_image, noise, cfg, sampler_name, rest, seed, protocol.DISTILLED_LABEL, 1
+            model,
+            positive,
+            negative,
+            latent_image,
+            noise,
+            cfg,
+            sampler_name,
+            rest,
+            seed,
+            frame_label(model_label, protocol.DISTILLED_LABEL),
+            1,
         )
         trajectory = Trajectory(frames)
         return io.NodeOutput(output_latent(latent_image, samples, trajectory, None), trajectory)
@@ -287,7 +322,7 @@ class DistilledSchedule(io.ComfyNode):
             ),
             inputs=[
                 io.Model.Input("model", tooltip="The model whose sigma table maps the timesteps to sigmas."),
-                *_schedule_inputs()[:2],
+                *_schedule_inputs(min_steps=1)[:2],
             ],
             outputs=[io.Sigmas.Output(display_name="SIGMAS")],
         )

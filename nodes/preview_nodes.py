@@ -28,7 +28,6 @@ from .api import io, ui
 from .io_types import Recording_IO, Trajectory_IO
 from .metric_loading import get_backend
 from .recorder import X0Recording, X0RecordingSampler
-from .validation import link_type_error
 
 CATEGORY = "sampling/diversity distillation/inspect"
 
@@ -44,7 +43,7 @@ NOTHING_TO_SHOW = (
 
 
 def source_problem(trajectory: bool, recording: bool, latent: bool) -> str | None:
-    """Which inputs x̂0 Preview needs linked (the rule at queue time and at run time)."""
+    """Which inputs x̂0 Preview needs linked, as the message naming the input to fix, or None."""
     if trajectory and recording:
         return BOTH_SOURCES
     if recording and not latent:
@@ -221,15 +220,6 @@ class X0Preview(io.ComfyNode):
                 io.String.Output(display_name="distances", tooltip="The curve as CSV: per step, mean and per seed."),
             ],
         )
-
-    @classmethod
-    def validate_inputs(cls, input_types=None):
-        """Queue-time check of which sources are linked (the same rules execute applies to the values)."""
-        linked = set(input_types or {})
-        problem = link_type_error(cls, input_types) or source_problem(
-            *(n in linked for n in ("trajectory", "recording", "latent"))
-        )
-        return problem or True
 
     @classmethod
     def execute(cls, vae, max_cells, cell_size, metric, trajectory=None, recording=None, latent=None) -> io.NodeOutput:

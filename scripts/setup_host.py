@@ -8,8 +8,8 @@ Stdlib only. What it does, each step skipped when already done:
      to ``.host/ComfyUI`` -- or, when ``--comfyui DIR`` / ``$COMFYUI_PATH`` names an existing ComfyUI
      checkout, that checkout instead (the normal case for users);
   3. ComfyUI's requirements (without torch/torchaudio) and the pack's own requirements;
-  4. with ``--dev``, the pack's own Python packages (``ddistill``, ``ddistill_dev``, ``runner``, ``demo``) installed in
-     development mode (``pip install -e . --no-deps``) so that tests, scripts and benchmarks import them by name;
+  4. the pack's own Python packages (``ddistill``, ``ddistill_dev``, ``runner``, ``demo``) installed in development
+     mode (``pip install -e . --no-deps``) so that the demo, tests, scripts and benchmarks import them by name;
   5. the pack linked into ``<ComfyUI>/custom_nodes/`` so that ComfyUI loads it.
 
 Prints the python executable and the ComfyUI root as ``KEY=value`` lines at the end.

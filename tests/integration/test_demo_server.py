@@ -170,9 +170,10 @@ def test_demo_job_end_to_end(server, tmp_path):
     import math
 
     from demo.report import METHODS
-    from demo.run_demo import run_job, write_report
+    from demo.run_demo import prepare, run_job, write_report
 
-    rc, runner_out = run_job(server.url, tmp_path, seeds=4, base_steps=8)
+    assert prepare(tmp_path, seeds=4, base_steps=8, fresh=False).startswith("new run")
+    rc, runner_out = run_job(server.url, tmp_path, seeds=4)
     assert rc == 0, (runner_out / "summary.md").read_text() if (runner_out / "summary.md").exists() else rc
     data = write_report(tmp_path, runner_out, {"seeds": 4, "base_steps": 8, "seconds": 0, "cpus": 1, "runner_rc": rc})
     assert list(data["stats"]) == METHODS and list(data["meter"]) == METHODS
@@ -182,3 +183,14 @@ def test_demo_job_end_to_end(server, tmp_path):
     assert any("x̂0 preview grid" in k for k in data["links"])
     text = (tmp_path / "REPORT.md").read_text()
     assert "**Verdict**" in text and all(f"| {m} |" in text for m in METHODS)
+
+    # a rerun with the same settings reuses every finished sample: no new files, the same numbers
+    files = sorted(p.relative_to(tmp_path) for p in runner_out.rglob("*.png"))
+    assert "reusing its finished samples" in prepare(tmp_path, seeds=4, base_steps=8, fresh=False)
+    rc, _ = run_job(server.url, tmp_path, seeds=4)
+    again = write_report(tmp_path, runner_out, {"seeds": 4, "base_steps": 8, "seconds": 0, "cpus": 1, "runner_rc": rc})
+    assert rc == 0 and sorted(p.relative_to(tmp_path) for p in runner_out.rglob("*.png")) == files
+    assert again["meter"] == data["meter"]
+    # other settings replace the previous run instead of piling files up
+    assert "replacing the previous run" in prepare(tmp_path, seeds=3, base_steps=8, fresh=False)
+    assert not runner_out.exists()

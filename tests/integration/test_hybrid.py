@@ -256,3 +256,24 @@ def test_distilled_schedule_node_gives_the_hybrids_schedule(mods, sdxl_pair):
     assert torch.equal(sigmas, mods["sampling"].model_schedule(distilled, 4, "lcm"))
     with pytest.raises(ValueError, match="steps: the lcm schedule needs 1..50 steps, got 60"):
         mods["hybrid_nodes"].DistilledSchedule.execute(distilled, 60, "lcm")
+
+
+def test_frames_are_labelled_by_the_model_label_or_the_role(mods, sdxl_pair):
+    """Table E.1's replace-final order (the distilled model first, the base after) and the distilled-alone baseline
+    read right when the nodes are told which model sits in them; empty labels fall back to the node's role."""
+    base, distilled = sdxl_pair
+    hn, latent = mods["hybrid_nodes"], tm.empty_latent(2)
+    pos, neg = tm.make_conditioning("sdxl", seed=1), tm.make_conditioning("sdxl", seed=2)
+    first = hn.BaseFirstStepSampler.execute(
+        distilled, pos, neg, latent, 3, 1.0, 1, 4, "lcm", "lcm", None, " distilled "
+    )
+    _, traj = hn.DistilledContinueSampler.execute(base, pos, neg, first.result[0], 1.0, "base").result
+    assert [f.model for f in traj.frames] == ["distilled", "base", "base", "base"]
+    unlabelled = hn.BaseFirstStepSampler.execute(base, pos, neg, latent, 3, 1.0, 1, 4, "lcm", "lcm", None, "  ")
+    _, traj = hn.DistilledContinueSampler.execute(distilled, pos, neg, unlabelled.result[0], 1.0).result
+    assert [f.model for f in traj.frames] == ["base", "distilled", "distilled", "distilled"]
+    _, skip = hn.SkipFirstStep.execute(distilled, pos, neg, latent, 3, 1.0, 4, "lcm", "lcm", None, "DMD2").result
+    assert {f.model for f in skip.frames} == {"DMD2"}
+    # the label changes only the frames' names, not the samples
+    a = hn.BaseFirstStepSampler.execute(base, pos, neg, latent, 3, 1.0, 1, 4, "lcm", "lcm", None, "teacher")
+    assert torch.equal(a.result[0]["samples"], unlabelled.result[0]["samples"])

@@ -39,17 +39,32 @@ def test_bad_schedules(hn, models, sigmas, k, needle):
         base_step(hn, models["sdxl"], tm.empty_latent(), k=k, sigmas=sigmas)
 
 
-def test_widget_validation(hn):
-    v = hn.BaseFirstStepSampler.validate_inputs
-    assert "steps: 1 is too few" in v(base_steps=1, steps=1, input_types={})
-    assert "base_steps: 4 leaves no step" in v(base_steps=4, steps=4, input_types={})
-    assert "base_steps: must be at least 1" in v(base_steps=0, steps=4, input_types={})
-    assert v(base_steps=4, steps=4, input_types={"sigmas": "SIGMAS"}) is True  # linked schedule: checked when run
-    assert v(base_steps=1, steps=4, input_types={"base_model": "MODEL", "latent_image": "LATENT"}) is True
-    assert "latent_image: a IMAGE output is linked here but this input takes LATENT" in v(
-        base_steps=1, steps=4, input_types={"latent_image": "IMAGE"}
-    )
-    assert "steps: 1 is too few" in hn.SkipFirstStep.validate_inputs(steps=1, input_types={})
+def test_step_rules_one_place_each(hn, models):
+    """Single-input ranges are ComfyUI's own widget checks (one message, on that input, at queue time); the rule
+    between inputs is checked when the node runs and names the input and the fix."""
+    for node in (hn.BaseFirstStepSampler, hn.SkipFirstStep):
+        assert node.INPUT_TYPES()["required"]["steps"][1]["min"] == 2
+    assert hn.BaseFirstStepSampler.INPUT_TYPES()["required"]["base_steps"][1]["min"] == 1
+    assert hn.DistilledSchedule.INPUT_TYPES()["required"]["steps"][1]["min"] == 1
+    assert not any(hasattr(n, "validate_inputs") and "validate_inputs" in vars(n) for n in hn.NODES)
+    with pytest.raises(
+        ValueError,
+        match=r"base_steps: 4 leaves no step for the distilled model in a 4-step "
+        r"schedule; use base_steps <= 3 or raise steps",
+    ):
+        base_step(hn, models["sdxl"], tm.empty_latent(), k=4, steps=4)
+
+
+def test_linked_sigmas_errors_do_not_blame_steps(hn, models):
+    """steps is ignored when SIGMAS is linked, so the fix names the SIGMAS input."""
+    with pytest.raises(ValueError) as err:
+        base_step(hn, models["sdxl"], tm.empty_latent(), sigmas=torch.tensor([14.6]))
+    assert "sigmas: the schedule has 0 step(s)" in str(err.value) and "connect a SIGMAS schedule" in str(err.value)
+    assert "raise steps" not in str(err.value).lower()
+    with pytest.raises(ValueError, match="sigmas must not increase.*reverse it"):
+        base_step(hn, models["sdxl"], tm.empty_latent(), sigmas=torch.tensor([0.0, 1.6, 4.2, 14.6]))
+    with pytest.raises(ValueError, match="base_steps: 3 leaves no step.*connect a SIGMAS schedule with more values"):
+        base_step(hn, models["sdxl"], tm.empty_latent(), k=3, sigmas=torch.tensor([14.6, 4.2, 1.6, 0.0]))
 
 
 def test_latent_from_another_family(hn, models):

@@ -21,19 +21,30 @@ def node_errors(body):
 
 
 @pytest.mark.parametrize(
-    "inputs,needle",
+    "inputs,bad_input,needle",
     [
-        ({"base_steps": 0}, "base_steps: must be at least 1"),
-        ({"steps": 0}, "steps: must be at least 1"),
-        ({"base_steps": 4}, "base_steps: 4 leaves no step for the distilled model"),
-        ({"steps": 1}, "steps: 1 is too few"),
+        ({"base_steps": 0}, "base_steps", "smaller than min of 1"),
+        ({"steps": 0}, "steps", "smaller than min of 2"),
+        ({"steps": 1}, "steps", "smaller than min of 2"),
+        ({"latent_image": ["1", 0]}, "latent_image", "MODEL"),  # a MODEL output linked to a LATENT input
     ],
 )
-def test_validation_errors_name_the_input(server, inputs, needle):
+def test_validation_errors_once_on_the_right_input(server, inputs, bad_input, needle):
+    """Queue-time errors are ComfyUI's own: one per problem, attached to the input at fault."""
     prompt = hybrid_prompt()
     prompt["5"]["inputs"].update(inputs)
     status, body = server.queue(prompt)
-    assert status == 400 and needle in node_errors(body), body
+    errors = body["node_errors"]["5"]["errors"]
+    assert status == 400 and len(errors) == 1, body
+    assert errors[0]["extra_info"]["input_name"] == bad_input and needle in str(errors[0]), errors
+
+
+def test_rule_between_inputs_is_one_named_error_when_run(server):
+    prompt = hybrid_prompt()
+    prompt["5"]["inputs"]["base_steps"] = 4
+    err = execution_error(server.run(prompt))
+    assert "base_steps: 4 leaves no step for the distilled model" in err["exception_message"], err
+    assert err["node_type"] == "DDistill_BaseFirstStepSampler"
 
 
 @pytest.mark.parametrize(

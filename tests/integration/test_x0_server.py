@@ -157,21 +157,22 @@ def test_wrong_vae_is_a_clear_error_and_the_server_lives_on(server):
     assert server.run(hybrid_prompt(seed=4))["status"]["status_str"] == "success"
 
 
-def test_unlinked_sources_are_rejected_at_queue_time(server):
+def test_unlinked_sources_and_wrong_links_give_one_error_each(server):
+    """A recording without the sampler's LATENT is refused when the node runs, naming the input to link; a link of
+    the wrong type is ComfyUI's own queue-time error, once, on that input."""
     p = stock_prompt()
     del p["15"]["inputs"]["latent"]
-    status, body = server.queue(p)
-    assert status == 400
-    details = [e["details"] for e in body["node_errors"]["15"]["errors"]]
-    assert any("latent: connect the stock sampler's output LATENT" in d for d in details), body
+    err = execution_error(server.run(p))
+    assert err is not None and err["node_id"] == "15", err
+    assert err["exception_message"].startswith("latent: connect the stock sampler's output LATENT"), err
     p = hybrid_prompt()
     p["15"]["inputs"]["trajectory"] = ["4", 0]  # a LATENT output into the trajectory input
     status, body = server.queue(p)
-    assert status == 400
-    details = [e["details"] for e in body["node_errors"]["15"]["errors"]]
-    assert any(
-        "trajectory: a LATENT output is linked here but this input takes DDISTILL_X0_TRAJECTORY" in d for d in details
-    ), body
+    errors = body["node_errors"]["15"]["errors"]
+    assert status == 400 and len(errors) == 1, body
+    assert errors[0]["extra_info"]["input_name"] == "trajectory"
+    assert "LATENT" in str(errors[0]) and "DDISTILL_X0_TRAJECTORY" in str(errors[0]), errors
+    assert server.run(hybrid_prompt(seed=4))["status"]["status_str"] == "success"
 
 
 FRAMES_JS = """([id, n]) => document.querySelectorAll(
