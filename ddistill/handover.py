@@ -16,6 +16,7 @@ class Handover:
     sampler_name: str  # the update rule both segments use
     noise_seed: int  # seed of the continuation's own noise stream (derive_seed(seed, 1))
     source: ModelInfo  # the model that produced the latent, for the pair check
+    schedule_from: str = "base_model"  # whose model_sampling made the schedule: "base_model" or "distilled_model"
 
 
 def read_handover(latent, key: str) -> Handover | None:

@@ -25,6 +25,22 @@ NOISE_FAMILY = {
 }
 
 
+# unet_config keys that hold the width of the text conditioning each model family expects, in lookup order:
+# SD1.x/SDXL/SD2 context_dim, Flux context_in_dim, Qwen-Image joint_attention_dim, Lumina 2 / Z-Image cap_feat_dim,
+# Wan text_dim (SD3 keeps it in context_embedder_config, see conditioning_width).
+CONDITIONING_WIDTH_KEYS = ("context_dim", "context_in_dim", "joint_attention_dim", "cap_feat_dim", "text_dim")
+
+
+def conditioning_width(unet_config: dict) -> int | None:
+    """The last dimension of the text conditioning a model takes, read from its ComfyUI unet_config, or None."""
+    for key in CONDITIONING_WIDTH_KEYS:
+        if isinstance(unet_config.get(key), int):
+            return unet_config[key]
+    embedder = unet_config.get("context_embedder_config") or {}
+    width = (embedder.get("params") or {}).get("in_features")
+    return width if isinstance(width, int) else None
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     name: str  # model class, e.g. "SDXL"
@@ -33,6 +49,15 @@ class ModelInfo:
     latent_channels: int
     sigma_min: float
     sigma_max: float
+    latent_dims: int = 2  # spatial dimensions of a latent: 2 (images), 3 (video / Wan-VAE latents [B, C, T, H, W])
+    sampling: str = ""  # the noise schedule as ComfyUI parameterises it, e.g. "ModelSamplingFlux (shift 1.15)"
+    conditioning_width: int | None = None  # text conditioning width the model expects (None: unknown)
+
+    @property
+    def latent_shape(self) -> str:
+        return (
+            "[batch, channels, height, width]" if self.latent_dims == 2 else "[batch, channels, frames, height, width]"
+        )
 
     @property
     def family(self) -> str:
@@ -62,6 +87,8 @@ def check_pair(
             f"their latent spaces differ ({first.latent_format}/{first.latent_channels} channels vs "
             f"{second.latent_format}/{second.latent_channels} channels)"
         )
+    if first.latent_dims != second.latent_dims:
+        problems.append(f"their latents have {first.latent_dims} and {second.latent_dims} spatial dimensions")
     if first.family != second.family:
         problems.append(f"they write noisy latents differently ({first.family} vs {second.family})")
     if problems:
@@ -69,12 +96,41 @@ def check_pair(
             f"{first_role} is {first.describe()} and {second_role} is {second.describe()}: "
             + " and ".join(problems)
             + ". Pair a distilled model with the base model it was distilled from (e.g. SDXL base with DMD2, "
-            "SD 2.1 with SD-Turbo, PixArt-alpha with PixArt-delta)."
+            "SD 2.1 with SD-Turbo, PixArt-alpha with PixArt-delta, Z-Image with Z-Image-Turbo, Qwen-Image with its "
+            "Lightning LoRA, SD3.5 Large with SD3.5 Large Turbo, FLUX.1-dev with FLUX.1-schnell, Wan 2.2 with its "
+            "Lightning LoRAs)."
         )
 
 
-def check_latent(info: ModelInfo, channels: int, role: str, input_name: str = "latent_image") -> None:
-    """Raise PairError when a latent's channel count does not fit the model."""
+def sampling_note(base: ModelInfo, distilled: ModelInfo, schedule_from: str) -> str | None:
+    """A note when the two models sample with different noise schedules (class, shift): which one the schedule
+    follows and how to change that. None when they agree."""
+    if base.sampling == distilled.sampling:
+        return None
+    follows = "distilled_model's" if schedule_from == "distilled_model" else "base_model's"
+    hint = (
+        ""
+        if schedule_from == "distilled_model"
+        else " Connect the distilled model to Base First Step's distilled_model input so that the schedule is the "
+        "distilled model's."
+    )
+    return (
+        f"base_model samples with {base.sampling or base.prediction} and distilled_model with "
+        f"{distilled.sampling or distilled.prediction}; the schedule follows {follows}.{hint}"
+    )
+
+
+def check_latent(
+    info: ModelInfo, channels: int, role: str, input_name: str = "latent_image", ndim: int | None = None
+) -> None:
+    """Raise PairError when a latent's channel count (or, given ``ndim``, its dimensionality) does not fit."""
+    if ndim is not None and ndim - 2 != info.latent_dims:
+        raise PairError(
+            f"{input_name}: the latent has {ndim} dimensions but {role} is {info.describe()}, which takes "
+            f"{info.latent_shape} latents. Make the latent with this model family's own latent node (e.g. Empty "
+            "Latent Image for SD/SDXL/Flux, EmptySD3LatentImage for SD3 and Qwen-Image, EmptyHunyuanLatentVideo or "
+            "Wan's latent nodes for Wan) or its VAE Encode."
+        )
     if channels != info.latent_channels:
         raise PairError(
             f"{input_name}: the latent has {channels} channels but {role} is {info.describe()}. "

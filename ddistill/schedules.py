@@ -108,13 +108,18 @@ def skip_first_schedule(sigmas: torch.Tensor, source: str = "sigmas") -> torch.T
 
 
 def unit_noise_scale(sigma: float, variance_preserving: bool = True) -> float:
-    """Factor that turns N(0, 1) noise into the paper's pure-noise start at ``sigma``.
+    """Factor that turns N(0, 1) noise into the paper's pure-noise start at ``sigma`` (Skip First Step).
 
-    The paper's code feeds unit-variance DDPM noise x_t = eps at timestep t1. In ComfyUI's sigma space
-    (x = x_ddpm * sqrt(1 + sigma^2)) that is eps * sqrt(1 + sigma^2), e.g. 4.376 at t = 759 of SDXL.
-    Flow models (x = (1 - sigma) x0 + sigma eps) already hold unit-variance noise, so the scale is 1.
+    The paper's code feeds pure noise x_t = eps at timestep t1: no signal term, and the variance the model's inputs
+    have at t1 for unit-variance data (a DDPM x_t = sqrt(a) x0 + sqrt(1 - a) eps has variance a + (1 - a) = 1). The
+    same rule in each of ComfyUI's parameterisations:
+      - sigma space (eps / v / x0 models, x = x0 + sigma * eps): variance 1 + sigma^2, so sqrt(1 + sigma^2)
+        (4.376 at t = 759 of SDXL);
+      - rectified flow (x = (1 - sigma) x0 + sigma * eps): variance (1 - sigma)^2 + sigma^2, so
+        sqrt((1 - sigma)^2 + sigma^2) (0.791 at sigma 0.75, FLUX.1-schnell's second step).
     """
-    return math.sqrt(1.0 + float(sigma) ** 2) if variance_preserving else 1.0
+    s = float(sigma)
+    return math.sqrt(1.0 + s * s) if variance_preserving else math.sqrt((1.0 - s) ** 2 + s * s)
 
 
 def derive_seed(seed: int, stream: int) -> int:

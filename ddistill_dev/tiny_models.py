@@ -75,3 +75,147 @@ def make_conditioning(kind: str = "sdxl", batch: int = 1, seed: int = 0, tokens:
 
 def empty_latent(batch: int = 1, size: int = 16) -> dict:
     return {"samples": torch.zeros(batch, 4, size, size)}
+
+
+# Tiny configs of the 2025-26 flow and video families, as ComfyUI's own model classes (supported_models) build them.
+_FLUX = {
+    "image_model": "flux",
+    "in_channels": 16,
+    "out_channels": 16,
+    "vec_in_dim": 16,
+    "context_in_dim": 32,
+    "hidden_size": 64,
+    "mlp_ratio": 2.0,
+    "num_heads": 2,
+    "depth": 1,
+    "depth_single_blocks": 1,
+    "axes_dim": [8, 12, 12],
+    "theta": 10000,
+    "qkv_bias": True,
+    "patch_size": 2,
+}
+FAMILIES = {
+    # kind: (supported_models class name, unet_config, conditioning width, pooled width or None, latent shape)
+    "flux_dev": ("Flux", dict(_FLUX, guidance_embed=True), 32, 16, (16, 16, 16)),
+    "flux_schnell": ("FluxSchnell", dict(_FLUX, guidance_embed=False), 32, 16, (16, 16, 16)),
+    "sd3": (
+        "SD3",
+        {
+            "in_channels": 16,
+            "pos_embed_scaling_factor": None,
+            "patch_size": 2,
+            "depth": 2,
+            "adm_in_channels": 32,
+            "pos_embed_max_size": 32,
+            "num_patches": 1024,
+            "context_embedder_config": {
+                "target": "torch.nn.Linear",
+                "params": {"in_features": 24, "out_features": 128},
+            },
+        },
+        24,
+        32,
+        (16, 16, 16),
+    ),
+    "zimage": (
+        "ZImage",
+        {
+            "image_model": "lumina2",
+            "patch_size": 2,
+            "in_channels": 16,
+            "dim": 256,  # Z-Image's modulation needs dim >= 256
+            "n_layers": 1,
+            "n_refiner_layers": 1,
+            "n_heads": 4,
+            "n_kv_heads": 4,
+            "axes_dims": [16, 24, 24],
+            "axes_lens": [300, 64, 64],
+            "cap_feat_dim": 24,
+            "qk_norm": True,
+            "z_image_modulation": True,
+            "rope_theta": 256.0,
+            "ffn_dim_multiplier": 8.0 / 3.0,
+            "time_scale": 1000.0,
+            "pad_tokens_multiple": None,
+        },
+        24,
+        None,
+        (16, 16, 16),
+    ),
+    "qwen": (
+        "QwenImage",
+        {
+            "image_model": "qwen_image",
+            "patch_size": 2,
+            "in_channels": 64,
+            "out_channels": 16,
+            "num_layers": 1,
+            "attention_head_dim": 32,
+            "num_attention_heads": 2,
+            "joint_attention_dim": 24,
+            "axes_dims_rope": (8, 12, 12),
+        },
+        24,
+        None,
+        (16, 1, 16, 16),
+    ),
+    "wan21": (
+        "WAN21_T2V",
+        {
+            "image_model": "wan2.1",
+            "model_type": "t2v",
+            "patch_size": (1, 2, 2),
+            "text_len": 16,
+            "in_dim": 16,
+            "dim": 64,
+            "ffn_dim": 128,
+            "freq_dim": 32,
+            "text_dim": 24,
+            "out_dim": 16,
+            "num_heads": 2,
+            "num_layers": 1,
+            "window_size": (-1, -1),
+            "qk_norm": True,
+            "cross_attn_norm": True,
+            "eps": 1e-6,
+        },
+        24,
+        None,
+        (16, 3, 16, 16),
+    ),
+}
+
+
+def make_family_model(kind: str, seed: int = 0):
+    """A ModelPatcher around a tiny random model of a flow / video family (see FAMILIES), on the CPU."""
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    cls_name, unet_config, *_ = FAMILIES[kind]
+    config = getattr(comfy.supported_models, cls_name)(dict(unet_config))
+    model = config.get_model({}, device="cpu")
+    _randomize(model.diffusion_model, seed)
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(
+        model,
+        load_device=comfy.model_management.get_torch_device(),
+        offload_device=comfy.model_management.unet_offload_device(),
+    )
+
+
+def family_conditioning(kind: str, batch: int = 1, seed: int = 0, tokens: int = 8, width: int | None = None):
+    """Random conditioning of the width (and pooled vector, guidance) the family takes; ``width`` overrides."""
+    _, _, cond_width, pooled, _ = FAMILIES[kind]
+    g = torch.Generator().manual_seed(seed)
+    cond = torch.randn(batch, tokens, width or cond_width, generator=g)
+    extra = {}
+    if pooled:
+        extra["pooled_output"] = torch.randn(batch, pooled, generator=g)
+    if kind == "flux_dev":
+        extra["guidance"] = 3.5
+    return [[cond, extra]]
+
+
+def family_latent(kind: str, batch: int = 1) -> dict:
+    return {"samples": torch.zeros(batch, *FAMILIES[kind][4])}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from ..ddistill import protocol
 from ..ddistill.handover import Handover, read_handover
-from ..ddistill.pairing import check_pair
+from ..ddistill.pairing import check_pair, sampling_note
 from ..ddistill.schedules import derive_seed, skip_first_schedule, split_schedule, unit_noise_scale
 from ..ddistill.trajectory import Trajectory
 from .api import io
@@ -22,6 +24,7 @@ from .sampling import (
 )
 
 CATEGORY = "sampling/diversity distillation"
+log = logging.getLogger(__name__)
 CONTINUE_STREAM = 1  # derive_seed(seed, 1) seeds the continuation's noise stream
 
 SCHEDULE_TIP = (
@@ -118,6 +121,14 @@ class BaseFirstStepSampler(io.ComfyNode):
                 ),
                 *_schedule_inputs(),
                 _label_input(protocol.BASE_LABEL),
+                io.Model.Input(
+                    "distilled_model",
+                    optional=True,
+                    tooltip="Optional: the distilled model, so that the schedule follows its own sampling (its "
+                    "shift, e.g. FLUX.1-schnell's 1.0 against dev's 1.15, or a ModelSamplingSD3 / AuraFlow shift "
+                    "patch on the distilled side). Not connected: base_model's sampling, which is the same for "
+                    "pairs that share a noise schedule (SDXL / DMD2, SD 2.1 / SD-Turbo).",
+                ),
             ],
             outputs=[
                 io.Latent.Output(
@@ -144,10 +155,14 @@ class BaseFirstStepSampler(io.ComfyNode):
         sampler_name,
         sigmas=None,
         model_label="",
+        distilled_model=None,
     ) -> io.NodeOutput:
         info = model_info(base_model)
         latent_image = check_inputs(base_model, latent_image, positive, negative, info, "base_model")
-        full = model_schedule(base_model, steps, scheduler, sigmas)
+        schedule_from = "base_model" if distilled_model is None else "distilled_model"
+        if distilled_model is not None:
+            check_pair(info, model_info(distilled_model))
+        full = model_schedule(distilled_model or base_model, steps, scheduler, sigmas)
         head, tail = split_schedule(full, base_steps, "sigmas" if sigmas is not None else "steps")
         samples, frames = run_segment(
             base_model,
@@ -169,6 +184,7 @@ class BaseFirstStepSampler(io.ComfyNode):
             sampler_name=sampler_name,
             noise_seed=derive_seed(seed, CONTINUE_STREAM),
             source=info,
+            schedule_from=schedule_from,
         )
         return io.NodeOutput(output_latent(latent_image, samples, trajectory, handover), trajectory)
 
@@ -218,6 +234,9 @@ class DistilledContinueSampler(io.ComfyNode):
             )
         info = model_info(distilled_model)
         check_pair(handover.source, info)
+        note = sampling_note(handover.source, info, handover.schedule_from)
+        if note:  # a warning when the schedule is not the distilled model's own
+            (log.warning if handover.schedule_from == "base_model" else log.info)("Distilled Continue: %s", note)
         latent = check_inputs(distilled_model, latent, positive, negative, info, "distilled_model", "latent")
         samples, frames = run_segment(
             distilled_model,

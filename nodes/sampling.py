@@ -13,7 +13,7 @@ import comfy.utils
 import torch
 
 from ..ddistill.handover import Handover
-from ..ddistill.pairing import NOISE_FAMILY, ModelInfo, check_latent
+from ..ddistill.pairing import NOISE_FAMILY, ModelInfo, check_latent, conditioning_width
 from ..ddistill.protocol import HANDOVER_KEY, TRAJECTORY_KEY
 from ..ddistill.schedules import TIMESTEP_SCHEDULES, ScheduleError, sigmas_from_timesteps
 from ..ddistill.trajectory import Frame, Trajectory
@@ -24,8 +24,20 @@ SCHEDULERS = PACK_SCHEDULERS + [s for s in comfy.samplers.SCHEDULER_NAMES if s n
 SAMPLERS = list(comfy.samplers.SAMPLER_NAMES)
 
 
+def sampling_description(ms) -> str:
+    """A model_sampling object as the schedule sees it: its ComfyUI schedule class and parameters (shift,
+    multiplier of flow models; the sigma range of discrete ones)."""
+    mro = [c.__name__ for c in type(ms).__mro__]
+    kind = next((n for n in mro if n.startswith("ModelSampling") and n != "ModelSampling"), mro[0])
+    params = [f"{name} {float(getattr(ms, name)):.4g}" for name in ("shift", "multiplier") if hasattr(ms, name)]
+    if not params:
+        params = [f"sigmas {float(ms.sigma_min):.4g}..{float(ms.sigma_max):.4g}"]
+    return f"{kind} ({', '.join(params)})"
+
+
 def model_info(model) -> ModelInfo:
-    """What the pair check needs to know about a ComfyUI MODEL (a ModelPatcher)."""
+    """What the pair check needs to know about a ComfyUI MODEL (a ModelPatcher), with its patches applied as
+    ``get_model_object`` sees them (a ModelSamplingSD3 / ModelSamplingAuraFlow shift patch included)."""
     ms = model.get_model_object("model_sampling")
     prediction = next((c.__name__ for c in type(ms).__mro__ if c.__name__ in NOISE_FAMILY), type(ms).__name__)
     fmt = model.get_model_object("latent_format")
@@ -36,6 +48,9 @@ def model_info(model) -> ModelInfo:
         latent_channels=int(fmt.latent_channels),
         sigma_min=float(ms.sigma_min),
         sigma_max=float(ms.sigma_max),
+        latent_dims=int(getattr(fmt, "latent_dimensions", 2)),
+        sampling=sampling_description(ms),
+        conditioning_width=conditioning_width(model.model.model_config.unet_config),
     )
 
 
@@ -65,22 +80,22 @@ def check_inputs(
     with an empty latent's channels fitted to the model (as ComfyUI's samplers do before making noise)."""
     samples = latent.get("samples") if isinstance(latent, dict) else None
     if not isinstance(samples, torch.Tensor) or samples.ndim < 4:
-        raise ValueError(f"{latent_name}: expected a LATENT with a [batch, channels, height, width] 'samples' tensor")
+        raise ValueError(f"{latent_name}: expected a LATENT with a {info.latent_shape} 'samples' tensor")
     if not torch.isfinite(samples).all():
         raise ValueError(
             f"{latent_name}: the latent contains NaN or inf values; regenerate it (e.g. with "
             "Empty Latent Image) or check the node that produced it"
         )
     samples = comfy.sample.fix_empty_latent_channels(model, samples)  # an empty latent fits any model, as in stock
-    check_latent(info, samples.shape[1], role, latent_name)
+    check_latent(info, samples.shape[1], role, latent_name, samples.ndim)
     batch = samples.shape[0]
-    width = model.model.model_config.unet_config.get("context_dim")
+    width = info.conditioning_width
     for name, cond in (("positive", positive), ("negative", negative)):
         for c in cond or []:
             cb = c[0].shape[0]
             if width is not None and c[0].ndim == 3 and c[0].shape[-1] != width:
                 raise ValueError(
-                    f"{name}: the conditioning has width {c[0].shape[-1]} but {role} expects {width}; "
+                    f"{name}: the conditioning has width {c[0].shape[-1]} but {role} expects {width} ({info.name}); "
                     f"encode the prompt with the text encoder that belongs to {role}"
                 )
             if cb not in (1, batch):

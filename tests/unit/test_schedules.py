@@ -47,7 +47,9 @@ def test_bad_schedules_name_the_input(sched, sigmas, k, needle):
 
 def test_skip_first_noise_scale_is_the_papers(sched):
     assert sched.unit_noise_scale(4.2606) == pytest.approx(4.376, abs=1e-3)
-    assert sched.unit_noise_scale(0.5, variance_preserving=False) == 1.0
+    # flow: the marginal variance (1 - sigma)^2 + sigma^2 of unit-variance data, not unit noise
+    assert sched.unit_noise_scale(0.5, variance_preserving=False) == pytest.approx(0.5**0.5)
+    assert sched.unit_noise_scale(0.75, variance_preserving=False) == pytest.approx(0.7906, abs=1e-4)
 
 
 def test_derived_seeds_are_distinct_and_stable(sched):

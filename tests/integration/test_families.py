@@ -1,0 +1,155 @@
+"""The hybrid on the flow and video families of 2025-26 (tiny random models of ComfyUI's own classes): equality
+with the stock sample_custom chain, the schedule from the distilled model's own sampling, per-family input checks,
+Skip First Step's start on flow models."""
+
+import importlib
+import logging
+
+import comfy.sample
+import comfy.samplers
+import pytest
+import torch
+
+from ddistill_dev import tiny_models as tm
+
+KINDS = ["flux_dev", "flux_schnell", "sd3", "zimage", "qwen", "wan21"]
+
+
+@pytest.fixture(scope="module")
+def hn(pack):
+    return importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
+
+
+@pytest.fixture(scope="module")
+def sampling(pack):
+    return importlib.import_module(pack.__name__ + ".nodes.sampling")
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {k: (tm.make_family_model(k, 1), tm.make_family_model(k, 2)) for k in KINDS}
+
+
+def hybrid(hn, base, distilled, kind, latent, seed=5, **kw):
+    pos, neg = tm.family_conditioning(kind, seed=1), tm.family_conditioning(kind, seed=2)
+    first = hn.BaseFirstStepSampler.execute(
+        base, pos, neg, latent, seed, 1.0, 1, 4, "simple", "euler", None, "", kw.get("distilled_model")
+    )
+    out, traj = hn.DistilledContinueSampler.execute(distilled, pos, neg, first.result[0], 1.0).result
+    return first.result[0], out, traj
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hybrid_equals_two_stock_segments(hn, sampling, models, kind):
+    base, distilled = models[kind]
+    latent = tm.family_latent(kind, batch=2)
+    first, out, traj = hybrid(hn, base, distilled, kind, latent, distilled_model=distilled)
+    pos, neg = tm.family_conditioning(kind, seed=1), tm.family_conditioning(kind, seed=2)
+    sigmas = sampling.model_schedule(distilled, 4, "simple")
+    euler = comfy.samplers.sampler_object("euler")
+    samples = latent["samples"]
+    noise = comfy.sample.prepare_noise(samples, 5)
+    mid = comfy.sample.sample_custom(base, noise, 1.0, euler, sigmas[:2], pos, neg, samples, seed=5)
+    ref = comfy.sample.sample_custom(
+        distilled,
+        torch.zeros_like(mid),
+        1.0,
+        euler,
+        sigmas[1:],
+        pos,
+        neg,
+        mid,
+        seed=first["diversity_distillation_handover"].noise_seed,
+    )
+    assert torch.equal(out["samples"], ref), kind
+    assert out["samples"].shape == samples.shape and len(traj) == 4
+    assert [f.model for f in traj.frames] == ["base", "distilled", "distilled", "distilled"]
+
+
+def test_schedule_is_the_distilled_models_own(hn, models, caplog):
+    """FLUX.1-dev base -> schnell: with schnell connected the schedule is schnell's (shift 1.0), not dev's."""
+    dev, schnell = models["flux_dev"][0], models["flux_schnell"][1]
+    latent = tm.family_latent("flux_dev")
+    pos = tm.family_conditioning("flux_dev")
+    first = hn.BaseFirstStepSampler.execute(dev, pos, pos, latent, 0, 1.0, 1, 4, "simple", "euler", None, "", schnell)
+    handover = first.result[0]["diversity_distillation_handover"]
+    assert handover.sigmas.tolist() == pytest.approx([0.75, 0.5, 0.25, 0.0], abs=1e-4)
+    assert handover.schedule_from == "distilled_model"
+    unconnected = hn.BaseFirstStepSampler.execute(dev, pos, pos, latent, 0, 1.0, 1, 4, "simple", "euler")
+    dev_tail = unconnected.result[0]["diversity_distillation_handover"].sigmas
+    assert dev_tail[0] > 0.76  # dev's shift-1.15 schedule: the one the README warns about
+    with caplog.at_level(logging.WARNING):
+        hn.DistilledContinueSampler.execute(schnell, pos, pos, unconnected.result[0], 1.0)
+    assert "the schedule follows base_model's" in caplog.text and "distilled_model input" in caplog.text
+    assert "shift 1.15" in caplog.text and "shift 1" in caplog.text
+
+
+def test_shift_patch_on_the_distilled_side_is_followed(hn, models):
+    """A ModelSamplingSD3 shift patch on the distilled model only (as users add for Lightning LoRAs)."""
+    from comfy_extras.nodes_model_advanced import ModelSamplingSD3
+
+    base, distilled = models["sd3"]
+    patched = ModelSamplingSD3().patch(distilled, 5.0)[0]
+    latent, pos = tm.family_latent("sd3"), tm.family_conditioning("sd3")
+    first = hn.BaseFirstStepSampler.execute(base, pos, pos, latent, 0, 1.0, 1, 4, "simple", "euler", None, "", patched)
+    ms = patched.get_model_object("model_sampling")
+    expected = comfy.samplers.calculate_sigmas(ms, "simple", 4).float()
+    assert torch.allclose(first.result[0]["diversity_distillation_handover"].sigmas, expected[1:])
+
+
+@pytest.mark.parametrize("kind,width", [("flux_dev", 32), ("sd3", 24), ("zimage", 24), ("qwen", 24), ("wan21", 24)])
+def test_wrong_conditioning_width_is_a_named_error(hn, models, kind, width):
+    base = models[kind][0]
+    bad = tm.family_conditioning(kind, width=100)
+    with pytest.raises(
+        ValueError,
+        match=rf"positive: the conditioning has width 100 but base_model expects {width} \(\w+\); "
+        r"encode the prompt with the text encoder",
+    ):
+        hn.BaseFirstStepSampler.execute(base, bad, bad, tm.family_latent(kind), 0, 1.0, 1, 4, "simple", "euler")
+
+
+def test_latent_dimensionality_is_checked(hn, models):
+    flux, wan = models["flux_dev"][0], models["wan21"][0]
+    video = {"samples": torch.randn(1, 16, 3, 16, 16)}
+    with pytest.raises(
+        ValueError,
+        match=r"latent_image: the latent has 5 dimensions but base_model is Flux .*"
+        r"\[batch, channels, height, width\]",
+    ):
+        hn.BaseFirstStepSampler.execute(
+            flux, *[tm.family_conditioning("flux_dev")] * 2, video, 0, 1.0, 1, 4, "simple", "euler"
+        )
+    # an empty 4-D latent is unsqueezed for a video model, as ComfyUI's samplers do
+    pos = tm.family_conditioning("wan21")
+    out = hn.BaseFirstStepSampler.execute(
+        wan, pos, pos, {"samples": torch.zeros(1, 16, 16, 16)}, 0, 1.0, 1, 4, "simple", "euler"
+    )
+    assert out.result[0]["samples"].shape == (1, 16, 1, 16, 16)
+
+
+def test_pair_of_different_latent_dimensions_is_refused(hn, models):
+    flux, wan = models["flux_dev"][0], models["wan21"][1]
+    pos = tm.family_conditioning("flux_dev")
+    first = hn.BaseFirstStepSampler.execute(
+        flux, pos, pos, tm.family_latent("flux_dev"), 0, 1.0, 1, 4, "simple", "euler"
+    )
+    with pytest.raises(ValueError, match="their latents have 2 and 3 spatial dimensions"):
+        hn.DistilledContinueSampler.execute(wan, *[tm.family_conditioning("wan21")] * 2, first.result[0], 1.0)
+
+
+def test_skip_first_on_flow_starts_from_the_marginal_noise_level(hn, models):
+    """x at sigma_1 is pure noise with the variance (1 - s)^2 + s^2 that unit-variance data have there (README)."""
+    schnell = models["flux_schnell"][1]
+    pos = tm.family_conditioning("flux_schnell")
+    latent = tm.family_latent("flux_schnell", batch=4)
+    seen = []
+    schnell_probe = schnell.clone()
+    schnell_probe.set_model_unet_function_wrapper(
+        lambda apply, args: seen.append(args["input"].clone()) or apply(args["input"], args["timestep"], **args["c"])
+    )
+    hn.SkipFirstStep.execute(schnell_probe, pos, pos, latent, 0, 1.0, 4, "simple", "euler")
+    s1 = 0.75
+    expected = ((1 - s1) ** 2 + s1**2) ** 0.5
+    noise = comfy.sample.prepare_noise(latent["samples"], 0)
+    assert torch.allclose(seen[0], noise * expected, atol=1e-5)
