@@ -107,6 +107,26 @@ def skip_first_schedule(sigmas: torch.Tensor, source: str = "sigmas") -> torch.T
     return sigmas[1:]
 
 
+def split_at_sigma(sigmas: torch.Tensor, boundary: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(the steps that start above ``boundary``, the rest) of a remaining schedule, for a chain of experts (Wan 2.2:
+    the high-noise model down to its boundary sigma, the low-noise model after). The first part ends at the first
+    sigma at or below the boundary, where the rest starts. ``boundary <= 0``, or one that no step ends below before
+    the last, keeps the whole schedule (rest None)."""
+    if boundary <= 0:
+        return sigmas, None
+    below = (sigmas <= boundary).nonzero().flatten().tolist()
+    first = below[0] if below else sigmas.numel() - 1
+    if first == 0:
+        raise ScheduleError(
+            f"end_at_sigma: {boundary:.4g} is at or above the first sigma of the schedule left "
+            f"({float(sigmas[0]):.4g}), so this node would take no step; lower it (e.g. Wan 2.2's boundary "
+            "0.875 for text-to-video), or set 0 to finish the schedule"
+        )
+    if first >= sigmas.numel() - 1:
+        return sigmas, None
+    return sigmas[: first + 1], sigmas[first:]
+
+
 def unit_noise_scale(sigma: float, variance_preserving: bool = True) -> float:
     """Factor that turns N(0, 1) noise into the paper's pure-noise start at ``sigma`` (Skip First Step).
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from ..ddistill import protocol
 from ..ddistill.handover import Handover, read_handover
 from ..ddistill.pairing import check_pair, sampling_note
-from ..ddistill.schedules import derive_seed, skip_first_schedule, split_schedule, unit_noise_scale
+from ..ddistill.schedules import derive_seed, skip_first_schedule, split_at_sigma, split_schedule, unit_noise_scale
 from ..ddistill.trajectory import Trajectory
 from .api import io
 from .io_types import Trajectory_IO
@@ -215,9 +216,25 @@ class DistilledContinueSampler(io.ComfyNode):
                     tooltip="Guidance of the distilled model; distilled models are made for 1.0.",
                 ),
                 _label_input(protocol.DISTILLED_LABEL),
+                io.Float.Input(
+                    "end_at_sigma",
+                    default=0.0,
+                    min=0.0,
+                    max=1000.0,
+                    step=0.001,
+                    round=0.0001,
+                    optional=True,
+                    tooltip="0: finish the schedule. Above 0: stop at the first sigma at or below this value and "
+                    "hand the rest over to another Distilled Continue Sampler (a chain of experts: Wan 2.2's "
+                    "high-noise model down to its boundary, 0.875 for text-to-video, then the low-noise model).",
+                ),
             ],
             outputs=[
-                io.Latent.Output(display_name="LATENT"),
+                io.Latent.Output(
+                    display_name="LATENT",
+                    tooltip="The final latent, or with end_at_sigma the latent at that sigma, carrying the rest of "
+                    "the schedule for the next Distilled Continue Sampler.",
+                ),
                 Trajectory_IO.Output(
                     display_name="x0_trajectory", tooltip="x̂0 of every step, base and distilled, in order."
                 ),
@@ -225,7 +242,9 @@ class DistilledContinueSampler(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, distilled_model, positive, negative, latent, cfg, model_label="") -> io.NodeOutput:
+    def execute(
+        cls, distilled_model, positive, negative, latent, cfg, model_label="", end_at_sigma=0.0
+    ) -> io.NodeOutput:
         handover = read_handover(latent, protocol.HANDOVER_KEY)
         if handover is None:
             raise ValueError(
@@ -238,6 +257,7 @@ class DistilledContinueSampler(io.ComfyNode):
         if note:  # a warning when the schedule is not the distilled model's own
             (log.warning if handover.schedule_from == "base_model" else log.info)("Distilled Continue: %s", note)
         latent = check_inputs(distilled_model, latent, positive, negative, info, "distilled_model", "latent")
+        here, rest = split_at_sigma(handover.sigmas, end_at_sigma)
         samples, frames = run_segment(
             distilled_model,
             positive,
@@ -246,13 +266,22 @@ class DistilledContinueSampler(io.ComfyNode):
             no_noise(latent),
             cfg,
             handover.sampler_name,
-            handover.sigmas,
+            here,
             handover.noise_seed,
             frame_label(model_label, protocol.DISTILLED_LABEL),
             handover.step_offset,
         )
         trajectory = latent.get(protocol.TRAJECTORY_KEY, Trajectory()).extended(frames)
-        return io.NodeOutput(output_latent(latent, samples, trajectory, None), trajectory)
+        onward = None
+        if rest is not None:  # the next expert continues with its own noise stream
+            onward = replace(
+                handover,
+                sigmas=rest,
+                step_offset=handover.step_offset + here.numel() - 1,
+                noise_seed=derive_seed(handover.noise_seed, CONTINUE_STREAM),
+                source=info,
+            )
+        return io.NodeOutput(output_latent(latent, samples, trajectory, onward), trajectory)
 
 
 class SkipFirstStep(io.ComfyNode):

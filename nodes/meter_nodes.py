@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import comfy.model_management
 import comfy.utils
+import torch
 
 from ..ddistill import protocol
 from ..ddistill.diversity import (
@@ -23,6 +24,7 @@ from ..ddistill.diversity import (
 )
 from ..ddistill.embedding import DEFAULT_CHUNK, check_images
 from ..ddistill.protocol import BACKENDS, DREAMSIM_BACKEND, EFFNET_BACKEND
+from ..ddistill.video import clip_embeddings, group_clips
 from .api import io, ui
 from .metric_loading import get_backend, register_folder
 
@@ -50,14 +52,17 @@ def _progress(sizes: list[int], chunk: int):
     return update
 
 
-def _count(images, name: str) -> int:
-    n = check_images(images, name).shape[0]
+def _samples(images, name: str, frames_per_video: int) -> tuple[torch.Tensor, int, int]:
+    """(frames to embed, samples, frames per sample): images, or clips of frames (video mode)."""
+    frames, n, per = group_clips(images, frames_per_video, name)
+    check_images(frames, name)
     if n < 2:
+        what = "videos" if per > 1 else "images"
         raise ValueError(
-            f"{name}: diversity needs at least 2 images of one prompt, got {n}; "
+            f"{name}: diversity needs at least 2 {what} of one prompt, got {n}; "
             "set batch_size >= 2 on the latent (the paper uses many seeds per prompt)"
         )
-    return n
+    return frames, n, per
 
 
 class DiversityMeter(io.ComfyNode):
@@ -107,6 +112,17 @@ class DiversityMeter(io.ComfyNode):
                     optional=True,
                     tooltip="Images embedded per network pass; lower it if memory runs out.",
                 ),
+                io.Int.Input(
+                    "frames_per_video",
+                    default=0,
+                    min=0,
+                    max=100000,
+                    optional=True,
+                    tooltip="Video mode. 0: a 5-D IMAGE [videos, frames, H, W, C] is read as videos, a plain IMAGE "
+                    "batch as images. N > 1: every N consecutive images of the batch are one video (VAE Decode's "
+                    "output for a batch of clips). Each video is one sample (the mean of its frames' embeddings) "
+                    "and pairs are only between videos, so the number does not change with the frame count.",
+                ),
             ],
             outputs=[
                 io.Float.Output(display_name="mean_distance", tooltip="Mean pairwise distance of images (A)."),
@@ -125,16 +141,29 @@ class DiversityMeter(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, images, backend, images_b=None, allow_download=False, bootstrap_seed=0, chunk_size=DEFAULT_CHUNK
+        cls,
+        images,
+        backend,
+        images_b=None,
+        allow_download=False,
+        bootstrap_seed=0,
+        chunk_size=DEFAULT_CHUNK,
+        frames_per_video=0,
     ) -> io.NodeOutput:
-        n_a = _count(images, "images")
-        n_b = _count(images_b, "images_b") if images_b is not None else 0
+        frames_a, n_a, per_a = _samples(images, "images", frames_per_video)
+        frames_b, n_b, per_b = (
+            _samples(images_b, "images_b", frames_per_video) if images_b is not None else (None, 0, 1)
+        )
         net = get_backend(backend, allow_download=allow_download)
-        progress = _progress([n_a, n_b], chunk_size)
-        d_a = net.pairwise(net.embed(images, chunk_size, progress, "images"))
-        header = f"Diversity Meter - {net.label}"
+        progress = _progress([frames_a.shape[0], 0 if frames_b is None else frames_b.shape[0]], chunk_size)
+
+        def distances(frames, n, per, name):  # one embedding per sample: the mean of a clip's frame embeddings
+            return net.pairwise(clip_embeddings(net.embed(frames, chunk_size, progress, name), n, per))
+
+        d_a = distances(frames_a, n_a, per_a, "images")
+        header = f"Diversity Meter - {net.label}" + (f" (videos of {per_a} frames)" if per_a > 1 else "")
         if n_b:
-            d_b = net.pairwise(net.embed(images_b, chunk_size, progress, "images_b"))
+            d_b = distances(frames_b, n_b, per_b, "images_b")
             result = compare(d_a, d_b, DEFAULT_BOOTSTRAP, bootstrap_seed, DEFAULT_LEVEL)
             report = header + "\n" + format_comparison(result)
             heatmap = heatmap_image([d_a, d_b], HEATMAP_PX)
@@ -142,7 +171,7 @@ class DiversityMeter(io.ComfyNode):
             values = (result.a.mean, report, heatmap, result.b.mean, result.difference)
         else:
             summary, _ = summarize(d_a, DEFAULT_BOOTSTRAP, bootstrap_seed, DEFAULT_LEVEL)
-            report = header + "\n" + format_summary(summary, "images")
+            report = header + "\n" + format_summary(summary, "videos" if per_a > 1 else "images")
             heatmap = heatmap_image([d_a], HEATMAP_PX)
             payload = {
                 "backend": backend,

@@ -13,6 +13,7 @@ import torch
 from ..ddistill import protocol
 from ..ddistill.protocol import EFFNET_BACKEND, PIXEL_METRIC
 from ..ddistill.trajectory import Trajectory
+from ..ddistill.video import clips_to_strips
 from ..ddistill.x0_preview import (
     MAX_GRID_CELLS,
     cell_label,
@@ -234,7 +235,7 @@ class X0Preview(io.ComfyNode):
             batch = torch.cat([batch, final_latent[:rows]])
         # one call into ComfyUI's VAE path: it loads the VAE through model_management and splits the batch by free
         # memory (tiled decode on OOM), exactly as the stock VAE Decode node
-        images = vae.decode(batch).detach()
+        images = clips_to_strips(vae.decode(batch).detach())  # a video clip: its first, middle and last frames
         n = len(cols) * rows
         frames = images[:n].float().cpu()
         framed = frames.view(len(cols), rows, *frames.shape[1:])

@@ -183,3 +183,22 @@ def test_user_interrupt_stops_between_chunks(meter, diverse):
     finally:
         mm.interrupt_current_processing(False)
     assert run(meter, diverse).result[0] > 0  # runs again afterwards
+
+
+def test_video_mode_one_sample_per_clip(meter, diverse):
+    """3 clips of 9 frames: 3 samples, 3 pairs, the same number for any frame count; 5-D IMAGE or frames_per_video."""
+    clips = diverse[:3]  # [3, H, W, 3]: each clip repeats one picture
+    frames = clips[:, None].expand(-1, 9, -1, -1, -1)
+    as_images = run(meter, clips).result[0]
+    five_d = run(meter, frames.contiguous())
+    flat = run(meter, frames.reshape(27, *frames.shape[2:]), frames_per_video=9)
+    payload = five_d.ui[METER_UI_KEY][0]
+    assert payload["a"]["n"] == 3 and payload["a"]["n_pairs"] == 3
+    assert five_d.result[0] == pytest.approx(as_images, abs=1e-5) and flat.result[0] == pytest.approx(
+        as_images, abs=1e-5
+    )
+    assert "videos of 9 frames" in five_d.result[1]
+    with pytest.raises(ValueError, match="images: 27 frames do not split into videos of 4 frames"):
+        run(meter, frames.reshape(27, *frames.shape[2:]), frames_per_video=4)
+    with pytest.raises(ValueError, match="images: diversity needs at least 2 videos of one prompt, got 1"):
+        run(meter, frames[:1].contiguous())

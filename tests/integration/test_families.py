@@ -153,3 +153,81 @@ def test_skip_first_on_flow_starts_from_the_marginal_noise_level(hn, models):
     expected = ((1 - s1) ** 2 + s1**2) ** 0.5
     noise = comfy.sample.prepare_noise(latent["samples"], 0)
     assert torch.allclose(seen[0], noise * expected, atol=1e-5)
+
+
+def test_wan22_two_experts_chain_equals_three_stock_segments(hn, sampling, models):
+    """Base high-noise model for step 1 -> distilled high-noise expert down to the boundary sigma -> distilled
+    low-noise expert: three sample_custom segments, each continuation with its own noise stream."""
+    from ddistill.schedules import derive_seed
+
+    base, high = models["wan21"]
+    low = tm.make_family_model("wan21", 3)
+    latent, pos = tm.family_latent("wan21", batch=2), tm.family_conditioning("wan21")
+    first = hn.BaseFirstStepSampler.execute(
+        base, pos, pos, latent, 9, 1.0, 1, 6, "simple", "euler_ancestral", None, "", high
+    )
+    mid, _ = hn.DistilledContinueSampler.execute(high, pos, pos, first.result[0], 1.0, "high", 0.875).result
+    out, traj = hn.DistilledContinueSampler.execute(low, pos, pos, mid, 1.0, "low").result
+    sigmas = sampling.model_schedule(high, 6, "simple")
+    k = int((sigmas <= 0.875).nonzero()[0])
+    assert 1 < k < 6 and mid["diversity_distillation_handover"].sigmas[0] == sigmas[k]
+    anc = comfy.samplers.sampler_object("euler_ancestral")
+    x = comfy.sample.prepare_noise(latent["samples"], 9)
+    x = comfy.sample.sample_custom(base, x, 1.0, anc, sigmas[:2], pos, pos, latent["samples"], seed=9)
+    s1 = derive_seed(9, 1)
+    x = comfy.sample.sample_custom(high, torch.zeros_like(x), 1.0, anc, sigmas[1 : k + 1], pos, pos, x, seed=s1)
+    x = comfy.sample.sample_custom(low, torch.zeros_like(x), 1.0, anc, sigmas[k:], pos, pos, x, seed=derive_seed(s1, 1))
+    assert torch.equal(out["samples"], x)
+    assert [f.model for f in traj.frames] == ["base"] + ["high"] * (k - 1) + ["low"] * (6 - k)
+    assert [f.step for f in traj.frames] == list(range(6))
+    assert "diversity_distillation_handover" not in out
+
+
+def test_end_at_sigma_above_the_schedule_is_a_named_error(hn, models):
+    base, high = models["wan21"]
+    latent, pos = tm.family_latent("wan21"), tm.family_conditioning("wan21")
+    first = hn.BaseFirstStepSampler.execute(base, pos, pos, latent, 0, 1.0, 1, 4, "simple", "euler", None, "", high)
+    with pytest.raises(ValueError, match="end_at_sigma: 0.99 is at or above the first sigma of the schedule left"):
+        hn.DistilledContinueSampler.execute(high, pos, pos, first.result[0], 1.0, "", 0.99)
+
+
+def tiny_wan_vae():
+    """ComfyUI's own VAE wrapper around a tiny random Wan 2.1 video VAE (detected from its state dict)."""
+    import comfy.ldm.wan.vae
+    import comfy.sd
+
+    torch.manual_seed(0)
+    net = comfy.ldm.wan.vae.WanVAE(
+        dim=8,
+        z_dim=16,
+        dim_mult=[1, 2, 4, 4],
+        num_res_blocks=2,
+        attn_scales=[],
+        temperal_downsample=[False, True, True],
+        dropout=0.0,
+    )
+    with torch.no_grad():  # small random weights keep the untrained decoder's output finite
+        for param in net.parameters():
+            param.copy_(
+                torch.randn_like(param) * 0.05 + (1.0 if param.ndim == 4 and param.shape[1:] == (1, 1, 1) else 0)
+            )
+    return comfy.sd.VAE(sd=net.state_dict())
+
+
+@pytest.mark.parametrize("kind", ["wan21", "qwen"])
+def test_x0_preview_on_video_and_wan_vae_latents(pack, hn, models, kind):
+    """Wan video [B, 16, T, H, W] and Qwen-Image [B, 16, 1, H, W] latents: each grid cell shows a clip as a strip of
+    its first, middle and last frames (a single frame for Qwen-Image)."""
+    preview = importlib.import_module(pack.__name__ + ".nodes.preview_nodes")
+    vae = tiny_wan_vae()
+    base, distilled = models[kind]
+    _, out, traj = hybrid(hn, base, distilled, kind, tm.family_latent(kind, batch=2), distilled_model=distilled)
+    grid, frames, curve, csv = preview.X0Preview.execute(
+        vae, 16, 64, preview.PIXEL_METRIC, trajectory=traj, latent=out
+    ).result
+    decoded = vae.decode(out["samples"])
+    per_clip = decoded.shape[1]
+    width = decoded.shape[3] * min(per_clip, 3)
+    assert frames.shape == (4 * 2, decoded.shape[2], width, 3)
+    assert grid.ndim == 4 and curve.ndim == 4 and len(csv.splitlines()) == 5
+    assert (per_clip > 1) == (kind == "wan21")
