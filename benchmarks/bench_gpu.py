@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """GPU benchmark of the hybrid through the pack's nodes, against stock ComfyUI in the same run.
 
-Full-size SDXL (1024x1024) and SD 2.1 (512x512) UNet architectures with random fp16 weights, built by ComfyUI's
-own classes; both models of a pair are real, separate UNets. Timings are medians of warm runs (models loaded),
-each reported as a ratio to "distilled alone" (stock `comfy.sample.sample_custom`, 4 lcm steps) at the same batch.
+Full-size SDXL (1024x1024) and SD 2.1 (512x512) UNet architectures with random fp16 weights, and the Z-Image /
+Z-Image-Turbo flow pair (6B DiT, bf16, 1024x1024, 8 euler steps on the `simple` schedule as Z-Image-Turbo's card
+and ComfyUI template run it), built by ComfyUI's own classes; both models of a pair are real, separate networks.
+Timings are medians of warm runs (models loaded), each reported as a ratio to "distilled alone" (stock
+`comfy.sample.sample_custom` on the distilled schedule) at the same batch.
 
   python benchmarks/bench_gpu.py main --out table.md
   python benchmarks/bench_gpu.py lowvram --cap-gb 12 --out lowvram.md   # ComfyUI's --reserve-vram caps free VRAM
@@ -45,13 +47,23 @@ def boot(args):
     return comfy_host.load_pack()
 
 
+# arch: (scheduler, sampler, distilled steps, latent channels, latent side at the benchmark resolution, weights dtype)
+ARCHS = {
+    "sdxl": ("lcm", "lcm", 4, 4, 128, "float16"),
+    "sd21": ("lcm", "lcm", 4, 4, 64, "float16"),
+    "zimage": ("simple", "euler", 8, 16, 128, "bfloat16"),
+}
+
+
 def make_pair(arch):
-    """Two separate full-size UNets (random fp16 weights), offloaded until ComfyUI loads them."""
+    """Two separate full-size networks (random weights), offloaded until ComfyUI loads them."""
     import comfy.model_management as mm
+    import torch
 
     from ddistill_dev import random_checkpoints as rc
 
-    pair = [rc.unet_model(*rc.config_of(arch), seed=seed)[1] for seed in (1, 2)]
+    dtype = getattr(torch, ARCHS[arch][5])
+    pair = [rc.unet_model(*rc.config_of(arch), seed=seed, dtype=dtype)[1] for seed in (1, 2)]
     for patcher in pair:
         patcher.model.diffusion_model.to(mm.unet_offload_device())
     return pair
@@ -61,6 +73,8 @@ def conditioning(arch, batch):
     import torch
 
     g = torch.Generator().manual_seed(0)
+    if arch == "zimage":  # Qwen3-4B hidden states, padded to 32 tokens
+        return [[torch.randn(1, 32, 2560, generator=g), {}]]
     if arch == "sdxl":
         c = torch.randn(1, 77, 2048, generator=g)
         return [[c, {"pooled_output": torch.randn(1, 1280, generator=g), "width": 1024, "height": 1024}]]
@@ -99,11 +113,11 @@ def methods(pack, base, distilled, arch, batch):
 
     hn = importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
     cb = importlib.import_module(pack.__name__ + ".nodes.sampling")
-    size = 128 if arch == "sdxl" else 64
-    latent = {"samples": torch.zeros(batch, 4, size, size)}
+    scheduler, sampler_name, steps, channels, size, _ = ARCHS[arch]
+    latent = {"samples": torch.zeros(batch, channels, size, size)}
     cond = conditioning(arch, batch)
-    sigmas = cb.model_schedule(distilled, 4, "lcm")
-    lcm = comfy.samplers.sampler_object("lcm")
+    sigmas = cb.model_schedule(distilled, steps, scheduler)
+    lcm = comfy.samplers.sampler_object(sampler_name)
 
     def stock(model, noise, cfg, sampler, sig, x, seed):  # as SamplerCustomAdvanced runs it, preview callback included
         cbk = latent_preview.prepare_callback(model, len(sig) - 1)
@@ -123,30 +137,32 @@ def methods(pack, base, distilled, arch, batch):
 
     def hybrid(cfg):
         def run():
-            mid = hn.BaseFirstStepSampler.execute(base, cond, cond, latent, 0, cfg, 1, 4, "lcm", "lcm").result[0]
+            mid = hn.BaseFirstStepSampler.execute(
+                base, cond, cond, latent, 0, cfg, 1, steps, scheduler, sampler_name, None, "", distilled
+            ).result[0]
             hn.DistilledContinueSampler.execute(distilled, cond, cond, mid, 1.0)
 
         return run
 
     def skip_first():
-        hn.SkipFirstStep.execute(distilled, cond, cond, latent, 0, 1.0, 4, "lcm", "lcm")
+        hn.SkipFirstStep.execute(distilled, cond, cond, latent, 0, 1.0, steps, scheduler, sampler_name)
 
     def pack_distilled():  # the pack's segment runner (x̂0 recording) on the same 4 steps as distilled_alone
-        cb.run_segment(distilled, cond, cond, latent, noise(), 1.0, "lcm", sigmas, 0, "distilled", 0)
+        cb.run_segment(distilled, cond, cond, latent, noise(), 1.0, sampler_name, sigmas, 0, "distilled", 0)
 
     def base_50():
         s = comfy.samplers.calculate_sigmas(base.get_model_object("model_sampling"), "normal", 50).cpu()
         stock(base, noise(), 7.0, comfy.samplers.sampler_object("euler"), s, latent["samples"], 0)
 
     out = [
-        ("distilled alone (stock, 4 lcm steps)", distilled_alone),
-        ("pack: distilled 4 steps with x̂0 recording", pack_distilled),
+        (f"distilled alone (stock, {steps} {sampler_name} steps)", distilled_alone),
+        (f"pack: distilled {steps} steps with x̂0 recording", pack_distilled),
         ("stock two samplers (base sigmas[0:2] + distilled sigmas[1:])", stock_two),
         ("pack hybrid, base cfg 1", hybrid(1.0)),
         ("pack hybrid, base cfg 5", hybrid(5.0)),
-        ("pack skip first step (3 steps)", skip_first),
+        (f"pack skip first step ({steps - 1} steps)", skip_first),
     ]
-    if batch == 1:
+    if batch == 1 and arch != "zimage":  # a 50-step 6B base run would cost more GPU time than the rest together
         out.append(("base alone, 50 euler steps, cfg 7", base_50))
     return out
 
@@ -158,8 +174,8 @@ def loads_per_run(pack, base, distilled, arch, batch):
     import torch
 
     hn = importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
-    size = 128 if arch == "sdxl" else 64
-    latent, cond = {"samples": torch.zeros(batch, 4, size, size)}, conditioning(arch, batch)
+    _, _, _, channels, size, _ = ARCHS[arch]
+    latent, cond = {"samples": torch.zeros(batch, channels, size, size)}, conditioning(arch, batch)
     pair = {"base": base, "distilled": distilled}
     resident = lambda: {k: m.model.model_loaded_weight_memory for k, m in pair.items()}  # noqa: E731
     snapshots = [resident()]

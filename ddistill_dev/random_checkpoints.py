@@ -55,14 +55,39 @@ VAE_DDCONFIG = {
     "attn_resolutions": [],
     "dropout": 0.0,
 }
-KINDS = ("sd15", "sd21", "sdxl")
+# Z-Image (and Z-Image-Turbo): the 6B single-stream DiT as ComfyUI's model detection reads it from the released
+# files (cap_embedder 2560 -> 3840, 30 layers, pad tokens to a multiple of 32).
+ZIMAGE_DIT = {
+    "image_model": "lumina2",
+    "patch_size": 2,
+    "in_channels": 16,
+    "dim": 3840,
+    "cap_feat_dim": 2560,
+    "n_layers": 30,
+    "qk_norm": True,
+    "n_heads": 30,
+    "n_kv_heads": 30,
+    "axes_dims": [32, 48, 48],
+    "axes_lens": [1536, 512, 512],
+    "rope_theta": 256.0,
+    "ffn_dim_multiplier": 8.0 / 3.0,
+    "z_image_modulation": True,
+    "time_scale": 1000.0,
+    "pad_tokens_multiple": 32,
+}
+KINDS = ("sd15", "sd21", "sdxl", "zimage")
 
 
 def config_of(kind: str):
     """(ComfyUI supported-model class, UNet config) of ``kind``."""
     import comfy.supported_models as sm
 
-    table = {"sd15": (sm.SD15, SD15_UNET), "sd21": (sm.SD20, SD21_UNET), "sdxl": (sm.SDXL, SDXL_UNET)}
+    table = {
+        "sd15": (sm.SD15, SD15_UNET),
+        "sd21": (sm.SD20, SD21_UNET),
+        "sdxl": (sm.SDXL, SDXL_UNET),
+        "zimage": (sm.ZImage, ZIMAGE_DIT),
+    }
     if kind not in table:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
     return table[kind]

@@ -231,3 +231,19 @@ def test_x0_preview_on_video_and_wan_vae_latents(pack, hn, models, kind):
     assert frames.shape == (4 * 2, decoded.shape[2], width, 3)
     assert grid.ndim == 4 and curve.ndim == 4 and len(csv.splitlines()) == 5
     assert (per_clip > 1) == (kind == "wan21")
+
+
+def test_full_size_zimage_config_is_what_comfyui_detects(pack):
+    """The GPU benchmark's Z-Image DiT (ddistill_dev/random_checkpoints.py) is the released architecture: ComfyUI's
+    own detection reads the same config back from its state dict (built on the meta device), 6.15 B parameters."""
+    import comfy.model_detection
+    import comfy.supported_models as sm
+
+    from ddistill_dev.random_checkpoints import ZIMAGE_DIT
+
+    model = sm.ZImage(dict(ZIMAGE_DIT)).get_model({}, device="meta")
+    sd = {"model.diffusion_model." + k: v for k, v in model.diffusion_model.state_dict().items()}
+    detected = comfy.model_detection.model_config_from_unet(sd, "model.diffusion_model.")
+    assert type(detected).__name__ == "ZImage"
+    assert {k: detected.unet_config.get(k) for k in ZIMAGE_DIT} == ZIMAGE_DIT
+    assert sum(v.numel() for v in sd.values()) == pytest.approx(6.15e9, rel=0.01)
