@@ -12,6 +12,7 @@ from ..ddistill.schedules import derive_seed, skip_first_schedule, split_at_sigm
 from ..ddistill.trajectory import Trajectory
 from .api import io
 from .io_types import Trajectory_IO
+from .lora_pair import base_segment_model, remember_distilled
 from .sampling import (
     SAMPLERS,
     SCHEDULERS,
@@ -166,7 +167,7 @@ class BaseFirstStepSampler(io.ComfyNode):
         full = model_schedule(distilled_model or base_model, steps, scheduler, sigmas)
         head, tail = split_schedule(full, base_steps, "sigmas" if sigmas is not None else "steps")
         samples, frames = run_segment(
-            base_model,
+            base_segment_model(base_model, distilled_model, (positive, negative)),  # LoRA pairs: no reload
             positive,
             negative,
             latent_image,
@@ -257,6 +258,7 @@ class DistilledContinueSampler(io.ComfyNode):
         if note:  # a warning when the schedule is not the distilled model's own
             (log.warning if handover.schedule_from == "base_model" else log.info)("Distilled Continue: %s", note)
         latent = check_inputs(distilled_model, latent, positive, negative, info, "distilled_model", "latent")
+        remember_distilled(distilled_model)
         here, rest = split_at_sigma(handover.sigmas, end_at_sigma)
         samples, frames = run_segment(
             distilled_model,

@@ -1,0 +1,42 @@
+"""Pure helpers of the LoRA-pair path (``nodes/lora_pair.py``): which patches two clones share, how far apart two
+results are, memory in words. No ComfyUI here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def shared_prefix(a: Sequence, b: Sequence) -> int:
+    """How many leading entries two patch lists share, by identity: ComfyUI's clones copy the list of a key but keep
+    its entries (``ModelPatcher.clone``), so a LoRA applied before the split appears as the same objects on both
+    sides. Entries equal in value but loaded twice count as different (they are then recomputed, still exactly)."""
+    n = 0
+    for x, y in zip(a, b):
+        if x is not y:
+            break
+        n += 1
+    return n
+
+
+def patch_lists_equal(a: Sequence, b: Sequence) -> bool:
+    return len(a) == len(b) and shared_prefix(a, b) == len(a)
+
+
+def differing_keys(base: dict, distilled: dict) -> list[str]:
+    """The weight keys whose patch lists differ between two clones (in either direction), sorted."""
+    keys = set(base) | set(distilled)
+    return sorted(k for k in keys if not patch_lists_equal(base.get(k, ()), distilled.get(k, ())))
+
+
+def difference(x: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+    """Max absolute difference of two results, and the same relative to the reference's RMS (the README's bound)."""
+    x64, r64 = x.detach().double().cpu(), ref.detach().double().cpu()
+    max_abs = float((x64 - r64).abs().max()) if x64.numel() else 0.0
+    rms = float(r64.pow(2).mean().sqrt()) if r64.numel() else 0.0
+    return {"max_abs": max_abs, "rms": rms, "relative": max_abs / rms if rms > 0 else 0.0}
+
+
+def gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**29 else f"{nbytes / 2**20:.1f} MiB"

@@ -1,0 +1,508 @@
+"""LoRA-distilled pairs: base_model and distilled_model are two clones of one ComfyUI model.
+
+Most people run a distilled model as a LoRA on its base (DMD2 4-step, LCM-LoRA, Lightning): LoraLoaderModelOnly
+returns ``model.clone()`` with weight patches. ComfyUI's ``load_models_gpu`` then detaches one clone for the other
+at every switch and, their ``patches_uuid`` differing, unpatches the shared weights, moves the whole model to the
+offload device and patches it again (seconds per hybrid for SDXL).
+
+Here the base segment runs on a *runner*: a clone of the base model (its model_options, object patches such as a
+model_sampling patch, wrappers, callbacks) that declares the distilled model's weight patches and patches_uuid, so
+that ComfyUI finds the merged distilled weights current and loads nothing. An APPLY_MODEL wrapper (the runner's
+own, ``add_wrapper_with_key``) presents, for the duration of each base forward, the base versions of the weights
+whose patches differ, and restores the merged ones afterwards:
+
+* resident (exact): the base versions are computed once per pair as ``ModelPatcher.patch_weight_to_device``
+  computes them (``comfy.lora.calculate_weight`` on the original weight, which ``ModelPatcher.backup`` holds while
+  the weights are patched), held in a plain ``ModelPatcher`` that ``model_management`` loads when they fit beside
+  the model and the sampling's memory estimate (and offloads when another model needs the memory); swapped in.
+* otherwise, per layer at forward time through ComfyUI's weight functions (the ``weight_function`` lists its
+  lowvram patches use): from the original weight when the layer holds it (exact), else for additive patches (LoRA,
+  diff) ``W_merged - dW_distilled + dW_base`` (one extra rounding of the weight dtype: README "LoRA-distilled
+  pairs"), else from the original in ``ModelPatcher.backup`` (exact).
+
+The pair's extra memory lives as long as both MODEL objects (weak references): when no graph holds them any more,
+the holders are dropped and ComfyUI's ``cleanup_models`` forgets them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import weakref
+
+import comfy.float
+import comfy.lora
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.patcher_extension as pe
+import comfy.sampler_helpers
+import comfy.utils
+import comfy.weight_adapter
+import torch
+
+from ..ddistill.lora_maths import differing_keys, gib, patch_lists_equal, shared_prefix
+
+WRAPPER_KEY = "ddistill_lora_pair"
+RESIDENT_BASE_WEIGHTS = True  # False: never hold base copies; every differing weight is made at forward time
+MEMORY_MARGIN = 1.1  # as load_models_gpu's own margin on what it frees
+log = logging.getLogger(__name__)
+
+_SEEN: dict[int, weakref.ref] = {}  # MODELs a Distilled Continue ran on, oldest first
+_PAIRS: dict[tuple[int, int], LoraPair] = {}
+_SERIAL = itertools.count()
+_FALLBACKS_LOGGED: set[tuple[int, int, str]] = set()
+
+
+def remember_distilled(model) -> None:
+    """Distilled Continue: note its MODEL, so that the next Base First Step on another clone of the same model (its
+    distilled_model input left unconnected) can keep these weights loaded."""
+    key = id(model)
+    _SEEN.pop(key, None)
+    _SEEN[key] = weakref.ref(model, lambda ref, key=key: _SEEN.pop(key) if _SEEN.get(key) is ref else None)
+
+
+def base_segment_model(base, distilled=None, conds=()):
+    """The MODEL the base segment runs on: ``base`` itself, or, when ``base`` and the distilled model (the connected
+    one, else the last one a Distilled Continue ran on a clone of the same model) are two clones with different
+    weight patches, a runner that keeps the distilled model's merged weights loaded. Conditioning with hooks
+    (``comfy.hooks``, which patch weights during sampling) keeps the stock path."""
+    partner = distilled if distilled is not None else _partner(base)
+    if partner is None or any("hooks" in c[1] for cond in conds for c in cond or ()):
+        return base
+    pair = pair_for(base, partner)
+    return base if pair is None else pair.runner()
+
+
+def active_pairs() -> list[LoraPair]:
+    return list(_PAIRS.values())
+
+
+def _partner(base):
+    alive = (ref() for ref in reversed(list(_SEEN.values())))
+    candidates = [
+        d for d in alive if d is not None and d is not base and base.is_clone(d) and d.patches_uuid != base.patches_uuid
+    ]
+    if not candidates:
+        return None
+    loaded = getattr(base.model, "current_weight_patches_uuid", None)  # prefer the weights that are loaded now
+    return next((d for d in candidates if d.patches_uuid == loaded), candidates[0])
+
+
+def fallback_reason(base, distilled) -> str | None:
+    """None when the pair path applies; "" when there is nothing to save (different models, same weights); else why
+    the stock path is kept."""
+    if base is distilled or not base.is_clone(distilled) or base.patches_uuid == distilled.patches_uuid:
+        return ""
+    for side, m in (("base_model", base), ("distilled_model", distilled)):
+        if m.hook_patches or m.current_hooks is not None or m.forced_hooks is not None:
+            return f"{side} carries hook patches (comfy.hooks)"
+    if base.backup is not distilled.backup or base.object_patches_backup is not distilled.object_patches_backup:
+        return "the two MODELs wrap one model but are not clones of one ModelPatcher"
+    wrappers_b, wrappers_d = base.weight_wrapper_patches, distilled.weight_wrapper_patches
+    if wrappers_b.keys() != wrappers_d.keys() or any(
+        not patch_lists_equal(wrappers_b[k], wrappers_d[k]) for k in wrappers_b
+    ):
+        return "the weight wrappers differ"
+    if base.force_cast_weights != distilled.force_cast_weights or base.object_patches.get(
+        "manual_cast_dtype"
+    ) != distilled.object_patches.get("manual_cast_dtype"):
+        return "the compute dtypes differ"
+    for key in differing_keys(base.patches, distilled.patches):
+        path, name = key.rsplit(".", 1) if "." in key else ("", key)
+        module = comfy.utils.get_attr(base.model, path) if path else base.model
+        if name not in module._parameters:
+            return f"{key} is not a parameter"
+        if hasattr(module, f"set_{name}") or hasattr(module, f"convert_{name}"):
+            return f"{key} is stored in a converted (quantized) format"
+    return None
+
+
+def pair_for(base, distilled) -> LoraPair | None:
+    """The pair state of two clones (made once, kept while both MODELs live), or None for the stock path."""
+    key = (id(base), id(distilled))
+    pair = _PAIRS.get(key)
+    if pair is not None and pair.matches(base, distilled) and not (base.hook_patches or distilled.hook_patches):
+        return pair
+    why = fallback_reason(base, distilled)
+    if why is not None:
+        if why and (id(base), id(distilled), why) not in _FALLBACKS_LOGGED:
+            _FALLBACKS_LOGGED.add((id(base), id(distilled), why))
+            log.info("DDistill: base_model and distilled_model are clones of one model, but %s: stock loading", why)
+        return None
+    pair = _PAIRS[key] = LoraPair(base, distilled)
+    for owner in (base, distilled):
+        weakref.finalize(owner, _drop, key, pair.serial)
+    return pair
+
+
+def _drop(key, serial) -> None:
+    pair = _PAIRS.get(key)
+    if pair is not None and pair.serial == serial:
+        del _PAIRS[key]  # its holders go with it; ComfyUI's cleanup_models forgets their LoadedModels
+
+
+def holds_factors(device) -> bool:
+    """Whether the delta path's LoRA factors are worth holding on ``device`` (not where they already live)."""
+    return device.type != "cpu"
+
+
+def _additive(patch) -> bool:
+    """A patch whose effect does not depend on the weight: ``calculate_weight(p, W) == W + dW``."""
+    _strength, v, strength_model, offset, function = patch
+    if strength_model != 1.0 or offset is not None or function is not None:
+        return False
+    if isinstance(v, comfy.weight_adapter.LoRAAdapter):
+        return v.weights[4] is None and v.weights[5] is None  # no DoRA scale, no reshape
+    if isinstance(v, tuple) and len(v) == 2 and v[0] == "diff":
+        v = v[1]
+    return isinstance(v, tuple) and len(v) == 1 and isinstance(v[0], torch.Tensor)
+
+
+def _negated(patch):
+    strength, v, strength_model, offset, function = patch
+    return (-strength, v, strength_model, offset, function)
+
+
+def _tensors_of(patch) -> list[torch.Tensor]:
+    v = patch[1]
+    if isinstance(v, comfy.weight_adapter.LoRAAdapter):
+        return [t for t in v.weights if isinstance(t, torch.Tensor)]
+    if isinstance(v, tuple) and len(v) == 2 and v[0] == "diff":
+        v = v[1]
+    return [v[0]]
+
+
+def _on_device(patch, held: dict[int, torch.Tensor]):
+    """The same patch reading its tensors from the pair's factor holder (where ComfyUI placed them)."""
+    strength, v, strength_model, offset, function = patch
+    swap = lambda t: held.get(id(t), t) if isinstance(t, torch.Tensor) else t  # noqa: E731
+    if isinstance(v, comfy.weight_adapter.LoRAAdapter):
+        v = comfy.weight_adapter.LoRAAdapter(v.loaded_keys, tuple(swap(t) for t in v.weights))
+    elif isinstance(v, tuple) and len(v) == 2 and v[0] == "diff":
+        v = ("diff", (swap(v[1][0]),) + tuple(v[1][1:]))
+    else:
+        v = (swap(v[0]),)
+    return (strength, v, strength_model, offset, function)
+
+
+class _Key:
+    """One weight whose patches differ between the two clones."""
+
+    def __init__(self, model, key: str, base_patches: list, distilled_patches: list):
+        self.key = key
+        path, self.name = key.rsplit(".", 1) if "." in key else ("", key)
+        self.module = comfy.utils.get_attr(model, path) if path else model
+        p = self.module._parameters[self.name]
+        self.dtype, self.nbytes = p.dtype, p.numel() * p.element_size()
+        self.base = list(base_patches)
+        n = shared_prefix(base_patches, distilled_patches)
+        self.base_rest, self.distilled_rest = list(base_patches[n:]), list(distilled_patches[n:])
+        self.additive = all(_additive(q) for q in self.base_rest + self.distilled_rest)
+        self.seed = comfy.model_patcher.string_to_seed(key)
+        attr = f"{self.name}_function"
+        self.fn_attr = attr if self.name in ("weight", "bias") and hasattr(self.module, attr) else None
+
+    def param(self):
+        return self.module._parameters[self.name]
+
+    def original(self, backup):
+        bk = backup.get(self.key)
+        return bk.weight if bk is not None else self.param()
+
+    def exact_base(self, original: torch.Tensor, device) -> torch.Tensor:
+        """The base version as ModelPatcher.patch_weight_to_device computes it (same calls, same order)."""
+        if not self.base:
+            return original.to(device, copy=True)
+        temp = mm.cast_to_device(original, device, torch.float32, copy=True)
+        out = comfy.lora.calculate_weight(self.base, temp, self.key)
+        return comfy.float.stochastic_rounding(out, self.dtype, seed=self.seed)
+
+
+def _lora_term(patch):
+    """(coefficient, up, down) of a plain LoRA patch (no mid, DoRA or reshape), else None."""
+    strength, v, _strength_model, _offset, _function = patch
+    if not isinstance(v, comfy.weight_adapter.LoRAAdapter) or any(t is not None for t in v.weights[3:6]):
+        return None
+    up, down, alpha = v.weights[:3]
+    return strength * (alpha / down.shape[0] if alpha is not None else 1.0), up, down
+
+
+class _BaseWeight:
+    """A ComfyUI weight function (the kind ``LowVramPatch`` is) that returns the base version of one weight, per
+    layer at forward time, either exactly from the original weight (``source``, else the weight the layer holds),
+    or (``delta``: the distilled-only patches negated, then the base-only ones) from the distilled merge the layer
+    holds. Plain LoRA terms of a delta are one ``addmm_`` each (on the copy ComfyUI's ``cast_bias_weight`` made, in
+    its dtype when the factors share it); other additive patches go through ``comfy.lora.calculate_weight``."""
+
+    def __init__(self, key: _Key, source: torch.Tensor | None = None, delta: tuple[list, list] | None = None):
+        self.key, self.source, self.delta = key, source, delta
+        terms = [_lora_term(q) for q in delta[0] + delta[1]] if delta is not None else []
+        self.terms = terms if delta is not None and all(t is not None for t in terms) else None
+
+    def __call__(self, weight: torch.Tensor, fresh: bool = True) -> torch.Tensor:
+        k = self.key
+        if self.terms is not None:
+            # In the weight's dtype when the factors have it (GEMMs accumulate in float32 and round once), else in
+            # float32 as ComfyUI merges: factors rounded to a narrower dtype would move the weight by their rounding.
+            same = all(t.dtype == weight.dtype for _c, up, down in self.terms for t in (up, down))
+            if same:
+                w = weight if fresh and weight.is_contiguous() else weight.contiguous().clone()
+            else:
+                w = weight.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+            flat = w.view(w.shape[0], -1)
+            for coef, up, down in self.terms:
+                up = up.to(device=w.device, dtype=w.dtype, non_blocking=True).flatten(1)
+                down = down.to(device=w.device, dtype=w.dtype, non_blocking=True).flatten(1)
+                flat.addmm_(up, down, alpha=coef)
+            return w if same else w.to(weight.dtype)
+        if self.delta is not None:
+            undo, redo = self.delta
+            w = comfy.lora.calculate_weight(undo, weight.to(torch.float32, copy=True), k.key)
+            w = comfy.lora.calculate_weight(redo, w, k.key) if redo else w
+        else:
+            src = self.source if self.source is not None else weight
+            w = mm.cast_to_device(src, weight.device, torch.float32, copy=True)
+            w = comfy.lora.calculate_weight(k.base, w, k.key) if k.base else w
+        return comfy.float.stochastic_rounding(w, k.dtype, seed=k.seed).to(weight.dtype)
+
+
+class _Slot(torch.nn.Module):
+    def __init__(self, t: torch.Tensor):
+        super().__init__()
+        self.value = torch.nn.Parameter(t, requires_grad=False)
+
+
+class _Held(torch.nn.Module):
+    """Tensors of one pair for ComfyUI's model management to place: one submodule per tensor, so that a partial
+    load keeps each tensor whole on one device."""
+
+    def __init__(self, tensors: list[torch.Tensor]):
+        super().__init__()
+        self.slots = torch.nn.ModuleList(_Slot(t) for t in tensors)
+
+    def values(self) -> list[torch.Tensor]:
+        return [s._parameters["value"] for s in self.slots]
+
+
+class _Plan:
+    """What one base forward swaps: parameters (resident base copies), weight-function lists, and parameters made
+    just for the forward (layers without weight functions). Built after each load, from where things are."""
+
+    def __init__(self):
+        self.swaps: list[tuple[dict, str, torch.nn.Parameter]] = []
+        self.funcs: list[tuple[torch.nn.Module, str, list]] = []
+        self.transient: list[tuple[dict, str, _BaseWeight]] = []
+
+    def enter(self) -> list:
+        saved = []
+        # The module's own parameter registry, as comfy.utils.set_attr_param registers one, without the per-call
+        # Parameter wrapping (hundreds of weights per forward).
+        for params, name, p in self.swaps:
+            saved.append((params, name, params[name]))
+            params[name] = p
+        for params, name, fn in self.transient:
+            old = params[name]
+            saved.append((params, name, old))
+            params[name] = torch.nn.Parameter(fn(old, fresh=False), requires_grad=False)
+        fsaved = []
+        for m, attr, fl in self.funcs:  # instance attributes: the class-level default list is never touched
+            fsaved.append((m, attr, vars(m).get(attr, _MISSING)))
+            vars(m)[attr] = fl
+        return [saved, fsaved]
+
+    @staticmethod
+    def exit(state) -> None:
+        saved, fsaved = state
+        for params, name, old in reversed(saved):
+            params[name] = old
+        for m, attr, old in reversed(fsaved):
+            if old is _MISSING:
+                vars(m).pop(attr, None)
+            else:
+                vars(m)[attr] = old
+
+    def counts(self) -> tuple[int, int]:
+        """(weights swapped in, weights made per layer at forward time)."""
+        made = sum(1 for _m, _a, fl in self.funcs if fl and isinstance(fl[0], _BaseWeight))
+        return len(self.swaps), made + len(self.transient)
+
+
+_MISSING = object()
+
+
+class LoraPair:
+    """The state of one (base, distilled) pair of clones: the differing weights and their holders."""
+
+    def __init__(self, base, distilled):
+        self.serial = next(_SERIAL)
+        self.base_ref, self.distilled_ref = weakref.ref(base), weakref.ref(distilled)
+        self.uuids = (base.patches_uuid, distilled.patches_uuid)
+        self.backup = base.backup  # ModelPatcher.backup, shared by the clones: the original weights while patched
+        self.model_name = type(base.model).__name__
+        keys = differing_keys(base.patches, distilled.patches)
+        self.keys = [_Key(base.model, k, base.patches.get(k, []), distilled.patches.get(k, [])) for k in keys]
+        self.copies_bytes = sum(k.nbytes for k in self.keys)
+        self.copies = None  # ModelPatcher of _Held: exact base versions of self.keys, in order
+        self.factors = None  # ModelPatcher of _Held: tensors of the patches the delta path applies
+        self.factor_ids: list[int] = []
+        self.plan: _Plan | None = None
+        self.reported = None
+        self.delta_keys: list[_Key] = []  # the plan's weights made as W_merged - dW_distilled + dW_base
+
+    def matches(self, base, distilled) -> bool:
+        return (
+            self.base_ref() is base
+            and self.distilled_ref() is distilled
+            and self.uuids == (base.patches_uuid, distilled.patches_uuid)
+        )
+
+    def runner(self):
+        """A fresh clone of the base model declaring the distilled model's weights (dropped after the segment;
+        its LoadedModel then falls back to the distilled MODEL, whose weights are the loaded ones)."""
+        base, distilled = self.base_ref(), self.distilled_ref()
+        r = base.clone()
+        r.patches = {k: v[:] for k, v in distilled.patches.items()}
+        r.patches_uuid = distilled.patches_uuid
+        r.parent = distilled
+        r.add_wrapper_with_key(pe.WrappersMP.PREPARE_SAMPLING, WRAPPER_KEY, self._prepare)
+        r.add_wrapper_with_key(pe.WrappersMP.APPLY_MODEL, WRAPPER_KEY, self._apply)
+        return r
+
+    # -- sampling wrappers
+    def _prepare(self, executor, model, noise_shape, conds, model_options=None):
+        out = executor(model, noise_shape, conds, model_options=model_options)  # ComfyUI loads the runner
+        self.plan = None
+        self.place(model, comfy.sampler_helpers.estimate_memory(model, noise_shape, conds)[0])
+        return out
+
+    def _apply(self, executor, *args, **kwargs):
+        if self.plan is None:
+            self.plan = self._make_plan(executor.class_obj)
+        state = self.plan.enter()
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            _Plan.exit(state)
+
+    # -- memory
+    @staticmethod
+    def _fits(nbytes: float, device, memory_required: float) -> bool:
+        """Room for ``nbytes`` beside what is loaded, keeping what the next load_models_gpu of this sampling asks
+        to be free (its memory estimate + ComfyUI's reserve), so that holding them never evicts the model itself."""
+        extra = max(mm.minimum_inference_memory(), memory_required + mm.extra_reserved_memory())
+        return mm.get_free_memory(device) > nbytes * MEMORY_MARGIN + extra  # load_models_gpu's own rule
+
+    def _load(self, held, device, memory_required: float) -> None:
+        missing = held.model_size() - held.loaded_size()
+        if missing > 0 and self._fits(missing, device, memory_required):
+            mm.load_models_gpu([held], memory_required=memory_required)
+
+    def place(self, runner, memory_required: float) -> None:
+        """After ComfyUI loaded the runner: hold the base copies where they fit, else the delta path's LoRA
+        factors; then the plan of the base forwards."""
+        device, offload = runner.load_device, runner.offload_device
+        if RESIDENT_BASE_WEIGHTS and self.keys:
+            if self.copies is None and self._fits(self.copies_bytes, device, memory_required):
+                copies = [self._base_copy(k, device, offload, runner.weight_inplace_update) for k in self.keys]
+                self.copies = comfy.model_patcher.ModelPatcher(_Held(copies), device, offload)
+            if self.copies is not None:
+                self._load(self.copies, device, memory_required)
+        plan = self._make_plan(runner.model)
+        if self.delta_keys and holds_factors(device):
+            tensors = {}
+            for k in self.delta_keys:
+                for q in k.base_rest + k.distilled_rest:
+                    tensors.update((id(t), t) for t in _tensors_of(q))
+            nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
+            held = self.factors
+            stale = held is None or not set(tensors) <= set(self.factor_ids)
+            if not stale and held.loaded_size() < held.model_size():  # e.g. all factors, and only some fit now
+                missing = held.model_size() - held.loaded_size()
+                stale = not self._fits(missing, device, memory_required) and self._fits(nbytes, device, memory_required)
+            if stale:  # the factors of the weights made at forward time now
+                self.factor_ids = list(tensors)
+                self.factors = comfy.model_patcher.ModelPatcher(_Held(list(tensors.values())), device, offload)
+            self._load(self.factors, device, memory_required)
+            plan = self._make_plan(runner.model)
+        self.plan = plan
+        self._report(device)
+
+    def _base_copy(self, k: _Key, device, offload, inplace: bool) -> torch.Tensor:
+        """The exact base version of one weight, on the offload device for ComfyUI to load. A weight the base does
+        not patch is its original, which ModelPatcher.backup already holds there: held as is, without a copy (never
+        written in place: ComfyUI replaces patched parameters unless the model patches in place)."""
+        original = k.original(self.backup)
+        if not k.base and not inplace and original.device == offload:
+            return original
+        return k.exact_base(original, device).to(offload)
+
+    def _make_plan(self, model) -> _Plan:
+        if getattr(model, "current_weight_patches_uuid", None) != self.uuids[1]:
+            raise RuntimeError(
+                "DDistill LoRA pair: the loaded weights are not the distilled model's; this is a bug of the pack"
+            )
+        plan = _Plan()
+        copies = self.copies.model.values() if RESIDENT_BASE_WEIGHTS and self.copies is not None else None
+        held = {}
+        if self.factors is not None:
+            values = self.factors.model.values()
+            held = {i: t for i, t in zip(self.factor_ids, values) if t.device.type != "cpu"}
+        self.delta_keys = []
+        for i, k in enumerate(self.keys):
+            params, cur = k.module._parameters, k.param()
+            lowvram = [] if k.fn_attr is None else getattr(k.module, k.fn_attr)
+            kept = [f for f in lowvram if not (isinstance(f, comfy.model_patcher.LowVramPatch) and f.key == k.key)]
+            if copies is not None and copies[i].device == cur.device and copies[i].dtype == cur.dtype:
+                plan.swaps.append((params, k.name, copies[i]))
+                if len(kept) != len(lowvram):  # a lowvram layer: its patch of the distilled weights goes too
+                    plan.funcs.append((k.module, k.fn_attr, kept))
+                continue
+            merged = k.key in self.backup  # the layer holds the distilled merge (else the original weight)
+            if merged and k.additive:
+                self.delta_keys.append(k)
+                undo = [_on_device(_negated(q), held) for q in k.distilled_rest]
+                fn = _BaseWeight(k, delta=(undo, [_on_device(q, held) for q in k.base_rest]))
+            else:
+                fn = _BaseWeight(k, source=self.backup[k.key].weight if merged else None)
+            if k.fn_attr is None:
+                plan.transient.append((params, k.name, fn))
+            else:
+                plan.funcs.append((k.module, k.fn_attr, [fn] + kept))
+        return plan
+
+    def memory(self) -> dict[str, float]:
+        """Bytes of the pair's holders, and how much of each ComfyUI has on the load device now."""
+        out = {"copies": 0.0, "copies_loaded": 0.0, "factors": 0.0, "factors_loaded": 0.0}
+        for name, held in (("copies", self.copies), ("factors", self.factors)):
+            if held is not None:
+                out[name], out[name + "_loaded"] = float(held.model_size()), float(held.loaded_size())
+        return out
+
+    def _report(self, device) -> None:
+        swaps, made = self.plan.counts()
+        mem = self.memory()
+        sig = (swaps, made, len(self.delta_keys), mem["copies_loaded"], mem["factors_loaded"])
+        if sig == self.reported:
+            return
+        self.reported = sig
+        n, delta = len(self.keys), len(self.delta_keys)
+        parts = []
+        if swaps:
+            parts.append(
+                f"{swaps} swapped in from exact copies ({gib(mem['copies_loaded'])} on {device}, held in ComfyUI's "
+                "model management)"
+            )
+        if delta:
+            held = f", LoRA factors {gib(mem['factors_loaded'])} on {device}" if mem["factors_loaded"] else ""
+            parts.append(f"{delta} made per layer at each base forward as W_merged - dW_distilled + dW_base{held}")
+        if made - delta:
+            parts.append(f"{made - delta} made per layer at each base forward from the original weights")
+        if n and swaps < n:
+            parts.append(f"exact copies of all {n} would need {gib(self.copies_bytes)}")
+        log.info(
+            "DDistill: base_model and distilled_model are clones of one %s with different weight patches; the base "
+            "step runs on the loaded distilled weights (no unpatch, re-patch or move); %d weights differ%s",
+            self.model_name,
+            n,
+            (": " + "; ".join(parts)) if parts else ", no extra memory",
+        )
