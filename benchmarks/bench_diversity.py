@@ -49,11 +49,16 @@ def make(name: str, comfyui: bool, device, weights_dir: str | None = None):
 
 
 def parity(backend, images):
-    """Largest |embedding distance - the package's model(a, b)| over the pairs of a few images."""
+    """Largest |embedding distance - the package's model(preprocess(a), preprocess(b))| over the pairs of a few
+    images, ``preprocess`` being the package's own transform on the PIL images ComfyUI's SaveImage would write."""
     import itertools
 
+    import numpy as np
+    from PIL import Image
+
     d = backend.pairwise(backend.embed(images))
-    x = embedding.resize_for_net(embedding.check_images(images))
+    pils = [Image.fromarray(np.clip(255.0 * i.cpu().numpy(), 0, 255).astype(np.uint8)) for i in images]
+    x = torch.cat([backend.preprocess(p) for p in pils])
     dev = next(backend._net.parameters()).device
     pairs = list(itertools.combinations(range(len(x)), 2))
     a, b = (x[[p[k] for p in pairs]].to(dev) for k in (0, 1))

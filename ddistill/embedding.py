@@ -15,9 +15,13 @@ Backends:
   pooled 1280-d features. NOT DreamSim and not comparable with the paper's numbers; it works offline out of the
   box and ranks near-duplicates below unrelated images.
 
-Images are resized (bicubic, antialiased, aspect ratio not kept, as DreamSim's own preprocessing) to 224 x 224
-on the device, in chunks, so memory stays bounded for any batch size. An alpha channel is dropped (RGB only); a
-grey (1-channel) image is repeated to RGB; values are clamped to [0, 1]; NaN/inf is an error.
+Network input: the DreamSim backends use the package's own ``preprocess`` (returned by ``dreamsim()``: PIL bicubic
+resize to 224 x 224, ToTensor) on PIL images converted from the IMAGE exactly as ComfyUI's SaveImage converts them
+(``np.clip(255 * x, 0, 255).astype(np.uint8)``), so a batch measures what the package measures on the PNGs ComfyUI
+saves; that runs on the CPU, a few worker threads per chunk, while the device embeds the previous chunk. The
+EfficientNet backend resizes on the device (bicubic, antialiased, aspect ratio not kept, 224 x 224). Either way
+memory stays bounded for any batch size (``chunk_size`` images at a time). An alpha channel is dropped (RGB only);
+a grey (1-channel) image is repeated to RGB; values are clamped to [0, 1]; NaN/inf is an error.
 Placement: an explicit ``device`` uses plain torch (benchmarks, scripts without ComfyUI); a ``placer`` callable
 ``placer(net, chunk_size) -> device`` hands placement to the caller (the nodes use ComfyUI's model management,
 ``nodes/metric_loading.py``). No ComfyUI import here.
@@ -25,12 +29,17 @@ Placement: an explicit ``device`` uses plain torch (benchmarks, scripts without 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .diversity import cosine_distance_matrix
 from .protocol import BACKENDS, DREAMSIM_BACKEND, DREAMSIM_TYPES, EFFNET_BACKEND  # noqa: F401  (re-exported)
@@ -70,15 +79,25 @@ _HUB_FILES = {
 }
 
 
+ADAPTER_FILE = "adapter_model.safetensors"  # what peft writes now; the releases' older zips hold ADAPTER_FILE_OLD
+ADAPTER_FILE_OLD = "adapter_model.bin"
+PREPROCESS_WORKERS = 16  # threads converting and resizing the images of one chunk (PIL and numpy release the GIL)
+
+
 class MissingWeightsError(RuntimeError):
     """DreamSim weights are not on disk and downloading was not allowed."""
 
 
+class HubCodeError(RuntimeError):
+    """The torch.hub repository code in the weights folder failed to import (see ``HubGuard.import_error``)."""
+
+
 def required_files(dreamsim_type: str) -> list[str]:
-    """Relative paths the package needs in its cache folder for ``dreamsim_type`` (see _ZIP_FILES)."""
+    """Relative paths the package needs in its cache folder for ``dreamsim_type`` (see _ZIP_FILES). The LoRA
+    weights are named ADAPTER_FILE; ADAPTER_FILE_OLD in the same folder counts as well (``missing_files``)."""
     out = []
     for f in _ZIP_FILES[dreamsim_type]:
-        out += [f"{f}/adapter_config.json", f"{f}/adapter_model.bin"] if f.endswith("_lora") else [f]
+        out += [f"{f}/adapter_config.json", f"{f}/{ADAPTER_FILE}"] if f.endswith("_lora") else [f]
     hub = (
         "dinov2"
         if "dinov2" in dreamsim_type
@@ -91,8 +110,9 @@ def required_files(dreamsim_type: str) -> list[str]:
 
 def missing_files(folder: str, dreamsim_type: str) -> list[str]:
     def present(rel):
-        if rel.endswith("adapter_model.bin"):  # peft writes either name
-            return any(os.path.isfile(os.path.join(folder, rel[:-4] + ext)) for ext in (".bin", ".safetensors"))
+        if rel.endswith("/" + ADAPTER_FILE):  # peft writes either name
+            base = rel[: -len(ADAPTER_FILE)]
+            return any(os.path.isfile(os.path.join(folder, base + n)) for n in (ADAPTER_FILE, ADAPTER_FILE_OLD))
         return os.path.exists(os.path.join(folder, rel))
 
     return [f for f in required_files(dreamsim_type) if not present(f)]
@@ -109,13 +129,14 @@ def _checkpoint_url(dreamsim_type: str) -> str:
 
 
 def _missing_weights_message(folder: str, dreamsim_type: str, missing: list[str]) -> str:
-    zip_names = {
-        f for z in _ZIP_FILES[dreamsim_type] for f in (z, z + "/adapter_config.json", z + "/adapter_model.bin")
-    }
+    zip_names = {f for z in _ZIP_FILES[dreamsim_type] for f in (z, z + "/adapter_config.json", z + "/" + ADAPTER_FILE)}
     from_zip = [m for m in missing if m in zip_names]
     from_hub = [m for m in missing if m not in zip_names]
     lines = [f"DreamSim '{dreamsim_type}' weights are missing from {folder}. Put these files there:"]
-    lines += [f"  {os.path.join(folder, m)}" for m in missing]
+    lines += [
+        f"  {os.path.join(folder, m)}" + (f" (or {ADAPTER_FILE_OLD})" if m.endswith("/" + ADAPTER_FILE) else "")
+        for m in missing
+    ]
     if from_zip:
         lines.append(f"  ({', '.join(from_zip)}: unzip {_checkpoint_url(dreamsim_type)} into that folder)")
     if from_hub:
@@ -131,7 +152,7 @@ def _missing_weights_message(folder: str, dreamsim_type: str, missing: list[str]
 
 def check_images(images, name: str = "images") -> torch.Tensor:
     """Validates a ComfyUI IMAGE batch's type and shape; returns an RGB view [N, H, W, 3] (no copy: values are
-    checked and clamped per chunk on the device, see ``finite_rows`` and ``resize_for_net``)."""
+    checked and clamped per chunk, see ``Backend._stage_chunk``)."""
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"{name}: expected an IMAGE tensor [N, H, W, C], got {type(images).__name__}")
     if images.ndim == 3:
@@ -167,6 +188,37 @@ def resize_for_net(chunk: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Tensor:
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
     return x.clamp(0.0, 1.0)
+
+
+def saved_image(image: torch.Tensor) -> Image.Image:
+    """One IMAGE [H, W, 3] as the PIL RGB image ComfyUI's SaveImage writes (``np.clip(255 * x, 0, 255)`` truncated
+    to uint8, on the image's own float dtype). NaN becomes 0 without a warning (``package_inputs`` reports it)."""
+    return _saved_image(_as_numpy(image))
+
+
+def _as_numpy(image: torch.Tensor) -> np.ndarray:
+    x = image.detach().cpu()
+    return (x if x.dtype in (torch.float16, torch.float32, torch.float64) else x.float()).numpy()
+
+
+def _saved_image(a: np.ndarray) -> Image.Image:
+    with np.errstate(invalid="ignore"):
+        return Image.fromarray(np.clip(255.0 * a, 0, 255).astype(np.uint8))
+
+
+def package_inputs(
+    chunk: torch.Tensor, preprocess, workers: ThreadPoolExecutor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[n, H, W, 3] -> ([n, 3, 224, 224] float32 on the CPU, [n] bool "image i is finite"): the dreamsim package's
+    ``preprocess`` (PIL in, a [1, 3, 224, 224] tensor out) applied to each ``saved_image``, one image per task on
+    ``workers`` threads when given (numpy and PIL release the GIL)."""
+
+    def one(image):
+        a = _as_numpy(image)
+        return preprocess(_saved_image(a)), bool(np.isfinite(a).all())
+
+    done = list((workers.map if workers is not None else map)(one, chunk))
+    return torch.cat([x for x, _ in done]).to(torch.float32), torch.tensor([ok for _, ok in done])
 
 
 def _stage(chunk: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -222,18 +274,28 @@ class Backend:
             raise ValueError(f"chunk_size: must be at least 1, got {chunk_size}")
         net, device = self._ready(chunk_size)
         out, ok, total = [], [], images.shape[0]
-        staged = _stage(images[:chunk_size], device)
-        for start in range(0, total, chunk_size):
-            chunk, nxt = staged, start + chunk_size
-            ok.append(finite_rows(chunk))
-            x = resize_for_net(chunk)
-            out.append(self._forward(net, x).float().reshape(x.shape[0], -1))
-            if nxt < total:  # queued GPU work runs while the next chunk is staged
-                staged = _stage(images[nxt : nxt + chunk_size], device)
-            if progress is not None:
-                progress(min(nxt, total), total)
-        raise_if_nonfinite(torch.cat(ok).cpu(), name)
+        with self._chunk_workers(min(chunk_size, total)) as workers:
+            staged = self._stage_chunk(images[:chunk_size], device, workers)
+            for start in range(0, total, chunk_size):
+                (x, finite), nxt = staged, start + chunk_size
+                ok.append(finite)
+                out.append(self._forward(net, x).float().reshape(x.shape[0], -1))
+                if nxt < total:  # queued GPU work runs while the next chunk is prepared and staged
+                    staged = self._stage_chunk(images[nxt : nxt + chunk_size], device, workers)
+                if progress is not None:
+                    progress(min(nxt, total), total)
+        raise_if_nonfinite(torch.cat([f.cpu() for f in ok]), name)
         return torch.cat(out).cpu()
+
+    def _chunk_workers(self, n: int):
+        """Threads for ``_stage_chunk`` (a context manager; None-valued when the backend needs none)."""
+        return contextlib.nullcontext()
+
+    def _stage_chunk(self, chunk: torch.Tensor, device: torch.device, workers) -> tuple[torch.Tensor, torch.Tensor]:
+        """A chunk of the checked IMAGE batch -> (network input [n, 3, 224, 224] in [0, 1] on ``device`` (the copy
+        may still be running), [n] bool "image i is finite"). Here: copied as is, resized on the device."""
+        staged = _stage(chunk, device)
+        return resize_for_net(staged), finite_rows(staged)
 
     def pairwise(self, emb: torch.Tensor) -> torch.Tensor:
         """[N, D] embeddings -> [N, N] cosine distances."""
@@ -277,30 +339,154 @@ class EfficientNetLite0Backend(Backend):
         return net(((x - mean) / std).contiguous(memory_format=torch.channels_last))
 
 
-class _HubGuard:
-    """Undoes the dreamsim package's process-wide side effects of loading: ``torch.hub.set_dir(cache_dir)``, and
-    the top-level modules that torch.hub imports from the hub repository folder (hubconf, vision_transformer,
-    vit_utils ...), which would otherwise stay in ``sys.modules`` under those generic names."""
+_HUB_LOCK = threading.RLock()  # one hub load at a time: the guard edits the process-wide sys.modules
+
+
+def _hub_repos(folder: str) -> list[str]:
+    """The torch.hub repository folders in ``folder``: its subfolders holding a ``hubconf.py``."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return []
+    return [e.path for e in entries if e.is_dir() and os.path.isfile(os.path.join(e.path, "hubconf.py"))]
+
+
+def _top_level_names(repo: str) -> set[str]:
+    """The names ``import x`` finds in a hub repository folder (torch.hub puts it first on sys.path): its
+    ``*.py`` modules and its packages (subfolders with an ``__init__.py``)."""
+    names = set()
+    try:
+        entries = list(os.scandir(repo))
+    except OSError:
+        return names
+    for e in entries:
+        if e.is_file() and e.name.endswith(".py"):
+            names.add(e.name[:-3])
+        elif e.is_dir() and os.path.isfile(os.path.join(e.path, "__init__.py")):
+            names.add(e.name)
+    return {n for n in names if n.isidentifier()}
+
+
+def _within(path, roots) -> bool:
+    """``path`` (a file) lies under one of the folders ``roots``, comparing both spellings (links kept, resolved)."""
+    if not isinstance(path, str) or not path:
+        return False
+    folders = {f for root in roots for f in (os.path.abspath(root), os.path.realpath(root))}
+    return any(p.startswith(f + os.sep) for p in {os.path.abspath(path), os.path.realpath(path)} for f in folders)
+
+
+def _hub_source(repo: str) -> str:
+    for rel, source in _HUB_FILES.values():
+        if os.path.basename(repo) == rel[0].split("/")[0]:
+            return source.split(" and ")[0].removeprefix("torch.hub: ")
+    return "the repository it was downloaded from"
+
+
+class HubGuard:
+    """Keeps the dreamsim package's load from changing the process, and the process from breaking the load.
+
+    The package calls ``torch.hub.set_dir(cache_dir)`` and ``torch.hub.load``, which runs the hub repository's
+    ``hubconf.py`` with the repository folder first on ``sys.path``; its plain ``import vision_transformer`` /
+    ``from utils import trunc_normal_`` then resolve by top-level name, and a module of that name already in
+    ``sys.modules`` wins: inside ComfyUI ``utils`` is ComfyUI's own package (dreamsim issue 28, DINO issue 243).
+    So, for the duration of the load, every ``sys.modules`` entry whose top-level name is also a top-level module
+    or package of a hub repository folder (``utils`` and ``utils.*``) is taken out; afterwards every module
+    loaded under those names or from the weights folder is removed and the saved entries are put back (the same
+    objects), and torch.hub's folder is restored. A repository that torch.hub downloads during the load is only
+    known afterwards: ``new_clashes`` says whether a retry would take out something more."""
 
     def __init__(self, folder: str):
-        self.folder = os.path.realpath(folder)
+        self.folder = folder
+
+    def _scan(self) -> set[str]:
+        return set().union(*(_top_level_names(r) for r in _hub_repos(self.folder)))
+
+    def _inside(self, path) -> bool:
+        return _within(path, [self.folder])
 
     def __enter__(self):
-        self.saved = getattr(torch.hub, "_hub_dir", None)
-        self.saved_dir = torch.hub.get_dir()
-        self.modules = set(sys.modules)
+        _HUB_LOCK.acquire()
+        try:
+            self.saved = getattr(torch.hub, "_hub_dir", None)
+            self.saved_dir = torch.hub.get_dir()
+            self.names = self._scan()
+        except BaseException:
+            _HUB_LOCK.release()
+            raise
+        self.before = set(sys.modules)
+        self.taken = {name: sys.modules.pop(name) for name in list(sys.modules) if name.partition(".")[0] in self.names}
         return self
 
+    def new_clashes(self) -> set[str]:
+        """Top-level names of hub repositories that appeared during the load and that were in use before it."""
+        new = self._scan() - self.names
+        return {name for name in self.before if name.partition(".")[0] in new}
+
     def __exit__(self, *exc):
-        if hasattr(torch.hub, "_hub_dir"):
-            torch.hub._hub_dir = self.saved
-        else:
-            torch.hub.set_dir(self.saved_dir)
-        for name in set(sys.modules) - self.modules:
-            path = getattr(sys.modules[name], "__file__", None) or ""
-            if os.path.realpath(path).startswith(self.folder + os.sep):
-                del sys.modules[name]
+        try:
+            if hasattr(torch.hub, "_hub_dir"):
+                torch.hub._hub_dir = self.saved
+            else:
+                torch.hub.set_dir(self.saved_dir)
+            names = self.names | self._scan()
+            for name in list(sys.modules):
+                fresh = name not in self.before or name in self.taken
+                if fresh and (
+                    name.partition(".")[0] in names or self._inside(getattr(sys.modules[name], "__file__", None))
+                ):
+                    del sys.modules[name]
+            sys.modules.update(self.taken)
+        finally:
+            _HUB_LOCK.release()
         return False
+
+    def import_error(self, exc: ImportError, dreamsim_type: str) -> HubCodeError | None:
+        """A clear error for an ImportError raised by hub repository code (None when the hub code is not in the
+        traceback). Call it inside the guard: it reads ``sys.modules`` as the failed import saw it."""
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if self._inside(f.filename)]
+        if not frames:
+            return None
+        where = frames[-1]
+        repos = [r for r in _hub_repos(self.folder) if _within(where.filename, [r])]
+        repo = repos[0] if repos else os.path.dirname(where.filename)
+        name = exc.name or "?"
+        top = name.partition(".")[0]
+        module = sys.modules.get(name)
+        origin = exc.path or getattr(module, "__file__", None)
+        own = [os.path.join(repo, top + ".py"), os.path.join(repo, top, "__init__.py")]
+        own = next((o for o in own if os.path.isfile(o)), None)
+        source = _hub_source(repo)
+        redo = (
+            f"delete {repo} and load again with allow_download on (torch.hub then fetches a fresh copy from "
+            f"{source}), or put a fresh copy of that repository there yourself"
+        )
+        if own and origin and not self._inside(origin):
+            clash = (
+                f"module clash: its import of '{name}' resolved to {origin}, not to the repository's own {own}; "
+                f"another module called '{top}' is loaded in this process and hides it"
+            )
+            todo = (
+                f"find what provides '{top}' on ComfyUI's Python path (a custom node that adds folders to "
+                "sys.path, or imports through its own importer) and remove or rename it; the pack already takes "
+                f"modules called '{top}' out of the way while the hub code loads; or pick the backend "
+                f"'{EFFNET_BACKEND}', which runs no hub code"
+            )
+        elif own:
+            clash = f"'{name}' is the repository's own {own}, which lacks what its code imports"
+            todo = f"the copy in {repo} is incomplete or of another version: {redo}"
+        elif isinstance(exc, ModuleNotFoundError):
+            clash = f"the module '{name}' is neither in the repository nor installed"
+            todo = f"install the package that provides '{top}' into ComfyUI's Python environment, or {redo}"
+        else:
+            clash = f"no module clash found (the import of '{name}' came from {origin or 'an unknown place'})"
+            todo = redo
+        return HubCodeError(
+            f"DreamSim '{dreamsim_type}': the torch.hub code in {repo} failed to import.\n"
+            f"  {type(exc).__name__}: {exc}\n"
+            f"  at {where.filename}:{where.lineno}: {(where.line or '').strip()}\n"
+            f"  Cause: {clash}.\n"
+            f"  What to do: {todo}."
+        )
 
 
 class DreamSimBackend(Backend):
@@ -327,6 +513,7 @@ class DreamSimBackend(Backend):
         self.folders = folders
         self.allow_download = allow_download
         self.is_patch = dreamsim_type.endswith("_patch")
+        self.preprocess = None  # the package's own PIL -> [1, 3, 224, 224] transform, set when the network loads
 
     def weights_folder(self) -> str:
         """The folder used: ``weights_dir`` if given, else the first registered one that has all files."""
@@ -345,18 +532,37 @@ class DreamSimBackend(Backend):
             raise MissingWeightsError(_missing_weights_message(folder, self.dreamsim_type, missing))
         os.makedirs(folder, exist_ok=True)
         base = self.dreamsim_type.removesuffix("_patch")
-        with _HubGuard(folder):
-            from dreamsim import dreamsim
+        from dreamsim import dreamsim  # before the guard: its own imports need nothing taken out
 
-            model, _preprocess = dreamsim(
-                pretrained=True,
-                device="cpu",
-                cache_dir=folder,
-                normalize_embeds=True,
-                dreamsim_type=base,
-                use_patch_model=self.is_patch,
-            )
-        return model
+        for attempt in range(2):
+            error = None
+            with HubGuard(folder) as guard:
+                try:
+                    model, self.preprocess = dreamsim(
+                        pretrained=True,
+                        device="cpu",
+                        cache_dir=folder,
+                        normalize_embeds=True,
+                        dreamsim_type=base,
+                        use_patch_model=self.is_patch,
+                    )
+                    return model
+                except ImportError as exc:
+                    if attempt == 0 and guard.new_clashes():
+                        continue  # torch.hub downloaded the repository during this load: retry knowing its names
+                    error = guard.import_error(exc, self.dreamsim_type)
+                    if error is None:
+                        raise
+            raise error from None
+        raise AssertionError("unreachable")
+
+    def _chunk_workers(self, n: int):
+        return ThreadPoolExecutor(max(1, min(n, PREPROCESS_WORKERS, os.cpu_count() or 1)))
+
+    def _stage_chunk(self, chunk, device, workers):
+        """The package's own preprocessing on the CPU (``package_inputs``), then the copy to the device."""
+        x, finite = package_inputs(chunk, self.preprocess, workers)
+        return _stage(x, device), finite
 
     def _on_device(self, net, device):
         from dreamsim.feature_extraction.extractor import ViTExtractor

@@ -4,9 +4,11 @@
 - the checkpoint zip's content: ``dino_vitb16_pretrain.pth`` ({"student": DINO head}), ``{open_,}clip_vitb16_
   pretrain.pth.tar`` ({"state_dict": ViT-B/16 with LayerNorm pos_drop + "proj"}), ``ensemble_lora/`` (peft
   adapter: adapter_config.json + adapter weights, written by peft's own save_pretrained);
-- what torch.hub fetches for DINO: ``facebookresearch_dino_main/hubconf.py`` (an entry point ``dino_vitb16``
-  building the package's own ViT-B/16 and reading its checkpoint through ``torch.hub.load_state_dict_from_url``,
-  as the real hub repository does) and ``checkpoints/dino_vitbase16_pretrain.pth``.
+- what torch.hub fetches for DINO: ``facebookresearch_dino_main/`` with upstream's top-level modules and imports
+  (``hubconf.py`` -> ``import vision_transformer`` -> ``from utils import trunc_normal_``, a top-level
+  ``utils.py``; the entry point ``dino_vitb16`` builds the package's own ViT-B/16 and reads its checkpoint through
+  ``torch.hub.load_state_dict_from_url``, as the real hub repository does) and
+  ``checkpoints/dino_vitbase16_pretrain.pth``.
 The LoRA B matrices are random (peft initialises them to zero), so the adapter changes the distances.
 Used by tests/test_diversity_dreamsim.py and benchmarks/bench_diversity.py.
 """
@@ -16,13 +18,18 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 
 import torch
 
+from ddistill.embedding import HubGuard
+
 LORA = {"r": 16, "lora_alpha": 0.5, "lora_dropout": 0.3, "bias": "none", "target_modules": ["qkv"]}
-# Stand-ins for the files of github.com/facebookresearch/dino that torch.hub runs (random weights; same entry
-# point, same top-level module names: hubconf -> vision_transformer -> vit_utils, found through sys.path).
+# Stand-ins for the files of github.com/facebookresearch/dino (branch main) that torch.hub runs, with upstream's
+# top-level module names and imports: hubconf.py does `import vision_transformer`, whose code does
+# `from utils import trunc_normal_` from the repository's top-level utils.py. Inside ComfyUI the name `utils` is
+# ComfyUI's own package, which is exactly the clash real users hit. The network itself is the dreamsim package's
+# copy of DINO's ViT (same state-dict keys), built with random weights.
+HUB_REPO = "facebookresearch_dino_main"
 HUBCONF = '''"""Test stand-in for facebookresearch/dino hubconf.py."""
 import torch
 
@@ -39,12 +46,33 @@ def dino_vitb16(pretrained=True, **kwargs):
     return model
 '''
 VISION_TRANSFORMER = '''"""Test stand-in for facebookresearch/dino vision_transformer.py."""
-from vit_utils import trunc_normal_  # noqa: F401  (the real file's import, resolved from the repo folder)
-from dreamsim.feature_extraction.vision_transformer import vit_base  # noqa: F401
+from dreamsim.feature_extraction.vision_transformer import vit_base as _package_vit_base
+from utils import trunc_normal_  # upstream's import, meant to resolve to the repository's own utils.py
+
+
+def vit_base(patch_size=16, **kwargs):
+    model = _package_vit_base(patch_size=patch_size, **kwargs)
+    trunc_normal_(model.pos_embed, std=0.02)  # initialisation, as upstream (the checkpoint then replaces it)
+    return model
 '''
-VIT_UTILS = '''"""Test stand-in for facebookresearch/dino vit_utils.py."""
-from torch.nn.init import trunc_normal_  # noqa: F401
+UTILS = '''"""Test stand-in for facebookresearch/dino utils.py (a top-level module called utils)."""
+import torch
+
+
+def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
+    return torch.nn.init.trunc_normal_(tensor, mean, std, a, b)
 '''
+HUB_FILES = {"hubconf.py": HUBCONF, "vision_transformer.py": VISION_TRANSFORMER, "utils.py": UTILS}
+
+
+def write_dino_hub(repo_dir: str, files: dict | None = None) -> str:
+    """Writes the stand-in hub repository into ``repo_dir`` (``files``: name -> text, replacing or adding files,
+    e.g. a broken ``utils.py``)."""
+    os.makedirs(repo_dir, exist_ok=True)
+    for name, text in {**HUB_FILES, **(files or {})}.items():
+        with open(os.path.join(repo_dir, name), "w") as f:
+            f.write(text)
+    return repo_dir
 
 
 @functools.lru_cache(maxsize=None)
@@ -73,15 +101,8 @@ def _write_backbones(folder: str, dreamsim_type: str, gen: torch.Generator) -> N
 
     has_dino = os.path.exists(os.path.join(folder, "dino_vitb16_pretrain.pth"))
     if dreamsim_type in ("ensemble", "dino_vitb16", "dino_vitb16_patch") and not has_dino:
-        os.makedirs(os.path.join(folder, "facebookresearch_dino_main"), exist_ok=True)
+        write_dino_hub(os.path.join(folder, HUB_REPO))
         os.makedirs(os.path.join(folder, "checkpoints"), exist_ok=True)
-        for name, text in (
-            ("hubconf.py", HUBCONF),
-            ("vision_transformer.py", VISION_TRANSFORMER),
-            ("vit_utils.py", VIT_UTILS),
-        ):
-            with open(os.path.join(folder, "facebookresearch_dino_main", name), "w") as f:
-                f.write(text)
         torch.save(_vit_state(16, gen, False), os.path.join(folder, "checkpoints", "dino_vitbase16_pretrain.pth"))
         head = DINOHead(768, 2048)
         student = {
@@ -107,16 +128,10 @@ def write_dreamsim_cache(folder: str, dreamsim_type: str = "ensemble", seed: int
     os.makedirs(folder, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)
     _write_backbones(folder, dreamsim_type, gen)
-    saved_hub, saved_modules = torch.hub._hub_dir, set(sys.modules)
-    try:  # PerceptualModel loads the DINO backbone through torch.hub.set_dir(folder)
+    with HubGuard(folder):  # PerceptualModel loads the DINO backbone through torch.hub (see HubGuard)
         model = PerceptualModel(
             **dreamsim_args["model_config"][dreamsim_type], device="cpu", load_dir=folder, normalize_embeds=True
         )
-    finally:
-        torch.hub._hub_dir = saved_hub
-        for name in set(sys.modules) - saved_modules:  # the hub repository's top-level modules
-            if (getattr(sys.modules[name], "__file__", None) or "").startswith(os.path.realpath(folder)):
-                del sys.modules[name]
     peft_model = get_peft_model(model, LoraConfig(**LORA))
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
