@@ -16,6 +16,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageDraw
+
+from .x0_preview import from_pil, line_height, load_font, text_width
 
 DEFAULT_BOOTSTRAP = 2000
 DEFAULT_LEVEL = 0.95
@@ -216,35 +219,76 @@ def colorize(values: torch.Tensor, vmax: float) -> torch.Tensor:
     return _RAMP[lo] * (1 - w) + _RAMP[lo + 1] * w
 
 
+def _scale_bar(width: int, height: int, vmin: float, vmax: float) -> torch.Tensor:
+    """The colour scale as an image [height, width, 3] on white: the ramp from ``vmin`` to ``vmax`` as a bar, its
+    end values written under its ends ("min 0" left, "max 0.312" right)."""
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    margin = max(2, height // 12)
+    px = max(8, height // 3)
+    lo, hi = f"min {vmin:.3g}", f"max {vmax:.3g}"
+    while px > 8:  # both end values side by side in the strip's width
+        font = load_font(px)
+        if text_width(draw, lo, font) + text_width(draw, hi, font) + 4 * margin <= width:
+            break
+        px -= 1
+    font = load_font(px)
+    text_h = line_height(font)
+    bar_h = max(2, height - text_h - 3 * margin)
+    ramp = colorize(torch.linspace(vmin, vmax, max(1, width - 2 * margin)), vmax)  # [w, 3]
+    bar = (ramp.clamp(0, 1) * 255).round().to(torch.uint8)
+    bar_img = Image.fromarray(bar[None].expand(bar_h, -1, -1).contiguous().numpy())
+    img.paste(bar_img, (margin, margin))
+    y = margin + bar_h + margin
+    draw.text((margin, y), lo, fill=(0, 0, 0), font=font)
+    draw.text((width - margin - text_width(draw, hi, font), y), hi, fill=(0, 0, 0), font=font)
+    return from_pil(img)[0]
+
+
+def scale_bar_height(size: int) -> int:
+    """Rows of a ``size``-high heatmap taken by its colour scale (bar and end values)."""
+    return max(20, size // 9)
+
+
 def heatmap_image(
     matrices: list[torch.Tensor], size: int = 512, vmax: float | None = None, gap: int = 16
 ) -> torch.Tensor:
     """N x N distance heatmap(s) as one ComfyUI IMAGE [1, H, W, 3]: cell (i, j) = distance of images i and j,
-    one shared colour scale from 0 (dark purple) to ``vmax`` (yellow; default the largest distance shown).
-    Several matrices are placed side by side, each ``size`` pixels high."""
+    one shared colour scale from 0 (dark purple) to ``vmax`` (yellow; default the largest distance shown), drawn
+    as a bar with its end values along the bottom (``scale_bar_height(size)`` rows).
+
+    Size contract: the image is ``size`` pixels high and each matrix's panel ``n * (size // n)`` wide (``size``
+    when n > size), panels side by side with ``gap`` white columns between them. Each matrix is drawn with square
+    cells in the panel's top ``size - scale_bar_height(size)`` rows, centred."""
     if not matrices:
         raise ValueError("heatmap: no distance matrix given")
     if vmax is None:
         vmax = max(float(m.max()) for m in matrices)
+    area = size - scale_bar_height(size)
     panels = []
     for m in matrices:
         n = _check_matrix(m)
         m = m.detach().cpu().to(torch.float32)
-        if n > size:  # more images than pixels: each pixel shows the mean of a block of pairs
-            m = F.adaptive_avg_pool2d(m[None, None], size)[0, 0]
-            n = size
-        cell = max(1, size // n)
+        width = min(n, size) * (size // min(n, size))
+        if n > area:  # more images than pixels: each pixel shows the mean of a block of pairs
+            m = F.adaptive_avg_pool2d(m[None, None], area)[0, 0]
+            n = area
+        cell = max(1, area // n)
         rgb = colorize(m, vmax)
         img = rgb.repeat_interleave(cell, 0).repeat_interleave(cell, 1)
         if cell >= 6:  # thin separating lines between cells
             img[::cell, :, :] = 1.0
             img[:, ::cell, :] = 1.0
-        side = n * cell
-        panel = torch.ones(size, max(side, 1), 3)
-        panel[:side, :side] = img[:size, :size]
+        side = min(n * cell, area, width)
+        panel = torch.ones(size, max(width, 1), 3)
+        x = (width - side) // 2
+        panel[:side, x : x + side] = img[:side, :side]
         panels.append(panel)
     spacer = torch.ones(size, gap, 3)
     parts = []
     for k, p in enumerate(panels):
         parts += [spacer, p] if k else [p]
-    return torch.cat(parts, dim=1).unsqueeze(0).clamp(0, 1)
+    out = torch.cat(parts, dim=1)
+    bar_h = scale_bar_height(size)
+    out[size - bar_h :] = _scale_bar(out.shape[1], bar_h, 0.0, vmax)
+    return out.unsqueeze(0).clamp(0, 1)

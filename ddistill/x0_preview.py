@@ -79,7 +79,8 @@ def cell_label(step: int, total: int, sigma: float, timestep: float, model: str)
     return f"step {step + 1}/{total} · {model}", f"sigma {sigma:.3g} · t {timestep:.0f}"
 
 
-def _font(size: int):
+def load_font(size: int):
+    """Pillow's default font at ``size`` px (scalable in Pillow >= 10.1, else its one bitmap size)."""
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: fixed bitmap font
@@ -109,40 +110,138 @@ def fit_cells(images: torch.Tensor, cell_size: int) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).clamp(0, 1)
 
 
+MIN_LABEL_PX = 8  # smallest label font (Pillow's scalable default font; its bitmap fallback has one size)
+
+
+def text_width(draw: ImageDraw.ImageDraw, text: str, font) -> float:
+    """Pixels ``text`` covers from its x position: the advance or the ink's right edge, whichever is larger."""
+    if not text:
+        return 0.0
+    return max(draw.textlength(text, font=font), draw.textbbox((0, 0), text, font=font)[2])
+
+
+def line_height(font) -> int:
+    """Height of one text line of ``font`` (ascender to descender of 'Ag', plus 2 px leading)."""
+    box = font.getbbox("Ag")
+    return box[3] - min(box[1], 0) + 2
+
+
+def _shorten(draw, word: str, width: float, font) -> str:
+    """``word`` cut to the longest prefix that fits ``width`` with a trailing '.' (at least its first letter)."""
+    if text_width(draw, word, font) <= width:
+        return word
+    for k in range(len(word) - 1, 0, -1):
+        cut = word[:k].rstrip(" ./") + "."
+        if text_width(draw, cut, font) <= width:
+            return cut
+    return word[:1]
+
+
+def wrap_text(draw, text: str, width: float, font, sep: str = " ", shorten: bool = False) -> list[str] | None:
+    """Greedy wrap of ``text`` into lines no wider than ``width``: ``sep``-separated parts are kept whole where
+    they fit (joined with ``sep`` while the line has room), a part too wide for one line is wrapped by words. A
+    word wider than ``width`` is cut (``shorten``) or makes the wrap fail (returns None)."""
+    lines: list[str] = []
+    for part in text.split(sep):
+        if text_width(draw, part, font) <= width:
+            if lines and text_width(draw, lines[-1] + sep + part, font) <= width:
+                lines[-1] += sep + part
+            else:
+                lines.append(part)
+            continue
+        line = None
+        for word in part.split(" "):
+            if text_width(draw, word, font) > width:
+                if not shorten:
+                    return None
+                word = _shorten(draw, word, width, font)
+            if line is not None and text_width(draw, line + " " + word, font) <= width:
+                line += " " + word
+            else:
+                if line is not None:
+                    lines.append(line)
+                line = word
+        lines.append(line)
+    return lines
+
+
+LABEL_SEP = " · "
+
+
+def fit_labels(
+    draw, labels: list[tuple[str, str]], width: float, start_px: int
+) -> tuple[object, list[list[list[str]]]]:
+    """Font and wrapped lines of every column's two label lines so that no line is wider than ``width``: the
+    largest font size (``start_px`` down to ``MIN_LABEL_PX``) at which every label fits in at most 2, then 3, then
+    4 lines (broken at ' · ', then at spaces); failing that, the smallest font with over-long words cut.
+    Returns (font, [[line-1 lines, line-2 lines] per column])."""
+    sizes = list(range(max(start_px, MIN_LABEL_PX), MIN_LABEL_PX - 1, -1))
+    for max_lines in (2, 3, 4):
+        for px in sizes:
+            font = load_font(px)
+            out = []
+            for pair in labels:
+                wrapped = [wrap_text(draw, t, width, font, LABEL_SEP) for t in pair]
+                if any(w is None for w in wrapped) or sum(len(w) for w in wrapped) > max_lines:
+                    break
+                out.append(wrapped)
+            else:
+                return font, out
+    font = load_font(MIN_LABEL_PX)
+    return font, [[wrap_text(draw, t, width, font, LABEL_SEP, shorten=True) for t in pair] for pair in labels]
+
+
 def compose_grid(
     cells: torch.Tensor, labels: list[tuple[str, str, str]], row_names: list[str], title: str = "", note: str = ""
 ) -> torch.Tensor:
     """Annotated grid: ``cells`` [cols, rows, h, w, 3]; ``labels`` per column (line 1, line 2, model label);
-    returns IMAGE [1, H, W, 3]. Every cell carries its column's labels and a frame in its model's colour."""
+    returns IMAGE [1, H, W, 3]. Every cell carries its column's labels and a frame in its model's colour. Labels
+    are fitted to the column width (smaller font, wrapped at ' · ' and spaces, words cut as a last resort), so
+    neighbouring columns' labels never overlap; title and note wrap to the grid's width."""
     n_cols, n_rows, h, w = cells.shape[:4]
     if len(labels) != n_cols or len(row_names) != n_rows:
         raise ValueError(
             f"compose_grid: {n_cols} columns / {n_rows} rows but {len(labels)} labels / {len(row_names)} row names"
         )
     fs = max(10, min(20, w // 14))
-    font, small = _font(fs), _font(max(9, fs - 2))
-    pad, band, border = max(4, w // 40), 2 * fs + 10, 3
+    font, small = load_font(fs), load_font(max(9, fs - 2))
+    pad, border = max(4, w // 40), 3
+    gap = 3  # empty pixels between one column's labels and the next column (and 1 before, for overhanging glyphs)
     left = max(fs * 4, 40)
-    top = (fs + 12 if title else 6) + (fs + 6 if note else 0)
-    cw, ch = w + 2 * border + pad, h + 2 * border + band + pad
-    canvas = Image.new("RGB", (left + n_cols * cw + pad, top + n_rows * ch + pad), BACKGROUND)
+    cw = w + 2 * border + pad
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_font, wrapped = fit_labels(measure, [lab[:2] for lab in labels], cw - gap - 1, max(9, fs - 2))
+    lh = line_height(label_font)
+    n_lines = max(len(a) + len(b) for a, b in wrapped)
+    band = n_lines * lh + 4
+    ch = h + 2 * border + band + pad
+    width = left + n_cols * cw + pad
+    head = []  # (text, font, colour, line height)
+    for text, f, colour in ((title, font, INK), (note, small, (255, 180, 80))):
+        if text:
+            for line in wrap_text(measure, text, width - 2 * pad, f, shorten=True):
+                head.append((line, f, colour, line_height(f)))
+    top = 4 + sum(x[3] for x in head) + (8 if head else 2)
+    canvas = Image.new("RGB", (width, top + n_rows * ch + pad), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     y = 4
-    if title:
-        draw.text((pad, y), title, fill=INK, font=font)
-        y += fs + 8
-    if note:
-        draw.text((pad, y), note, fill=(255, 180, 80), font=small)
+    for line, f, colour, step in head:
+        draw.text((pad, y), line, fill=colour, font=f)
+        y += step
     for r in range(n_rows):
         y0 = top + r * ch
-        draw.text((6, y0 + h // 2), row_names[r], fill=INK, font=font)
+        name = wrap_text(measure, row_names[r], left - 8, font, shorten=True)[0]
+        draw.text((6, y0 + h // 2), name, fill=INK, font=font)
         for c in range(n_cols):
             x0 = left + c * cw
             colour = model_colour(labels[c][2])
             draw.rectangle((x0, y0, x0 + w + 2 * border - 1, y0 + h + 2 * border - 1), fill=colour)
             canvas.paste(to_pil(cells[c, r]), (x0 + border, y0 + border))
-            draw.text((x0, y0 + h + 2 * border + 2), labels[c][0], fill=INK, font=small)
-            draw.text((x0, y0 + h + 2 * border + fs + 4), labels[c][1], fill=MUTED, font=small)
+            ty = y0 + h + 2 * border + 2
+            for k, lines in enumerate(wrapped[c]):
+                for line in lines:
+                    draw.text((x0 + 1, ty), line, fill=MUTED if k else INK, font=label_font)
+                    ty += lh
     return from_pil(canvas)
 
 
@@ -188,7 +287,7 @@ def render_curve(
         raise ValueError(f"render_curve: distances {tuple(dist.shape)} do not match {len(steps)} steps")
     img = Image.new("RGB", (width, height), BACKGROUND)
     d = ImageDraw.Draw(img)
-    font, small = _font(15), _font(12)
+    font, small = load_font(15), load_font(12)
     ml, mr, mt, mb = 64, 20, 40, 48
     pw, ph = width - ml - mr, height - mt - mb
     ymax = max(float(dist.max()), 1e-6) * 1.08

@@ -14,6 +14,9 @@ from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 PACK_MODULE = "diversity_distillation_pack"
+# The ComfyUI that scripts/setup_host.py pins (its COMFYUI_VERSION) and that workflows/ is built against; the suite
+# also runs on ComfyUI 0.33.0 (README: "Tested ComfyUI versions").
+PINNED_COMFYUI = "0.3.75"
 
 
 def comfyui_root() -> Path:

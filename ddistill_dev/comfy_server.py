@@ -137,6 +137,10 @@ class ComfyServer:
     def object_info(self) -> dict:
         return self.get("/object_info")
 
+    def comfyui_version(self) -> str:
+        """The version this server reports (``/system_stats``), e.g. "0.3.75" or "0.33.0"."""
+        return self.get("/system_stats")["system"]["comfyui_version"]
+
 
 def execution_error(entry: dict) -> dict | None:
     """The execution_error message of a history entry, or None."""

@@ -36,6 +36,7 @@ TURBO = Family("SDXL-Turbo", "sd_xl_turbo_1.0_fp16.safetensors", "trailing", "eu
 LIGHTNING = Family("SDXL-Lightning 4-step", "sdxl_lightning_4step.safetensors", "trailing", "euler")
 LCM = Family("LCM-LoRA SDXL", "lcm-lora-sdxl.safetensors", "lcm", "lcm")
 SD_TURBO = Family("SD-Turbo", "sd_turbo.safetensors", "trailing", "euler_ancestral", size=512)
+PIXART_ALPHA_FILE = "PixArt-XL-2-1024-MS.safetensors"
 PIXART_DELTA = Family("PixArt-delta", "PixArt-LCM-XL-2-1024-MS.safetensors", "lcm", "lcm")
 DEMO = Family("demo student", None, "lcm", "lcm", size=32)
 
@@ -58,10 +59,19 @@ DEMO_BASE = Base("demo base", cfg=1.0)  # unconditional: cfg 1 (one pass)
 
 
 class Canvas:
-    """Lays nodes out: loaders and encoders on the left, one row (a group) per method on the right."""
+    """Lays nodes out: loaders and encoders on the left, one row (a group) per method on the right.
 
-    ROW_H = 440
-    X_SAMPLER, X_CONTINUE, X_DECODE, X_SAVE, X_METER, X_EXTRA = 1340, 1700, 2060, 2300, 2660, 3020
+    The columns and the row height leave room for what the nodes become after a run, in the classic canvas and
+    in the "Nodes 2.0" renderer (``tests/integration/test_workflow_layout_browser.py`` checks that no two nodes
+    overlap then): the Diversity Meter with its numbers and heatmap preview (``METER_SIZE``, its size from the
+    start), samplers with the live x̂0 filmstrip (up to 640 px wide, one strip high), Save Image with its previews,
+    x̂0 Preview with its grid. Columns of a row: helpers (schedule, sampler select, recorder) | sampler (a single
+    sampler, or Base First Step + Distilled Continue) | VAE Decode | Save Image | Diversity Meter | x̂0 Preview."""
+
+    ROW_H = 700  # one method row (its group box is ROW_H - 30 high)
+    X_AUX, X_SAMPLER, X_CONTINUE, X_DECODE, X_SAVE, X_METER, X_EXTRA = 980, 1340, 1700, 2080, 2360, 2740, 3180
+    AUX_Y = (0, 200, 330)  # helper nodes' offsets in a row: schedule, sampler select, x̂0 recorder
+    DECODE_SIZE, SAVE_SIZE, METER_SIZE, X0_SIZE = (240, 50), (340, 380), (400, 600), (420, 600)
 
     def __init__(self, name: str, note: str):
         self.name = name
@@ -75,23 +85,27 @@ class Canvas:
         self.col_y[x] += h
         return node
 
+    def aux(self, y: int, slot: int) -> tuple[int, int]:
+        """Position of helper node ``slot`` (0 schedule, 1 sampler select, 2 recorder) of the row at ``y``."""
+        return self.X_AUX, y + self.AUX_Y[slot]
+
     def row(self, label: str, right: int | None = None, left: int | None = None) -> int:
         y = self.rows * self.ROW_H
         self.rows += 1
-        x0, x1 = (left or self.X_SAMPLER) - 20, (right or self.X_METER + 360)
+        x0, x1 = (left or self.X_AUX) - 20, (right or self.X_METER + self.METER_SIZE[0] + 20)
         self.g.group(label, (x0, y - 50, x1 - x0, self.ROW_H - 30))
         return y
 
     def finish(self, method: str, y: int, latent, vae, meter: bool = True):
         """VAE Decode -> Save Image and Diversity Meter, both titled ``method: NAME``; returns the IMAGE output."""
         g = self.g
-        image = g.add("VAEDecode", {"samples": latent, "vae": vae}, pos=(self.X_DECODE, y))
+        image = g.add("VAEDecode", {"samples": latent, "vae": vae}, pos=(self.X_DECODE, y), size=self.DECODE_SIZE)
         g.add(
             "SaveImage",
             {"images": image[0], "filename_prefix": f"ddistill/{self.name}/{method.replace(' ', '_')}"},
             title=f"method: {method}",
             pos=(self.X_SAVE, y),
-            size=(340, 360),
+            size=self.SAVE_SIZE,
         )
         if meter:
             g.add(
@@ -99,7 +113,7 @@ class Canvas:
                 {"images": image[0]},
                 title=f"method: {method}",
                 pos=(self.X_METER, y),
-                size=(340, 360),
+                size=self.METER_SIZE,
             )
         return image[0]
 
@@ -125,8 +139,13 @@ def ksampler(c: Canvas, y, m: dict, latent, steps, cfg, sampler, scheduler):
     )
 
 
-def hybrid(c: Canvas, y, first: dict, rest: dict, latent, fam: Family, base_cfg=1.0, base_steps=1, steps=4):
-    """Base First Step Sampler (``first`` takes ``base_steps``) -> Distilled Continue Sampler (``rest``)."""
+def hybrid(
+    c: Canvas, y, first: dict, rest: dict, latent, fam: Family, base_cfg=1.0, base_steps=1, steps=4, labels=None
+):
+    """Base First Step Sampler (``first`` takes ``base_steps``) -> Distilled Continue Sampler (``rest``).
+    ``labels`` (first, rest): the ``model_label`` of each node where it holds the other model than its role (the
+    name its x̂0 frames carry); None keeps the roles."""
+    first_label, rest_label = labels or ("", "")
     a = c.g.add(
         P.BASE_FIRST_STEP,
         {
@@ -140,6 +159,7 @@ def hybrid(c: Canvas, y, first: dict, rest: dict, latent, fam: Family, base_cfg=
             "steps": steps,
             "scheduler": fam.scheduler,
             "sampler_name": fam.sampler,
+            **({"model_label": first_label} if first_label else {}),
         },
         title="seed",
         pos=(c.X_SAMPLER, y),
@@ -152,6 +172,7 @@ def hybrid(c: Canvas, y, first: dict, rest: dict, latent, fam: Family, base_cfg=
             "negative": rest["neg"],
             "latent": a[0],
             "cfg": 1.0,
+            **({"model_label": rest_label} if rest_label else {}),
         },
         pos=(c.X_CONTINUE, y),
     )
@@ -160,19 +181,19 @@ def hybrid(c: Canvas, y, first: dict, rest: dict, latent, fam: Family, base_cfg=
 
 def recorded_sampler(c: Canvas, y, m: dict, latent, steps, cfg, sampler, scheduler, label):
     """A stock SamplerCustom whose sampler records x̂0 (Record x̂0 Sampler); returns (SamplerCustom, recorder)."""
-    sel = c.g.add("KSamplerSelect", {"sampler_name": sampler}, pos=(c.X_SAMPLER - 360, y + 170))
-    rec = c.g.add(P.RECORD_X0_SAMPLER, {"sampler": sel[0], "label": label}, pos=(c.X_SAMPLER - 360, y + 300))
+    sel = c.g.add("KSamplerSelect", {"sampler_name": sampler}, pos=c.aux(y, 1))
+    rec = c.g.add(P.RECORD_X0_SAMPLER, {"sampler": sel[0], "label": label}, pos=c.aux(y, 2))
     if scheduler in ("lcm", "trailing"):  # the pack's schedules (stock schedulers have no LCM schedule)
         sig = c.g.add(
             P.DISTILLED_SCHEDULE,
             {"model": m["model"], "steps": steps, "scheduler": scheduler},
-            pos=(c.X_SAMPLER - 360, y),
+            pos=c.aux(y, 0),
         )
     else:
         sig = c.g.add(
             "BasicScheduler",
             {"model": m["model"], "scheduler": scheduler, "steps": steps, "denoise": 1.0},
-            pos=(c.X_SAMPLER - 360, y),
+            pos=c.aux(y, 0),
         )
     sc = c.g.add(
         "SamplerCustom",
@@ -196,7 +217,7 @@ def recorded_sampler(c: Canvas, y, m: dict, latent, steps, cfg, sampler, schedul
 def x0_preview(c: Canvas, y, method: str, vae, latent, trajectory=None, recording=None):
     inputs = {"vae": vae, "latent": latent}
     inputs.update({"trajectory": trajectory} if trajectory is not None else {"recording": recording})
-    return c.g.add(P.X0_PREVIEW, inputs, title=f"method: {method}", pos=(c.X_EXTRA, y), size=(400, 380))
+    return c.g.add(P.X0_PREVIEW, inputs, title=f"method: {method}", pos=(c.X_EXTRA, y), size=c.X0_SIZE)
 
 
 # ------------------------------------------------------------------------------------------------- model pairs
@@ -233,7 +254,7 @@ def checkpoint_pair(c: Canvas, base_file: str, fam: Family, prompt=PROMPT, batch
 
 def pixart_pair(c: Canvas, prompt=PROMPT, batch=BATCH):
     """PixArt-alpha and PixArt-delta (Load Diffusion Model), one T5-XXL (type 'pixart') and the SD 1.x VAE."""
-    b = c.left("UNETLoader", {"unet_name": "PixArt-XL-2-1024-MS.pth", "weight_dtype": "default"}, h=160)
+    b = c.left("UNETLoader", {"unet_name": PIXART_ALPHA_FILE, "weight_dtype": "default"}, h=160)
     d = c.left("UNETLoader", {"unet_name": PIXART_DELTA.file, "weight_dtype": "default"}, h=160)
     clip = c.left("CLIPLoader", {"clip_name": "t5xxl_fp16.safetensors", "type": "pixart"}, h=190)
     vae = c.left("VAELoader", {"vae_name": "vae-ft-mse-840000-ema-pruned.safetensors"}, h=130)
@@ -262,10 +283,8 @@ def base_row(c: Canvas, base: dict, latent, cfg: Base):
 def distilled_sampler(c: Canvas, y, d: dict, latent, fam: Family):
     """The distilled model alone on exactly the hybrid's schedule: stock SamplerCustom + the pack's Distilled
     Schedule (stock schedulers have no LCM schedule)."""
-    sel = c.g.add("KSamplerSelect", {"sampler_name": fam.sampler}, pos=(c.X_SAMPLER - 360, y + 170))
-    sig = c.g.add(
-        P.DISTILLED_SCHEDULE, {"model": d["model"], "steps": 4, "scheduler": fam.scheduler}, pos=(c.X_SAMPLER - 360, y)
-    )
+    sel = c.g.add("KSamplerSelect", {"sampler_name": fam.sampler}, pos=c.aux(y, 1))
+    sig = c.g.add(P.DISTILLED_SCHEDULE, {"model": d["model"], "steps": 4, "scheduler": fam.scheduler}, pos=c.aux(y, 0))
     return c.g.add(
         "SamplerCustom",
         {
@@ -322,12 +341,14 @@ def skip_first_row(c: Canvas, d: dict, latent, fam: Family):
 
 def replace_final_row(c: Canvas, base: dict, d: dict, latent, fam: Family):
     y = c.row(f"Replace final steps: {fam.label} takes step 1, the base model steps 2-4")
-    _, rest = hybrid(c, y, d, base, latent, fam)
+    # the roles swapped: the distilled model sits in Base First Step, the base model in Distilled Continue; the
+    # labels make the x̂0 frames (grid, curve, filmstrip) name the model that really took each step
+    _, rest = hybrid(c, y, d, base, latent, fam, labels=(P.DISTILLED_LABEL, P.BASE_LABEL))
     return c.finish("replace final", y, rest[0], base["vae"])
 
 
 def _wide(c: Canvas) -> dict:
-    return {"right": c.X_EXTRA + 420, "left": c.X_SAMPLER - 360}
+    return {"right": c.X_EXTRA + c.X0_SIZE[0] + 20, "left": c.X_AUX}
 
 
 def x0_rows(c: Canvas, base: dict, d: dict, latent, fam: Family, bcfg: Base):

@@ -50,7 +50,7 @@ def node_properties(node) -> dict:
     if pack:
         props["ver"] = PACK_VERSION
     key = LOADER_INPUTS.get(node.type)
-    if key and node.inputs.get(key) in MODELS:
+    if key and node.inputs.get(key) in MODELS and MODELS[node.inputs[key]].url:  # no link: the note says how
         m = MODELS[node.inputs[key]]
         props["models"] = [{"name": node.inputs[key], "url": m.url, "directory": m.folder}]
     return props

@@ -23,6 +23,10 @@ HF = "https://huggingface.co/"
 
 @dataclass(frozen=True)
 class Model:
+    """A model file: its ComfyUI models folder, a direct download link (empty where none fits the frontend's rules:
+    its missing-models dialog downloads only ``.safetensors`` / ``.sft`` files from huggingface.co or civitai.com;
+    ``note`` then says how to get the file), its licence and a note."""
+
     folder: str
     url: str
     licence: str
@@ -69,11 +73,12 @@ MODELS = {
         HF + "stabilityai/sd-turbo/resolve/main/sd_turbo.safetensors",
         "Stability AI licence (non-commercial research / community: see the model card)",
     ),
-    "PixArt-XL-2-1024-MS.pth": Model(
+    "PixArt-XL-2-1024-MS.safetensors": Model(
         "diffusion_models",
-        HF + "PixArt-alpha/PixArt-alpha/resolve/main/PixArt-XL-2-1024-MS.pth",
+        HF + "PixArt-alpha/PixArt-XL-2-1024-MS/resolve/main/transformer/diffusion_pytorch_model.safetensors",
         "CreativeML Open RAIL++-M",
-        "PixArt-alpha 1024 (original checkpoint)",
+        "PixArt-alpha 1024: the diffusers transformer file, saved under this name (Load Diffusion Model reads the "
+        "diffusers layout, as for PixArt-delta)",
     ),
     "PixArt-LCM-XL-2-1024-MS.safetensors": Model(
         "diffusion_models",
@@ -95,17 +100,18 @@ MODELS = {
     ),
     "sdxl_age_slider.safetensors": Model(
         "loras",
-        "https://github.com/rohitgandikota/sliders",
+        "",  # no file the frontend may download: github.com and the sliders site are not among its allowed hosts
         "MIT (Concept Sliders code); check the licence of the slider you use",
-        "any Concept Slider / LoRA trained on SDXL base (e.g. the sliders repo's SDXL age slider, or one you "
-        "train with it), saved under this name",
+        "no download link: any Concept Slider / LoRA trained on SDXL base, e.g. the SDXL age slider of the Concept "
+        "Sliders project (sliders.baulab.info, code at github.com/rohitgandikota/sliders) or one you train with it, "
+        "as a .safetensors LoRA saved under this name",
     ),
     "dmd2_age_slider.safetensors": Model(
         "loras",
-        "https://github.com/rohitgandikota/sliders",
+        "",  # none is published
         "your own (trained by you on SDXL-DMD2)",
-        "a Concept Slider / LoRA trained on SDXL-DMD2 (Appendix B; none is published: train one with the "
-        "sliders repo on the DMD2 UNet) saved under this name",
+        "no download link: none is published; train a Concept Slider on the SDXL-DMD2 UNet (Appendix B) with "
+        "github.com/rohitgandikota/sliders and save it as a .safetensors LoRA under this name",
     ),
 }
 
@@ -125,7 +131,11 @@ class Experiment:
         return self.make(self)
 
     def note(self) -> str:
-        files = "\n".join(f"- `{f}` in `models/{MODELS[f].folder}/` ({MODELS[f].licence})" for f in self.files)
+        files = "\n".join(
+            f"- `{f}` in `models/{MODELS[f].folder}/` ({MODELS[f].licence})"
+            + ("" if MODELS[f].url else f": {MODELS[f].note}")
+            for f in self.files
+        )
         files = files or "- none: the pack's bundled demo digit models (runs on CPU in seconds)"
         return (
             f"## {self.title}\n*{self.paper}*\n\n{self.body}\n\n**Compare with:** {self.compare}\n\n"
@@ -223,8 +233,8 @@ SAME = (
     "SamplerCustom on the pack's Distilled Schedule: the same schedule and update rule as the hybrid."
 )
 DEMO_NOTE = (
-    "Offline twin on the pack's bundled demo digit models (unconditional 32x32 digits; the student is a "
-    "4-step DMD distillation of the base). "
+    "**Runs offline: no model file to download, no GPU** (CPU, seconds). Offline twin on the pack's bundled demo "
+    "digit models (unconditional 32x32 digits; the student is a 4-step DMD distillation of the base). "
 )
 
 
@@ -306,7 +316,7 @@ EXPERIMENTS = [
         "Table D.1, Fig. D.1",
         "Table D.1 (DreamSim, 'image of a car'): PixArt-alpha .342, PixArt-delta .198, hybrid .339",
         (
-            "PixArt-XL-2-1024-MS.pth",
+            b.PIXART_ALPHA_FILE,
             b.PIXART_DELTA.file,
             "t5xxl_fp16.safetensors",
             "vae-ft-mse-840000-ema-pruned.safetensors",
@@ -423,5 +433,6 @@ def readme_table() -> str:
         rows.append(f"| {e.title} ({e.paper}) | `workflows/{e.name}.json` | {files} | {e.compare} |")
     rows += ["", "| file | folder | where to get it | licence |", "|---|---|---|---|"]
     for f, m in MODELS.items():
-        rows.append(f"| `{f}` | `models/{m.folder}/` | {m.url}{' — ' + m.note if m.note else ''} | {m.licence} |")
+        where = " — ".join(x for x in (m.url, m.note) if x)
+        rows.append(f"| `{f}` | `models/{m.folder}/` | {where} | {m.licence} |")
     return "\n".join(rows)

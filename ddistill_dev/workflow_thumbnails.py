@@ -13,6 +13,8 @@ from .workflow_catalog import EXPERIMENTS
 
 SIZE = (512, 384)
 BG, FG, ACCENT, MUTED = (24, 28, 38), (236, 238, 243), (255, 176, 59), (150, 158, 175)
+OFFLINE = (70, 200, 110)  # the badge of the workflows that need no model file
+OFFLINE_BADGE = "RUNS OFFLINE · NO DOWNLOADS · CPU"
 METHOD_COLORS = [(91, 155, 213), (237, 125, 49), (112, 173, 71), (165, 105, 189), (255, 192, 0), (68, 190, 190)]
 
 
@@ -35,9 +37,18 @@ def _methods(exp) -> list[str]:
 
 
 def _header(d: ImageDraw.ImageDraw, exp, max_lines: int) -> int:
-    d.rectangle([0, 0, SIZE[0], 6], fill=ACCENT)
-    d.text((24, 18), "Diversity distillation · " + exp.paper, font=_font(15), fill=ACCENT)
-    y = 44
+    """Accent bar, source line and title; the demo twins (no model file) get a green 'runs offline' badge first."""
+    offline = not exp.files
+    d.rectangle([0, 0, SIZE[0], 6], fill=OFFLINE if offline else ACCENT)
+    y = 14
+    if offline:
+        font = _font(14, True)
+        w = d.textlength(OFFLINE_BADGE, font=font)
+        d.rounded_rectangle([24, y, 24 + w + 20, y + 26], radius=13, fill=(20, 60, 35), outline=OFFLINE, width=2)
+        d.text((34, y + 5), OFFLINE_BADGE, font=font, fill=OFFLINE)
+        y += 34
+    d.text((24, y + 4), "Diversity distillation · " + exp.paper, font=_font(15), fill=ACCENT)
+    y += 30
     for line in textwrap.wrap(exp.title, 30)[:max_lines]:
         d.text((24, y), line, font=_font(26, True), fill=FG)
         y += 32
@@ -61,6 +72,12 @@ def draw(exp) -> Image.Image:
     for line in textwrap.wrap(exp.compare, 58)[:4]:
         d.text((24, y), line, font=_font(14), fill=MUTED)
         y += 19
+    d.text(
+        (24, SIZE[1] - 30),
+        f"needs {len(exp.files)} model files (listed in the workflow's note)",
+        font=_font(13),
+        fill=ACCENT,
+    )
     return img
 
 

@@ -2,12 +2,16 @@
 // min/max pair; with a second batch both numbers and the difference B - A). The server sends them in the node's
 // ui output "ddistill_diversity" (nodes/meter_nodes.py); the heatmap arrives as the node's image preview.
 // One "executed" listener per node, removed with the node.
+// The panel wraps its lines to the node's width and reserves exactly the height its content needs at that width
+// (measured on an off-screen copy), so no line is cut at the node's edge; it is measured again when the node is
+// resized. Under the "Nodes 2.0" renderer the panel simply takes its content's height.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const NODE_ID = "DDistill_DiversityMeter";
 const UI_KEY = "ddistill_diversity";
-const PANEL_PX = 92;
+const MARGIN = 6; // the DOM widget's margin on each side (the frontend's default is 10)
+const MAX_AUTO_WIDTH = 460; // the node widens for its longest row up to this; wider rows wrap
 
 const fmt = (x) => (typeof x === "number" && Number.isFinite(x) ? x.toFixed(4) : "n/a");
 const signed = (x) => (typeof x === "number" && Number.isFinite(x) ? (x >= 0 ? "+" : "") + x.toFixed(4) : "n/a");
@@ -23,11 +27,35 @@ function summaryRow(tag, s) {
   return row;
 }
 
+// Height of `el`'s content when laid out `width` px wide (an off-screen copy, shown even where the frontend hides
+// the panel itself), and the width of its widest number row unwrapped (the backend label below may wrap).
+function measure(el, width) {
+  const copy = el.cloneNode(true);
+  Object.assign(copy.style, {
+    position: "fixed", left: "-10000px", top: "0", visibility: "hidden", display: "block", transform: "none",
+    height: "auto", maxHeight: "none", minHeight: "0", width: `${Math.max(1, width)}px`, maxWidth: "none",
+  });
+  document.body.appendChild(copy);
+  const height = copy.scrollHeight;
+  copy.style.whiteSpace = "pre";
+  const range = document.createRange();
+  let natural = 0;
+  for (const child of copy.children) {
+    if (child.classList.contains("ddistill-diversity-label")) continue;
+    range.selectNodeContents(child);
+    natural = Math.max(natural, range.getBoundingClientRect().width);
+  }
+  copy.remove();
+  return { height: Math.ceil(height) + 2, natural: Math.ceil(natural) + 14 }; // + the panel's padding
+}
+
 class MeterPanel {
   constructor(node) {
     this.node = node;
     this.widget = null;
     this.last = null;
+    this.height = 0; // the panel's content height at `measuredWidth`
+    this.measuredWidth = 0;
     this.onExecuted = (event) => {
       const d = event.detail;
       if (d && String(d.display_node ?? d.node) === String(this.node.id) && d.output?.[UI_KEY]) {
@@ -43,13 +71,40 @@ class MeterPanel {
     el.className = "ddistill-diversity";
     el.dataset.nodeId = String(this.node.id);
     Object.assign(el.style, {
-      font: "12px monospace", color: "var(--input-text, #ddd)", background: "rgba(0,0,0,0.25)",
-      borderRadius: "4px", padding: "4px 6px", boxSizing: "border-box", whiteSpace: "pre", overflow: "hidden",
+      font: "12px monospace", lineHeight: "15px", color: "var(--input-text, #ddd)",
+      background: "rgba(0,0,0,0.25)", borderRadius: "4px", padding: "4px 6px", boxSizing: "border-box",
+      whiteSpace: "pre-wrap", overflowWrap: "anywhere", overflow: "hidden", minWidth: "0", maxWidth: "100%",
     });
+    const panelHeight = () => this.heightFor(this.node.size[0]) + 2 * MARGIN;
     this.widget = this.node.addDOMWidget("diversity", "ddistill_diversity", el, {
-      serialize: false, hideOnZoom: false, getMinHeight: () => PANEL_PX, getMaxHeight: () => PANEL_PX,
+      serialize: false, hideOnZoom: false, margin: MARGIN, getMinHeight: panelHeight, getMaxHeight: panelHeight,
+      afterResize: () => this.fit(),
     });
     return el;
+  }
+
+  // The content height for a node `nodeWidth` wide (cached per width; the content changes only in show()).
+  heightFor(nodeWidth) {
+    const width = Math.round(nodeWidth - 2 * MARGIN);
+    if (this.widget && width !== this.measuredWidth) {
+      this.height = measure(this.widget.element, width).height;
+      this.measuredWidth = width;
+    }
+    return this.height;
+  }
+
+  // Grow the node (never shrink it) to what its widgets, the panel at its measured height included, need.
+  fit() {
+    if (!this.widget || this.fitting) return;
+    this.fitting = true;
+    try {
+      const size = this.node.computeSize();
+      const [w, h] = this.node.size;
+      if (size[1] > h) this.node.setSize([w, size[1]]);
+      this.node.setDirtyCanvas?.(true, true);
+    } finally {
+      this.fitting = false;
+    }
   }
 
   show(p) {
@@ -75,9 +130,12 @@ class MeterPanel {
     rows.push(label);
     el.replaceChildren(...rows);
     el.title = p.report ?? "";
-    const size = this.node.computeSize();
-    this.node.setSize([Math.max(this.node.size[0], size[0], 380), Math.max(this.node.size[1], size[1])]);
-    this.node.setDirtyCanvas?.(true, true);
+    // wide enough for the longest number row (up to MAX_AUTO_WIDTH), then tall enough for the wrapped content
+    const { natural } = measure(el, this.node.size[0] - 2 * MARGIN);
+    const width = Math.max(this.node.size[0], Math.min(natural + 2 * MARGIN, MAX_AUTO_WIDTH));
+    if (width > this.node.size[0]) this.node.setSize([width, this.node.size[1]]);
+    this.measuredWidth = 0; // new content: measure again
+    this.fit();
   }
 
   dispose() {
@@ -109,3 +167,20 @@ const extension = {
 };
 
 app.registerExtension(extension);
+
+// The template browser lists a pack's example workflows in the order ComfyUI's /workflow_templates returns them:
+// glob order, i.e. the directory's order on disk (arbitrary on most file systems). The pack's file names start
+// with the experiment number (01_, 02a_, ..., 09e_), so sorting this pack's list by name, numbers compared as
+// numbers, shows the cards in experiment order. Only this pack's own entry is touched.
+const PACK_MODULE = decodeURIComponent(new URL(import.meta.url).pathname.split("/extensions/")[1]?.split("/")[0] ?? "");
+const byExperiment = (a, b) => String(a).localeCompare(String(b), "en", { numeric: true });
+if (PACK_MODULE && typeof api.getWorkflowTemplates === "function" && !api.getWorkflowTemplates.ddistillOrdered) {
+  const original = api.getWorkflowTemplates;
+  const ordered = async function (...args) {
+    const templates = await original.apply(this, args);
+    if (templates && Array.isArray(templates[PACK_MODULE])) templates[PACK_MODULE] = [...templates[PACK_MODULE]].sort(byExperiment);
+    return templates;
+  };
+  ordered.ddistillOrdered = true;
+  api.getWorkflowTemplates = ordered;
+}

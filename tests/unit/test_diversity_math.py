@@ -96,14 +96,41 @@ def test_comparison_difference_and_interval(dv):
 def test_heatmap_image(dv):
     d = dv.cosine_distance_matrix(embeddings(4))
     img = dv.heatmap_image([d], size=64)
+    # size contract unchanged: `size` high, n * (size // n) wide; the colour scale takes the bottom rows
     assert img.shape == (1, 64, 64, 3) and img.min() >= 0 and img.max() <= 1
-    cell = 16
+    bar = dv.scale_bar_height(64)
+    cell = (64 - bar) // 4
+    x0 = (64 - 4 * cell) // 2  # the matrix is centred above the scale
     # the diagonal cell is the low end of the ramp, the largest distance the high end
     i, j = divmod(int(torch.argmax(d)), 4)
-    assert torch.allclose(img[0, cell * i + 8, cell * i + 8], dv._RAMP[0], atol=1e-6)
-    assert torch.allclose(img[0, cell * i + 8, cell * j + 8], dv._RAMP[-1], atol=1e-6)
+    mid = cell // 2
+    assert torch.allclose(img[0, cell * i + mid, x0 + cell * i + mid], dv._RAMP[0], atol=1e-6)
+    assert torch.allclose(img[0, cell * i + mid, x0 + cell * j + mid], dv._RAMP[-1], atol=1e-6)
     two = dv.heatmap_image([d, dv.cosine_distance_matrix(embeddings(3))], size=64, gap=8)
     assert two.shape == (1, 64, 64 + 8 + 63, 3)
+
+
+def test_heatmap_has_a_colour_scale_with_its_end_values(dv):
+    """The bottom strip is the ramp from 0 (left) to vmax (right), with 'min 0' and 'max <vmax>' written under it
+    inside the image's width."""
+    d = dv.cosine_distance_matrix(embeddings(5))
+    for size in (64, 512):
+        img = dv.heatmap_image([d], size=size, vmax=0.5)[0]
+        strip = img[size - dv.scale_bar_height(size) :]
+        first = (strip - dv._RAMP[0]).abs().max(-1).values < 0.02
+        last = (strip - dv._RAMP[-1]).abs().max(-1).values < 0.02
+        assert first.any() and last.any(), size
+        assert first.nonzero()[:, 1].float().mean() < last.nonzero()[:, 1].float().mean()  # low end on the left
+        dark = (strip.max(-1).values < 0.3).nonzero()  # black text under the bar
+        assert dark.numel() and dark[:, 1].min() > 0 and dark[:, 1].max() < img.shape[1] - 1, size
+    from PIL import Image, ImageDraw
+
+    from ddistill.x0_preview import load_font, text_width
+
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    height = dv.scale_bar_height(64)
+    font = load_font(max(8, height // 3))
+    assert text_width(draw, "min 0", font) + text_width(draw, "max 0.5", font) < 64
 
 
 def test_bootstrap_counts_form_equals_explicit_resampling(dv):
@@ -126,3 +153,5 @@ def test_large_batch_stays_bounded(dv):
     assert s.n_pairs == 1500 * 1499 // 2 and s.ci[0] < s.mean < s.ci[1]
     img = dv.heatmap_image([d], size=512)
     assert img.shape == (1, 512, 512, 3)  # block means, not a crop
+    area = 512 - dv.scale_bar_height(512)
+    assert not (img[0, area - 1, 32:-32] == 1.0).all()  # the pooled matrix fills the area above the scale

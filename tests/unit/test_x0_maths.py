@@ -78,6 +78,76 @@ def test_compose_grid_places_each_cell_in_its_row_and_column(xp):
                 assert ys.float().mean() > prev.float().mean()
 
 
+LONG_NOTE = (
+    "max_cells 64: showing 16 of 50 steps and 4 of 8 seeds (first and last steps kept); raise max_cells to see more"
+)
+
+
+def labels_for(xp, cols: int, total: int = 50, models=("base", "distilled", "replace final")):
+    return [
+        xp.cell_label(c * (total // cols), total, 14.6146 / (c + 1), 999 - 20 * c, models[min(c, len(models) - 1)])
+        + (models[min(c, len(models) - 1)],)
+        for c in range(cols)
+    ]
+
+
+@pytest.mark.parametrize("cell_size", [32, 64])
+def test_grid_labels_fit_their_column_at_small_cells(xp, cell_size):
+    """Every label line is narrower than its column (measured with the font it is drawn in), so neighbouring
+    labels never overlap ("distilledstep 3/4"), and nothing of a label is dropped but cut words."""
+    from PIL import Image, ImageDraw
+
+    cols = 4
+    labels = labels_for(xp, cols)
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    pitch = cell_size + 2 * 3 + max(4, cell_size // 40)  # cell + frame + pad, as compose_grid lays it out
+    font, wrapped = xp.fit_labels(draw, [lab[:2] for lab in labels], pitch - 4, 9)
+    for lab, lines in zip(labels, wrapped):
+        for text, parts in zip(lab[:2], lines):
+            assert parts, text
+            for line in parts:
+                assert xp.text_width(draw, line, font) <= pitch - 4, (cell_size, line)
+    # the drawn grid: the label band of each column ends in background pixels before the next column starts
+    cells = torch.ones(cols, 1, cell_size, cell_size, 3)
+    grid = (xp.compose_grid(cells, labels, ["#0"], title="x0 (denoised) per step", note=LONG_NOTE)[0] * 255).round()
+    bg = torch.tensor(xp.BACKGROUND, dtype=grid.dtype)
+    frame = (grid - torch.tensor(xp.model_colour("base"), dtype=grid.dtype)).abs().sum(-1) == 0
+    ys, xs = frame.nonzero(as_tuple=True)
+    band_top, left = int(ys.max()) + 1, int(xs.min())
+    band = grid[band_top:]
+    for c in range(1, cols + 1):
+        gap = band[:, left + c * pitch - 3 : left + c * pitch]
+        assert ((gap - bg).abs().sum(-1) == 0).all(), f"cell_size {cell_size}: a label runs into column {c}"
+
+
+def test_header_note_wraps_to_the_grid_width(xp):
+    from PIL import Image, ImageDraw
+
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    font = xp.load_font(9)
+    lines = xp.wrap_text(draw, LONG_NOTE, 120, font)
+    assert len(lines) > 1 and " ".join(lines) == LONG_NOTE  # wrapped at spaces, nothing lost
+    assert all(xp.text_width(draw, line, font) <= 120 for line in lines)
+    cells = torch.ones(2, 1, 32, 32, 3)
+    short = xp.compose_grid(cells, labels_for(xp, 2), ["#0"], title="t")
+    long = xp.compose_grid(cells, labels_for(xp, 2), ["#0"], title="t", note=LONG_NOTE)
+    assert long.shape[2] == short.shape[2] and long.shape[1] > short.shape[1] + 3 * 9  # taller, not wider
+
+
+def test_wrap_text_keeps_parts_and_cuts_only_as_a_last_resort(xp):
+    from PIL import Image, ImageDraw
+
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    font = xp.load_font(10)
+    wide = xp.text_width(draw, "step 3/4 · distilled", font)
+    assert xp.wrap_text(draw, "step 3/4 · distilled", wide, font, " · ") == ["step 3/4 · distilled"]
+    assert xp.wrap_text(draw, "step 3/4 · distilled", wide - 1, font, " · ") == ["step 3/4", "distilled"]
+    narrow = xp.text_width(draw, "distil", font)
+    assert xp.wrap_text(draw, "distilled", narrow, font) is None
+    (cut,) = xp.wrap_text(draw, "distilled", narrow, font, shorten=True)
+    assert cut.endswith(".") and "distilled".startswith(cut[:-1]) and xp.text_width(draw, cut, font) <= narrow
+
+
 def test_cell_label_text(xp):
     assert xp.cell_label(0, 4, 14.6146, 999.0, "base") == ("step 1/4 · base", "sigma 14.6 · t 999")
 
