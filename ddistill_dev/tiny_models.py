@@ -193,7 +193,13 @@ def make_family_model(kind: str, seed: int = 0):
     import comfy.supported_models
 
     cls_name, unet_config, *_ = FAMILIES[kind]
-    config = getattr(comfy.supported_models, cls_name)(dict(unet_config))
+    unet_config = dict(unet_config)
+    if unet_config.get("image_model") == "flux":
+        import comfy.ldm.flux.model
+
+        if "txt_ids_dims" in comfy.ldm.flux.model.FluxParams.__dataclass_fields__:  # newer ComfyUI (0.33: FLUX.1 = [])
+            unet_config["txt_ids_dims"] = []
+    config = getattr(comfy.supported_models, cls_name)(unet_config)
     model = config.get_model({}, device="cpu")
     _randomize(model.diffusion_model, seed)
     model.eval()
