@@ -369,8 +369,9 @@ class LoraPair:
         return r
 
     # -- sampling wrappers
-    def _prepare(self, executor, model, noise_shape, conds, model_options=None):
-        out = executor(model, noise_shape, conds, model_options=model_options)  # ComfyUI loads the runner
+    def _prepare(self, executor, model, noise_shape, conds, model_options=None, **kwargs):
+        # ComfyUI loads the runner; newer versions pass more options (0.33: force_full_load, force_offload)
+        out = executor(model, noise_shape, conds, model_options=model_options, **kwargs)
         self.plan = None
         self.place(model, comfy.sampler_helpers.estimate_memory(model, noise_shape, conds)[0])
         return out
