@@ -68,7 +68,7 @@ SDXL_LORAS = (
     "sdxl_age_slider.safetensors",
     "dmd2_age_slider.safetensors",
 )
-PIXART_FILES = ("PixArt-XL-2-1024-MS.pth", "PixArt-LCM-XL-2-1024-MS.safetensors")
+PIXART_FILES = ("PixArt-XL-2-1024-MS.safetensors", "PixArt-LCM-XL-2-1024-MS.safetensors")
 
 
 def log(msg: str) -> None:

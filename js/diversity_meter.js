@@ -178,7 +178,8 @@ if (PACK_MODULE && typeof api.getWorkflowTemplates === "function" && !api.getWor
   const original = api.getWorkflowTemplates;
   const ordered = async function (...args) {
     const templates = await original.apply(this, args);
-    if (templates && Array.isArray(templates[PACK_MODULE])) templates[PACK_MODULE] = [...templates[PACK_MODULE]].sort(byExperiment);
+    const ours = templates?.[PACK_MODULE];
+    if (Array.isArray(ours)) templates[PACK_MODULE] = [...ours].sort(byExperiment);
     return templates;
   };
   ordered.ddistillOrdered = true;

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -62,7 +63,8 @@ VISIT_JS = """async (ids) => {
   }
   const nodes = app.graph.nodes;
   const x0 = Math.min(...nodes.map((n) => n.pos[0])) - 50, y0 = Math.min(...nodes.map((n) => n.pos[1])) - 80;
-  const x1 = Math.max(...nodes.map((n) => n.pos[0] + n.size[0])), y1 = Math.max(...nodes.map((n) => n.pos[1] + n.size[1]));
+  const x1 = Math.max(...nodes.map((n) => n.pos[0] + n.size[0]));
+  const y1 = Math.max(...nodes.map((n) => n.pos[1] + n.size[1]));
   const w = el.clientWidth - 100, h = el.clientHeight - 100;
   for (let y = y0; y < y1; y += h) for (let x = x0; x < x1; x += w) await show(x, y);
 }"""
@@ -85,7 +87,8 @@ RECTS_JS = """() => {
 PANEL_JS = """(id) => {
   const el = document.querySelector(`.ddistill-diversity[data-node-id="${id}"]`);
   if (!el) return null;
-  const app = window.app, ds = app.canvas.ds, n = app.graph.getNodeById(id), c = app.canvas.canvas.getBoundingClientRect();
+  const app = window.app, ds = app.canvas.ds, n = app.graph.getNodeById(id);
+  const c = app.canvas.canvas.getBoundingClientRect();
   const b = el.getBoundingClientRect();
   const box = [(b.x - c.x) / ds.scale - ds.offset[0], (b.y - c.y) / ds.scale - ds.offset[1], b.width / ds.scale,
                b.height / ds.scale];
@@ -99,8 +102,9 @@ PANEL_JS = """(id) => {
 # Replay, to each node of the loaded graph, the largest captured message of a node of its class.
 REPLAY_JS = """([events, frameEvent]) => {
   const api = window.comfyAPI.api.api, graph = window.app.graph;
+  const link = (l) => graph.links[l] ?? graph.links.get?.(l); // an object or a Map, by frontend version
   const recorded = new Set(graph.nodes.filter((n) => n.type === "DDistill_RecordX0Sampler").flatMap((n) =>
-    (n.outputs || []).flatMap((o) => (o.links || []).map((l) => graph.links[l]?.target_id ?? graph.links.get?.(l)?.target_id))));
+    (n.outputs || []).flatMap((o) => (o.links || []).map((l) => link(l)?.target_id))));
   let sent = 0;
   for (const n of graph.nodes) {
     const ev = events[n.type];
@@ -112,7 +116,8 @@ REPLAY_JS = """([events, frameEvent]) => {
       sent += 1;
     }
     if (ev.output) {
-      api.dispatchCustomEvent("executed", {node: String(n.id), display_node: String(n.id), output: ev.output, prompt_id: "replay"});
+      const id = String(n.id);
+      api.dispatchCustomEvent("executed", {node: id, display_node: id, output: ev.output, prompt_id: "replay"});
       sent += 1;
     }
   }
@@ -127,11 +132,20 @@ def server(tmp_path_factory):
         yield s
 
 
+def set_setting(server, key: str, value) -> None:
+    """POST one frontend setting with exactly this JSON value (``ComfyServer.post`` sends ``{}`` for ``False``)."""
+    req = urllib.request.Request(
+        f"{server.url}/settings/{key}", data=json.dumps(value).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 200, (key, r.status)
+
+
 @contextmanager
 def open_page(browser, server, **extra_settings):
-    settings = {**QUIET_SETTINGS, **({"Comfy.VueNodes.Enabled": True} if VUE_NODES else {}), **extra_settings}
+    settings = {**QUIET_SETTINGS, "Comfy.VueNodes.Enabled": VUE_NODES, **extra_settings}
     for key, value in settings.items():
-        server.post(f"/settings/{key}", value)
+        set_setting(server, key, value)
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
     # nothing but this server: newer frontends call api.comfy.org and huggingface.co
     context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(server.url) else r.abort())
@@ -257,7 +271,8 @@ def largest_messages(page) -> dict:
         if (!t) continue;
         const cur = (out[t] = out[t] || {frames: null, output: null});
         if (e.frames.size && (!cur.frames || e.frames.size > cur.frames.length)) cur.frames = [...e.frames.values()];
-        if (e.output && (!cur.output || JSON.stringify(e.output).length > JSON.stringify(cur.output).length)) cur.output = e.output;
+        const longer = (a, b) => JSON.stringify(a).length > JSON.stringify(b).length;
+        if (e.output && (!cur.output || longer(e.output, cur.output))) cur.output = e.output;
       }
       return out;
     }""",
@@ -277,7 +292,8 @@ def demo_messages(page, server):
         results.setdefault("_frame_models", {})[name] = page.evaluate(
             f"""() => {{ const out = {{}};
               for (const {{type, detail}} of window.__ddx) if (type === "{FRAME_EVENT}")
-                (out[detail.node] = out[detail.node] || []).includes(detail.model) || out[detail.node].push(detail.model);
+                if (!(out[detail.node] = out[detail.node] || []).includes(detail.model))
+                  out[detail.node].push(detail.model);
               return out; }}"""
         )
         types = page.evaluate("() => Object.fromEntries(window.app.graph.nodes.map((n) => [String(n.id), n.type]))")
@@ -395,4 +411,4 @@ def test_model_links_are_ones_the_missing_models_dialog_accepts(server, chromium
                 page.keyboard.press("Escape")
                 page.evaluate("() => document.querySelectorAll('.p-dialog-mask').forEach((m) => m.remove())")
     finally:
-        server.post("/settings/Comfy.Workflow.ShowMissingModelsWarning", False)
+        set_setting(server, "Comfy.Workflow.ShowMissingModelsWarning", False)
