@@ -6,6 +6,7 @@ resident base weights; the forward-time delta path is measured against it."""
 import gc
 import importlib
 import logging
+import re
 
 import comfy.model_management as mm
 import comfy.model_patcher
@@ -420,7 +421,12 @@ def saved_latent(server, entry):
 
 
 def loads_in_log(text: str) -> int:
-    return sum(line.startswith(("loaded completely", "loaded partially")) for line in text.splitlines())
+    """ComfyUI's own "loaded completely / partially" log lines (0.33 colours them and prefixes "[INFO] ")."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    return sum(
+        re.sub(r"^\[\w+\] ", "", line).startswith(("loaded completely", "loaded partially"))
+        for line in plain.splitlines()
+    )
 
 
 def test_server_lora_loader_pair_steady_state_and_equal_to_stock_graph(lora_server):
