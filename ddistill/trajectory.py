@@ -19,6 +19,18 @@ class Frame:
     timestep: float  # the model's own timestep for that sigma
     model: str  # which model produced it ("base", "distilled", ...)
     x0: torch.Tensor  # [B, C, H, W] x̂0 in the VAE's latent space, on the CPU
+    flow: bool = False  # a rectified-flow model (sigma in [0, 1] is the noise level; its timestep adds nothing)
+
+    @property
+    def level(self) -> str:
+        return noise_level(self.sigma, self.timestep, self.flow)
+
+
+def noise_level(sigma: float, timestep: float, flow: bool) -> str:
+    """Where a step sits on the noise schedule, as a label: ``sigma 14.6 · t 999`` for models with training
+    timesteps (eps / v / x0 prediction), ``sigma 0.750`` for flow models, whose timestep is sigma itself (FLUX) or
+    sigma x 1000 (SD3, Z-Image, Wan) and so says nothing more (Latin-1 only: Pillow's built-in font)."""
+    return f"sigma {sigma:.3f}" if flow else f"sigma {sigma:.3g} · t {timestep:.0f}"
 
 
 @dataclass(frozen=True)
@@ -42,7 +54,7 @@ class Trajectory:
         return torch.stack([f.x0 for f in self.frames])
 
     def labels(self) -> list[str]:
-        return [f"step {f.step + 1} | sigma {f.sigma:.3g} | t {f.timestep:.0f} | {f.model}" for f in self.frames]
+        return [f"step {f.step + 1} | {f.level.replace(' · ', ' | ')} | {f.model}" for f in self.frames]
 
 
 def x0_from_eps(x: torch.Tensor, sigma: float, eps: torch.Tensor) -> torch.Tensor:

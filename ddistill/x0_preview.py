@@ -73,10 +73,10 @@ def plan_grid(n_steps: int, batch: int, max_cells: int) -> GridPlan:
     return GridPlan(tuple(pick_evenly(n_steps, n_cols)), rows, n_steps, batch)
 
 
-def cell_label(step: int, total: int, sigma: float, timestep: float, model: str) -> tuple[str, str]:
-    """Two label lines of a grid cell: which step and model, and where on the noise schedule
-    (Latin-1 only: Pillow's built-in font has no Greek letters or combining marks)."""
-    return f"step {step + 1}/{total} · {model}", f"sigma {sigma:.3g} · t {timestep:.0f}"
+def cell_label(step: int, total: int, level: str, model: str) -> tuple[str, str]:
+    """Two label lines of a grid cell: which step and model, and where on the noise schedule (``Frame.level``;
+    Latin-1 only: Pillow's built-in font has no Greek letters or combining marks)."""
+    return f"step {step + 1}/{total} · {model}", level
 
 
 def load_font(size: int):

@@ -47,8 +47,8 @@ class Filmstrip {
     const fig = document.createElement("figure");
     fig.className = "ddistill-frame";
     fig.dataset.step = String(frame.step);
-    fig.title = `step ${frame.step + 1} · sigma ${frame.sigma.toPrecision(3)} · t ${Math.round(frame.timestep)}` +
-      ` · ${frame.model}`;
+    const level = frame.level || `sigma ${frame.sigma.toPrecision(3)} · t ${Math.round(frame.timestep)}`;
+    fig.title = `step ${frame.step + 1} · ${level} · ${frame.model}`;
     Object.assign(fig.style, { margin: "0", flex: "0 0 auto", textAlign: "center", font: "10px sans-serif",
                                color: "var(--input-text, #ddd)" });
     const pic = document.createElement(frame.image ? "img" : "div");

@@ -243,7 +243,7 @@ class X0Preview(io.ComfyNode):
 
         picked = [traj.frames[c] for c in cols]
         total = max(f.step for f in traj.frames) + 1
-        labels = [(*cell_label(f.step, total, f.sigma, f.timestep, f.model), f.model) for f in picked]
+        labels = [(*cell_label(f.step, total, f.level, f.model), f.model) for f in picked]
         small = fit_cells(frames, cell_size)
         cells = small.view(len(cols), rows, *small.shape[1:])
         title = f"x0 (denoised) per step: {plan.total_steps} steps x {plan.total_rows} seeds"

@@ -52,7 +52,7 @@ class LiveX0Frames:
             else None
         )
 
-    def __call__(self, step: int, sigma: float, timestep: float, x0: torch.Tensor) -> None:
+    def __call__(self, step: int, sigma: float, timestep: float, x0: torch.Tensor, level: str = "") -> None:
         if not self.enabled:
             return
         try:
@@ -69,6 +69,7 @@ class LiveX0Frames:
                 "step": int(step),
                 "sigma": float(sigma),
                 "timestep": float(timestep),
+                "level": level,  # the grid's noise-level label (flow models: sigma only)
                 "model": self.label,
                 "image": image,
             }
@@ -103,6 +104,7 @@ class StepRecorder:
         ModelPatcher's ``get_model_object``, or the BaseModel while it samples); ``sigmas``: this run's schedule."""
         self.sigmas = sigmas.detach().to("cpu", torch.float32)
         self.timesteps = model_timesteps(model_sampling, sigmas)
+        self.flow = any(c.__name__ == "CONST" for c in type(model_sampling).__mro__)  # rectified flow
         self.process_out = latent_format.process_out
         self.label, self.offset, self.forward = label, step_offset, forward
         self.frames: list[Frame] = []
@@ -111,9 +113,9 @@ class StepRecorder:
     def __call__(self, step, x0, x, total_steps):
         sigma, timestep = float(self.sigmas[step]), self.timesteps[step]
         self.frames.append(
-            Frame(self.offset + step, sigma, timestep, self.label, to_host(self.process_out(x0.detach())))
+            Frame(self.offset + step, sigma, timestep, self.label, to_host(self.process_out(x0.detach())), self.flow)
         )
-        self.live(self.offset + step, sigma, timestep, x0)
+        self.live(self.offset + step, sigma, timestep, x0, self.frames[-1].level)
         if self.forward is not None:
             self.forward(step, x0, x, total_steps)
 

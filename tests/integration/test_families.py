@@ -64,6 +64,8 @@ def test_hybrid_equals_two_stock_segments(hn, sampling, models, kind):
     assert torch.equal(out["samples"], ref), kind
     assert out["samples"].shape == samples.shape and len(traj) == 4
     assert [f.model for f in traj.frames] == ["base", "distilled", "distilled", "distilled"]
+    # flow steps are labelled by sigma (the timestep is sigma or 1000 sigma there and adds nothing)
+    assert [f.level for f in traj.frames] == [f"sigma {s:.3f}" for s in sigmas[:-1].tolist()]
 
 
 def test_schedule_is_the_distilled_models_own(hn, models, caplog):

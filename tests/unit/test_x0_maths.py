@@ -5,6 +5,8 @@ import importlib
 import pytest
 import torch
 
+from ddistill.trajectory import Frame, Trajectory, noise_level
+
 
 @pytest.fixture(scope="module")
 def xp():
@@ -56,7 +58,7 @@ def test_compose_grid_places_each_cell_in_its_row_and_column(xp):
         for r in range(rows):
             cells[c, r] = torch.tensor([c / 2, r, 0.5])  # a distinct flat colour per cell
     labels = [
-        xp.cell_label(c, cols, 14.6 / (c + 1), 999 - 250 * c, "base" if c == 0 else "distilled")
+        xp.cell_label(c, cols, noise_level(14.6 / (c + 1), 999 - 250 * c, False), "base" if c == 0 else "distilled")
         + ("base" if c == 0 else "distilled",)
         for c in range(cols)
     ]
@@ -85,7 +87,12 @@ LONG_NOTE = (
 
 def labels_for(xp, cols: int, total: int = 50, models=("base", "distilled", "replace final")):
     return [
-        xp.cell_label(c * (total // cols), total, 14.6146 / (c + 1), 999 - 20 * c, models[min(c, len(models) - 1)])
+        xp.cell_label(
+            c * (total // cols),
+            total,
+            noise_level(14.6146 / (c + 1), 999 - 20 * c, False),
+            models[min(c, len(models) - 1)],
+        )
         + (models[min(c, len(models) - 1)],)
         for c in range(cols)
     ]
@@ -149,7 +156,20 @@ def test_wrap_text_keeps_parts_and_cuts_only_as_a_last_resort(xp):
 
 
 def test_cell_label_text(xp):
-    assert xp.cell_label(0, 4, 14.6146, 999.0, "base") == ("step 1/4 · base", "sigma 14.6 · t 999")
+    assert xp.cell_label(0, 4, noise_level(14.6146, 999.0, False), "base") == ("step 1/4 · base", "sigma 14.6 · t 999")
+
+
+def test_flow_steps_are_labelled_by_sigma():
+    """Flow models: the timestep is sigma (FLUX) or 1000 sigma (SD3, Z-Image), so the label is sigma alone, with
+    enough digits to tell schnell's 1, .75, .5, .25 apart (the old label printed 't 1' for each)."""
+    assert [noise_level(s, s, True) for s in (1.0, 0.75, 0.5, 0.25)] == [
+        "sigma 1.000", "sigma 0.750", "sigma 0.500", "sigma 0.250"
+    ]  # fmt: skip
+    assert noise_level(0.9375, 937.5, True) == "sigma 0.938"
+    frame = Frame(2, 0.5, 500.0, "distilled", torch.zeros(1, 16, 2, 2), flow=True)
+    assert frame.level == "sigma 0.500"
+    assert Trajectory((frame,)).labels() == ["step 3 | sigma 0.500 | distilled"]
+    assert Frame(0, 14.6146, 999.0, "base", torch.zeros(1, 4, 2, 2)).level == "sigma 14.6 · t 999"
 
 
 def test_pixel_distance_to_final(xp):
