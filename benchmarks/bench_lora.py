@@ -8,7 +8,9 @@ Methods, each against "LoRA model alone" (stock sample_custom on the LoRA clone)
 the pack's hybrid (Base First Step + Distilled Continue, distilled_model unconnected), the same with the base
 weights made at forward time (no resident copies: the pack's fallback when they do not fit), and the stock
 two-sampler chain on the same clones. Each method: two warm-up runs (steady state from the second run), then the
-median of timed runs; "loads/run" counts ComfyUI's own "loaded completely/partially" events per run.
+median of timed runs, the LoRA model alone and the pack hybrid interleaved round by round (so that clock or host
+drift hits both alike), the other two each in a block after them; "loads/run" counts ComfyUI's own "loaded
+completely/partially" events per run.
 
   python benchmarks/bench_lora.py --out lora.md          # uncapped and --reserve-vram leaving --cap-gb, one run
   python benchmarks/bench_lora.py --tiny                 # CPU smoke test on the tiny model
@@ -36,7 +38,7 @@ def parse():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--batches", default="1,4")
-    ap.add_argument("--repeats", type=int, default=10, help="timed runs of the fast methods")
+    ap.add_argument("--repeats", type=int, default=20, help="timed rounds of the fast methods")
     ap.add_argument("--stock-repeats", type=int, default=4, help="timed runs of the stock chain (seconds each)")
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--cap-gb", type=float, default=12.0, help="capped: VRAM left to ComfyUI by --reserve-vram")
@@ -85,6 +87,7 @@ def run_one(args) -> dict:
     import comfy.sample
     import comfy.samplers
     import comfy.sd
+    import comfy.utils
     import latent_preview
 
     from ddistill_dev import random_checkpoints as rc
@@ -101,6 +104,7 @@ def run_one(args) -> dict:
     if logging.getLogger().getEffectiveLevel() > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
+    pbar_off = not comfy.utils.PROGRESS_BAR_ENABLED  # as SamplerCustom and the pack's nodes set it
 
     if args.tiny:
         root, size, lora_dtype = tm.make_model("sdxl", 1), 16, torch.float32
@@ -122,11 +126,11 @@ def run_one(args) -> dict:
     for batch in [int(b) for b in args.batches.split(",")]:
         latent = {"samples": torch.zeros(batch, 4, size, size)}
 
-        def stock(model, noise, sig, x, seed):  # as SamplerCustom runs it, preview callback included
+        def stock(model, noise, sig, x, seed):  # as SamplerCustom runs it: preview callback, its progress-bar flag
             cb = latent_preview.prepare_callback(model, len(sig) - 1)
             return comfy.sample.sample_custom(
-                model, noise, 1.0, lcm, sig, cond, cond, x, callback=cb, disable_pbar=True, seed=seed
-            )  # noqa: E501
+                model, noise, 1.0, lcm, sig, cond, cond, x, callback=cb, disable_pbar=pbar_off, seed=seed
+            )
 
         def noise():
             return comfy.sample.prepare_noise(latent["samples"], 0)
@@ -146,21 +150,25 @@ def run_one(args) -> dict:
             finally:
                 lp.RESIDENT_BASE_WEIGHTS = True
 
-        def block(fn, repeats):
-            for _ in range(2):
-                fn()
-            sync()
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            counter.n, times = 0, []
+        def interleaved(fns, repeats):
+            """{name: (median seconds, loads per run, peak GiB)}: two warm-up runs each, then ``repeats`` rounds
+            that run every function once in turn, so that clock or host drift hits all of them alike."""
+            for fn in fns.values():
+                for _ in range(2):
+                    fn()
+            times, loads, peaks = ({k: [] for k in fns} for _ in range(3))
             for _ in range(repeats):
-                sync()
-                t = time.perf_counter()
-                fn()
-                sync()
-                times.append(time.perf_counter() - t)
-            peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
-            return statistics.median(times), counter.n / repeats, peak
+                for k, fn in fns.items():
+                    sync()
+                    if cuda:
+                        torch.cuda.reset_peak_memory_stats()
+                    n0, t = counter.n, time.perf_counter()
+                    fn()
+                    sync()
+                    times[k].append(time.perf_counter() - t)
+                    loads[k].append(counter.n - n0)
+                    peaks[k].append(torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"))
+            return {k: (statistics.median(times[k]), sum(loads[k]) / repeats, max(peaks[k])) for k in fns}
 
         def pair_held():  # GiB the pair's holders have on the load device now (in every row's peak once held)
             pairs = [p for p in lp.active_pairs() if p.base_ref() is root and p.distilled_ref() is distilled]
@@ -183,19 +191,25 @@ def run_one(args) -> dict:
             ("pack hybrid, base weights made at forward time", lambda: hybrid(False), args.repeats),
             ("stock two samplers on the two clones", stock_two, args.stock_repeats),
         ]
-        results = {}
-        for i, (name, fn, repeats) in enumerate(methods):
-            if i == 1 and batch == int(args.batches.split(",")[0]):  # the first hybrid runs: pairing, copies built
-                firsts = []
-                for _ in range(3):
-                    sync()
-                    t = time.perf_counter()
-                    hybrid()
-                    sync()
-                    firsts.append(time.perf_counter() - t)
-                notes.append(f"first three hybrid runs at batch {batch}: " + ", ".join(f"{x:.3f}s" for x in firsts))
-            results[name] = block(fn, repeats)
-            note = pair_note() if name.startswith("pack hybrid") else ""
+        if batch == int(args.batches.split(",")[0]):  # the first hybrid runs of the pair: pairing, copies built
+            firsts = []
+            for _ in range(3):
+                sync()
+                t = time.perf_counter()
+                hybrid()
+                sync()
+                firsts.append(time.perf_counter() - t)
+            notes.append(f"first three hybrid runs at batch {batch}: " + ", ".join(f"{x:.3f}s" for x in firsts))
+        # the target pair interleaved; the forward-time variant (another plan) and the stock chain (it unpatches
+        # the model) each in their own block after it
+        (a_name, a_fn, reps), (h_name, h_fn, _) = methods[:2]
+        results = interleaved({a_name: a_fn, h_name: h_fn}, reps)
+        notes_by = {h_name: pair_note()}
+        for name, fn, repeats in methods[2:]:
+            results.update(interleaved({name: fn}, repeats))
+            notes_by[name] = pair_note() if name.startswith("pack hybrid") else ""
+        for name, *_ in methods:
+            note = notes_by.get(name, "")
             rows.append({"batch": batch, "method": name, "time": results[name][0], "loads": results[name][1],
                          "peak": results[name][2], "held": pair_held(), "note": note})  # fmt: skip
         ref_final = stock_two()
@@ -212,13 +226,15 @@ def run_one(args) -> dict:
                 r["ratio"] = r["time"] / alone_t
     device = torch.cuda.get_device_name(0) if cuda else "CPU (tiny model)"
     return {"config": args.one, "device": device, "torch": torch.__version__, "rows": rows, "notes": notes,
+            "comfyui": comfy_host.comfyui_version(),
             "free_gib": mm.get_free_memory(mm.get_torch_device()) / 2**30}  # fmt: skip
 
 
 def table(results: list[dict], cap_gb: float) -> str:
     dev = results[0]["device"]
     lines = [
-        f"Card: {dev}; torch {results[0]['torch']}; ComfyUI 0.3.75. SDXL UNet 1024x1024 (random fp16), rank-64 LoRA",
+        f"Card: {dev}; torch {results[0]['torch']}; ComfyUI {results[0].get('comfyui', '?')}.",
+        "SDXL UNet 1024x1024 (random fp16), rank-64 LoRA",
         f"on every Linear and Conv weight, 4 lcm steps; capped = `--reserve-vram` leaving {cap_gb:g} GiB to ComfyUI.",
         "",
         "| config | batch | method | time (s) | x LoRA model alone | loads/run | peak VRAM (GiB) | pair holds (GiB) "

@@ -23,6 +23,13 @@ def comfyui_root() -> Path:
     return Path(os.environ.get("COMFYUI_PATH") or PACK_ROOT / ".host" / "ComfyUI").resolve()
 
 
+def comfyui_version(root: Path | None = None) -> str:
+    """The version of the ComfyUI at ``root`` (its ``comfyui_version.py``), without importing it."""
+    path = Path(root or comfyui_root()) / "comfyui_version.py"
+    text = path.read_text() if path.exists() else ""
+    return next((line.split("=")[1].strip().strip("\"'") for line in text.splitlines() if "__version__" in line), "?")
+
+
 def boot(
     extra_args: tuple[str, ...] = (), cpu: bool = True, root: Path | None = None, import_nodes: bool = True
 ) -> Path:

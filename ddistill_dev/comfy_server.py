@@ -26,13 +26,16 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    def __init__(self, base_dir: Path, with_fixture_pack: bool = True, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self, base_dir: Path, with_fixture_pack: bool = True, extra_args: tuple[str, ...] = (), cpu: bool = True
+    ):
         self.base = Path(base_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.client_id = uuid.uuid4().hex
         self.with_fixture_pack = with_fixture_pack
         self.extra_args = extra_args
+        self.cpu = cpu  # False: ComfyUI's own device choice (a GPU, with its default memory management)
         self.proc = None
         self.log_path = self.base / "server.log"
 
@@ -50,7 +53,7 @@ class ComfyServer:
         cmd = [
             sys.executable,
             "main.py",
-            "--cpu",
+            *(["--cpu"] if self.cpu else []),
             "--listen",
             "127.0.0.1",
             "--port",
@@ -62,6 +65,11 @@ class ComfyServer:
             "--disable-auto-launch",
             *self.extra_args,
         ]
+        if subprocess.run([sys.executable, "-c", "import comfyui_frontend_package"], capture_output=True).returncode:
+            web = self.base / "web"  # no frontend package (a GPU machine): the API needs none, serve an empty root
+            web.mkdir(parents=True, exist_ok=True)
+            (web / "index.html").write_text("<!doctype html><title>ComfyUI API only</title>")
+            cmd += ["--front-end-root", str(web)]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, cwd=root, stdout=self.log, stderr=subprocess.STDOUT, env=env)

@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""LoRA-distilled pairs through a real ComfyUI server, models loaded from files as users load them (issue 14).
+
+Writes a full-size SDXL checkpoint (random fp16 weights, ``comfy.sd.save_checkpoint``) and a rank-64 LoRA on every
+Linear and Conv weight of its UNet (kohya keys, fp16) into a ComfyUI base directory, starts ``main.py`` on
+127.0.0.1 (on ComfyUI 0.33 its main.py turns Dynamic VRAM on, so the loaders make ``ModelPatcherDynamic``), and
+queues API graphs: Load Checkpoint → LoraLoaderModelOnly, 1024x1024, 4 lcm steps, cfg 1, SaveLatent:
+
+* LoRA model alone: SamplerCustom on the LoRA model, the pack's Distilled Schedule (lcm) + KSamplerSelect;
+* pack hybrid: Base First Step (base = the checkpoint's model, distilled_model = the LoRA model) → Distilled Continue;
+* stock two samplers: SplitSigmas(1) → SamplerCustom (base, add noise) → SamplerCustom (LoRA model, no noise);
+* stock hooks: one SamplerCustom on the base with CreateHookLoraModelOnly keyframed off for step 1.
+
+Each run gets a new seed (ComfyUI re-runs the samplers, the loaders stay cached: steady state from the second run).
+Time = ComfyUI's own execution_start → execution_success timestamps; the LoRA model alone and the hybrid are
+interleaved round by round. "loads/run" counts the server's "loaded completely/partially" log lines per run.
+
+  python benchmarks/bench_lora_server.py --out lora_server.md               # uncapped, then capped (12 GiB)
+  python benchmarks/bench_lora_server.py --cpu --arch sd15 --size 64 --repeats 2 --stock-repeats 1   # CPU smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ddistill import protocol as P
+from ddistill.schedules import derive_seed
+from ddistill_dev import comfy_host
+
+TARGETS = {"uncapped": 1.10, "capped": 1.30}
+CKPT, LORA = "bench_base.safetensors", "bench_distill_lora.safetensors"
+METHODS = ("LoRA model alone", "pack hybrid", "stock two samplers", "stock hooks, one sampler")
+
+
+def parse():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--base", type=Path, help="ComfyUI base directory (default: a temporary one)")
+    ap.add_argument("--arch", default="sdxl", choices=["sdxl", "sd15"])
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--batches", default="1,4")
+    ap.add_argument("--repeats", type=int, default=12)
+    ap.add_argument("--stock-repeats", type=int, default=3)
+    ap.add_argument("--rank", type=int, default=64)
+    ap.add_argument("--cap-gb", type=float, default=12.0)
+    ap.add_argument("--configs", default="uncapped,capped")
+    ap.add_argument("--cpu", action="store_true", help="CPU smoke run (use a small --arch/--size)")
+    return ap.parse_args()
+
+
+def write_files(base: Path, arch: str, rank: int, cpu: bool) -> str:
+    """The checkpoint and the LoRA under models/; returns what was written."""
+    import torch
+
+    from ddistill_dev import random_checkpoints as rc
+    from ddistill_dev import random_lora as rl
+
+    ckpt, lora = base / "models" / "checkpoints" / CKPT, base / "models" / "loras" / LORA
+    if ckpt.exists() and lora.exists():
+        return "files present"
+    comfy_host.boot(cpu=cpu, import_nodes=False)
+    t = time.perf_counter()
+    device = "cpu" if cpu else "cuda"
+    model = rc.write_checkpoint(ckpt, *rc.config_of(arch), seed=1, device=device, dtype=torch.float16)
+    state = rl.lora_state_dict(model.model, rank=rank, seed=3, scale=0.3, dtype=torch.float16)
+    rl.save(lora, state)
+    n = sum(k.endswith("lora_up.weight") for k in state)
+    gib = lambda p: p.stat().st_size / 2**30  # noqa: E731
+    took = time.perf_counter() - t
+    return f"{arch} checkpoint {gib(ckpt):.2f} GiB, LoRA on {n} weights {gib(lora):.2f} GiB, {took:.0f}s"
+
+
+def graph(method: str, seed: int, batch: int, size: int) -> dict:
+    """One API prompt of ``method``."""
+    pos, neg = ["3", 0], ["3", 0]
+    g = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
+        "2": {"class_type": "LoraLoaderModelOnly",
+              "inputs": {"model": ["1", 0], "lora_name": LORA, "strength_model": 1.0}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "image of a car", "clip": ["1", 1]}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": batch}},
+        "5": {"class_type": P.DISTILLED_SCHEDULE, "inputs": {"model": ["2", 0], "steps": 4, "scheduler": "lcm"}},
+        "6": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "lcm"}},
+    }  # fmt: skip
+    common = {"cfg": 1.0, "positive": pos, "negative": neg, "sampler": ["6", 0]}
+
+    def custom(model, add_noise, noise_seed, sigmas, latent, **kw):
+        inputs = {"model": model, "add_noise": add_noise, "noise_seed": noise_seed, "sigmas": sigmas}
+        return {"class_type": "SamplerCustom", "inputs": {**common, **kw, **inputs, "latent_image": latent}}
+
+    if method == "LoRA model alone":
+        g["10"] = custom(["2", 0], True, seed, ["5", 0], ["4", 0])
+    elif method == "pack hybrid":
+        g["10"] = {"class_type": P.BASE_FIRST_STEP, "inputs": {
+            "base_model": ["1", 0], "positive": pos, "negative": neg, "latent_image": ["4", 0], "seed": seed,
+            "base_cfg": 1.0, "base_steps": 1, "steps": 4, "scheduler": "lcm", "sampler_name": "lcm",
+            "distilled_model": ["2", 0]}}  # fmt: skip
+        cont = {"distilled_model": ["2", 0], "positive": pos, "negative": neg, "latent": ["10", 0], "cfg": 1.0}
+        g["11"] = {"class_type": P.DISTILLED_CONTINUE, "inputs": cont}
+    elif method == "stock two samplers":
+        g["7"] = {"class_type": "SplitSigmas", "inputs": {"sigmas": ["5", 0], "step": 1}}
+        g["10"] = custom(["1", 0], True, seed, ["7", 0], ["4", 0])
+        g["11"] = custom(["2", 0], False, derive_seed(seed, 1), ["7", 1], ["10", 0])
+    else:  # the LoRA as a hook on the base, strength 0 for the first step (lcm: t 999 = 0.1%), 1 from 10% on
+        g["20"] = {"class_type": "CreateHookLoraModelOnly", "inputs": {"lora_name": LORA, "strength_model": 1.0}}
+        g["21"] = {"class_type": "CreateHookKeyframe", "inputs": {"strength_mult": 0.0, "start_percent": 0.0}}
+        g["22"] = {"class_type": "CreateHookKeyframe", "inputs": {"strength_mult": 1.0, "start_percent": 0.1,
+                                                                 "prev_hook_kf": ["21", 0]}}  # fmt: skip
+        g["23"] = {"class_type": "SetHookKeyframes", "inputs": {"hooks": ["20", 0], "hook_kf": ["22", 0]}}
+        props = {"cond_NEW": pos, "strength": 1.0, "set_cond_area": "default", "hooks": ["23", 0]}
+        g["24"] = {"class_type": "ConditioningSetProperties", "inputs": props}
+        g["10"] = custom(["1", 0], True, seed, ["5", 0], ["4", 0], positive=["24", 0], negative=["24", 0])
+    last = "11" if "11" in g else "10"
+    g["99"] = {"class_type": "SaveLatent", "inputs": {"samples": [last, 0], "filename_prefix": "bench/latent"}}
+    return g
+
+
+def loads(text: str) -> int:
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    return sum(
+        re.sub(r"^\[\w+\] ", "", line).startswith(("loaded completely", "loaded partially"))
+        for line in plain.splitlines()
+    )
+
+
+def run_config(args, config: str) -> dict:
+    from ddistill_dev.comfy_server import ComfyServer, execution_error
+
+    extra = ()
+    if config == "capped" and not args.cpu:
+        import torch
+
+        total = torch.cuda.get_device_properties(0).total_memory / 2**30
+        extra = ("--reserve-vram", f"{max(total - args.cap_gb, 0):.1f}")
+    seeds = iter(range(1000, 10**6))
+    rows, notes = [], []
+    with ComfyServer(args.base, with_fixture_pack=False, extra_args=extra, cpu=args.cpu) as server:
+        version = server.comfyui_version()
+        dynamic = "DynamicVRAM support detected and enabled" in server.log_text()
+
+        def run(method, batch):
+            before = len(server.log_text())
+            entry = server.run(graph(method, next(seeds), batch, args.size), timeout=900)
+            err = execution_error(entry)
+            if err:
+                raise RuntimeError(f"{method}: {err.get('exception_message')}")
+            stamps = {k: m.get("timestamp") for k, m in entry["status"]["messages"]}
+            return (stamps["execution_success"] - stamps["execution_start"]) / 1000, loads(server.log_text()[before:])
+
+        for batch in [int(b) for b in args.batches.split(",")]:
+            firsts = [run("pack hybrid", batch)[0] for _ in range(3)]
+            notes.append(f"batch {batch}: first three hybrid runs " + ", ".join(f"{t:.2f}s" for t in firsts))
+            times = {m: [] for m in METHODS}
+            counts = {m: [] for m in METHODS}
+            fast, slow = METHODS[:2], METHODS[2:]
+            for m in fast:
+                run(m, batch)
+            for _ in range(args.repeats):
+                for m in fast:
+                    t, n = run(m, batch)
+                    times[m].append(t)
+                    counts[m].append(n)
+            for m in slow:
+                run(m, batch)
+                for _ in range(args.stock_repeats):
+                    t, n = run(m, batch)
+                    times[m].append(t)
+                    counts[m].append(n)
+                for m2 in fast:  # back to the steady state of the fast methods before the next block
+                    run(m2, batch)
+            alone = statistics.median(times[METHODS[0]])
+            for m in METHODS:
+                med = statistics.median(times[m])
+                rows.append({"batch": batch, "method": m, "time": med, "ratio": med / alone,
+                             "loads": sum(counts[m]) / len(counts[m])})  # fmt: skip
+        stats = server.get("/system_stats")
+    dev = stats.get("devices", [{}])[0]
+    return {"config": config, "version": version, "dynamic": dynamic, "device": dev.get("name", "?"),
+            "rows": rows, "notes": notes}  # fmt: skip
+
+
+def table(results: list[dict], args) -> str:
+    r0 = results[0]
+    lines = [
+        f"Card: {r0['device']}; ComfyUI {r0['version']} through its server (main.py), Dynamic VRAM "
+        f"{'on (ModelPatcherDynamic)' if r0['dynamic'] else 'off (ModelPatcher)'}; "
+        f"{args.arch} {args.size}x{args.size}, "
+        f"rank-{args.rank} LoRA on every Linear and Conv weight, loaded from files; 4 lcm steps; median of "
+        f"{args.repeats} (stock: {args.stock_repeats}); capped = --reserve-vram leaving {args.cap_gb:g} GiB.",
+        "",
+        "| config | batch | method | time (s) | x LoRA model alone | loads/run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        for r in res["rows"]:
+            lines.append(
+                f"| {res['config']} | {r['batch']} | {r['method']} | {r['time']:.3f} | {r['ratio']:.3f} | "
+                f"{r['loads']:.1f} |"
+            )
+    lines += ["", "| config | target (hybrid / LoRA model alone) | measured | met? |", "|---|---|---|---|"]
+    for res in results:
+        ratios = [(r["batch"], r["ratio"]) for r in res["rows"] if r["method"] == "pack hybrid"]
+        ok = all(x <= TARGETS[res["config"]] for _, x in ratios)
+        measured = ", ".join(f"{x:.3f}x (batch {b})" for b, x in ratios)
+        lines.append(f"| {res['config']} | <= {TARGETS[res['config']]:.2f}x | {measured} | {'yes' if ok else 'no'} |")
+    lines.append("")
+    lines += [f"- {res['config']}: {n}" for res in results for n in res["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    args = parse()
+    tmp = None
+    if args.base is None:
+        tmp = tempfile.TemporaryDirectory(prefix="ddistill_lora_server_")
+        args.base = Path(tmp.name)
+    args.base = args.base.resolve()
+    # the files in a child process, so that its GPU memory is free for the server
+    code = (
+        "import sys; from pathlib import Path; sys.argv = sys.argv[:1]; import bench_lora_server as b; "
+        f"print(b.write_files(Path({str(args.base)!r}), {args.arch!r}, {args.rank}, {args.cpu}))"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
+    results = [run_config(args, c) for c in args.configs.split(",")]
+    text = table(results, args)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

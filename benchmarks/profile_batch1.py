@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Where the batch-1 time of the pack's hybrid goes, against the stock two-sampler chain (issue 14, item 5).
+
+Two separate full-size UNets (random weights, ComfyUI's own classes) as base and distilled model, batch 1, the
+methods of ``bench_gpu.py`` (stock chain: ``sample_custom`` on sigmas[0:2] then sigmas[1:], the progress bar set
+as SamplerCustom sets it). First ``--rounds`` interleaved rounds (median of each), then cProfile over ``--profiled``
+runs of each: the host time per run of the pack's own functions and the functions whose time per run differs most
+between the two (what the pack adds or changes on the host).
+
+  python benchmarks/profile_batch1.py --arch sdxl --out profile.md
+  python benchmarks/profile_batch1.py --tiny          # CPU smoke test on tiny models
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib
+import pstats
+import statistics
+import time
+from pathlib import Path
+
+from ddistill_dev import comfy_host
+
+
+def parse():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="sdxl", choices=["sdxl", "sd21", "zimage"])
+    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--profiled", type=int, default=15)
+    ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--out", type=Path)
+    return ap.parse_args()
+
+
+OTHER = ("/.host/", "/.venv/", "/benchmarks/")  # folders under the checkout that are not the pack's code
+
+
+def per_run(stats: pstats.Stats, runs: int) -> dict:
+    """{(file, line, function): (own seconds per run, cumulative seconds per run)}."""
+    return {k: (v[2] / runs, v[3] / runs) for k, v in stats.stats.items()}
+
+
+def name(key) -> str:
+    file, line, func = key
+    short = "/".join(Path(file).parts[-2:]) if file != "~" else ""
+    return f"`{short}:{line} {func}`" if short else f"`{func}`"
+
+
+def main():
+    args = parse()
+    comfy_host.boot(cpu=args.tiny)
+    pack = comfy_host.load_pack()
+    import comfy.sample
+    import comfy.samplers
+    import comfy.utils
+    import latent_preview
+    import torch
+
+    hn = importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
+    sampling = importlib.import_module(pack.__name__ + ".nodes.sampling")
+    schedules = importlib.import_module(pack.__name__ + ".ddistill.schedules")
+    cuda = not args.tiny
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if args.tiny:
+        from ddistill_dev import tiny_models as tm
+
+        base, distilled = tm.make_model("sdxl", 1), tm.make_model("sdxl", 2)
+        cond, latent = tm.make_conditioning("sdxl", seed=0), {"samples": torch.zeros(1, 4, 16, 16)}
+        steps, scheduler, sampler_name = 4, "lcm", "lcm"
+    else:
+        bench_gpu = importlib.import_module("bench_gpu")  # the sibling script (its folder is sys.path[0])
+        base, distilled = bench_gpu.make_pair(args.arch)
+        scheduler, sampler_name, steps, channels, size, _ = bench_gpu.ARCHS[args.arch]
+        cond, latent = bench_gpu.conditioning(args.arch, 1), {"samples": torch.zeros(1, channels, size, size)}
+    sampler = comfy.samplers.sampler_object(sampler_name)
+    sigmas = sampling.model_schedule(distilled, steps, scheduler)
+    pbar_off = not comfy.utils.PROGRESS_BAR_ENABLED  # as SamplerCustom and the pack's nodes set it
+
+    def stock(model, noise, sig, x, seed):
+        cb = latent_preview.prepare_callback(model, len(sig) - 1)
+        return comfy.sample.sample_custom(
+            model, noise, 1.0, sampler, sig, cond, cond, x, callback=cb, disable_pbar=pbar_off, seed=seed
+        )
+
+    def chain():
+        x = latent["samples"]
+        mid = stock(base, comfy.sample.prepare_noise(x, 0), sigmas[:2], x, 0)
+        return stock(distilled, torch.zeros_like(mid), sigmas[1:], mid, schedules.derive_seed(0, 1))
+
+    def hybrid():
+        mid = hn.BaseFirstStepSampler.execute(
+            base, cond, cond, latent, 0, 1.0, 1, steps, scheduler, sampler_name, None, "", distilled
+        ).result[0]
+        return hn.DistilledContinueSampler.execute(distilled, cond, cond, mid, 1.0).result[0]["samples"]
+
+    methods = {"stock two samplers": chain, "pack hybrid": hybrid}
+    ref, out = chain(), hybrid()
+    equal = torch.equal(ref.cpu(), out.cpu())
+    for fn in methods.values():
+        fn()
+    times = {k: [] for k in methods}
+    for _ in range(args.rounds):
+        for k, fn in methods.items():
+            sync()
+            t = time.perf_counter()
+            fn()
+            sync()
+            times[k].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    profiles = {}
+    for k, fn in methods.items():
+        prof = cProfile.Profile()
+        sync()
+        prof.enable()
+        for _ in range(args.profiled):
+            fn()
+        sync()
+        prof.disable()
+        profiles[k] = per_run(pstats.Stats(prof), args.profiled)
+    chain_p, hybrid_p = profiles["stock two samplers"], profiles["pack hybrid"]
+    device = torch.cuda.get_device_name(0) if cuda else "CPU (tiny models)"
+    lines = [
+        f"Card: {device}; torch {torch.__version__}; ComfyUI {comfy_host.comfyui_version()}; "
+        f"{args.arch if cuda else 'tiny sdxl'}, batch 1, {steps} "
+        f"{sampler_name} steps, two separate UNets; median of {args.rounds} interleaved rounds; hybrid equals the "
+        f"chain bit for bit: {equal}.",
+        "",
+        "| method | time (ms) | x stock chain |",
+        "|---|---|---|",
+    ]
+    c = med["stock two samplers"]
+    lines += [f"| {k} | {v * 1000:.2f} | {v / c:.4f} |" for k, v in med.items()]
+    pack_root = str(comfy_host.PACK_ROOT)
+    own = sorted(
+        ((k, v) for k, v in hybrid_p.items() if k[0].startswith(pack_root) and not any(d in k[0] for d in OTHER)),
+        key=lambda kv: -kv[1][1],
+    )
+    lines += ["", "Pack functions in the hybrid (cProfile, host ms per run):", "", "| function | own | cumulative |"]
+    lines += ["|---|---|---|"] + [f"| {name(k)} | {o * 1e3:.3f} | {cu * 1e3:.3f} |" for k, (o, cu) in own[: args.top]]
+    diff = sorted(
+        ((k, hybrid_p.get(k, (0, 0))[0] - chain_p.get(k, (0, 0))[0]) for k in set(hybrid_p) | set(chain_p)),
+        key=lambda kv: -abs(kv[1]),
+    )
+    lines += ["", "Largest differences in own host time per run (hybrid - chain, ms):", "", "| function | ms |"]
+    lines += ["|---|---|"] + [f"| {name(k)} | {d * 1e3:+.3f} |" for k, d in diff[: args.top]]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
