@@ -21,14 +21,21 @@ NEG = ""
 
 @dataclass(frozen=True)
 class Family:
-    """A distilled family: its model file, the schedule and update rule (hybrid and distilled alone), and its
-    native resolution."""
+    """A distilled family: its model file, the schedule and update rule (hybrid and distilled alone), its native
+    resolution, its steps and guidance, the shift node on its side (ModelSamplingAuraFlow / ModelSamplingSD3 value,
+    None: none) and whether Base First Step takes its schedule from it (``distilled_model`` connected: the flow
+    families, whose base and distilled sampling may differ). Values of the flow families: README "Settings per
+    family"."""
 
     label: str
     file: str | None
     scheduler: str
     sampler: str
     size: int = 1024
+    steps: int = 4
+    cfg: float = 1.0
+    shift: float | None = None
+    schedule_from_distilled: bool = False
 
 
 DMD2 = Family("SDXL-DMD2", "dmd2_sdxl_4step_lora_fp16.safetensors", "lcm", "lcm")
@@ -50,6 +57,7 @@ class Base:
     cfg: float = 5.0
     sampler: str = "euler"
     scheduler: str = "normal"
+    shift: float | None = None  # the shift node on the base side (flow families), None: none
 
 
 SDXL_BASE = Base("SDXL base")
@@ -73,12 +81,21 @@ class Canvas:
     AUX_Y = (0, 200, 330)  # helper nodes' offsets in a row: schedule, sampler select, x̂0 recorder
     DECODE_SIZE, SAVE_SIZE, METER_SIZE, X0_SIZE = (240, 50), (340, 380), (400, 600), (420, 600)
 
+    STRIP_PX = (24, 102, 640)  # js/x0_filmstrip.js: a sampler widens to 24 px + 102 px a frame, at most 640 px
+
     def __init__(self, name: str, note: str):
         self.name = name
         self.g = Graph(name)
         self.g.note(note, pos=(0, -400), size=(900, 360))
         self.rows = 0
         self.col_y = {0: 0, 460: 0}
+
+    def fit_filmstrip(self, frames: int) -> None:
+        """Move the columns right of Distilled Continue so that its live filmstrip of ``frames`` frames fits."""
+        pad, per, most = self.STRIP_PX
+        extra = max(0, min(most, pad + per * frames) - (self.X_DECODE - self.X_CONTINUE - 20))
+        for col in ("X_DECODE", "X_SAVE", "X_METER", "X_EXTRA"):
+            setattr(self, col, getattr(self, col) + extra)
 
     def left(self, class_type, inputs=None, title=None, x=0, h=160, **kw):
         node = self.g.add(class_type, inputs, title=title, pos=(x, self.col_y[x]), **kw)
@@ -96,8 +113,9 @@ class Canvas:
         self.g.group(label, (x0, y - 50, x1 - x0, self.ROW_H - 30))
         return y
 
-    def finish(self, method: str, y: int, latent, vae, meter: bool = True):
-        """VAE Decode -> Save Image and Diversity Meter, both titled ``method: NAME``; returns the IMAGE output."""
+    def finish(self, method: str, y: int, latent, vae, meter: bool = True, frames_per_video: int = 0):
+        """VAE Decode -> Save Image and Diversity Meter, both titled ``method: NAME``; returns the IMAGE output.
+        ``frames_per_video`` > 0: the decoded batch is clips of that many frames (the meter's video mode)."""
         g = self.g
         image = g.add("VAEDecode", {"samples": latent, "vae": vae}, pos=(self.X_DECODE, y), size=self.DECODE_SIZE)
         g.add(
@@ -110,7 +128,7 @@ class Canvas:
         if meter:
             g.add(
                 P.DIVERSITY_METER,
-                {"images": image[0]},
+                {"images": image[0], **({"frames_per_video": frames_per_video} if frames_per_video else {})},
                 title=f"method: {method}",
                 pos=(self.X_METER, y),
                 size=self.METER_SIZE,
@@ -140,7 +158,7 @@ def ksampler(c: Canvas, y, m: dict, latent, steps, cfg, sampler, scheduler):
 
 
 def hybrid(
-    c: Canvas, y, first: dict, rest: dict, latent, fam: Family, base_cfg=1.0, base_steps=1, steps=4, labels=None
+    c: Canvas, y, first: dict, rest: dict, latent, fam: Family, base_cfg=1.0, base_steps=1, steps=None, labels=None
 ):
     """Base First Step Sampler (``first`` takes ``base_steps``) -> Distilled Continue Sampler (``rest``).
     ``labels`` (first, rest): the ``model_label`` of each node where it holds the other model than its role (the
@@ -156,10 +174,11 @@ def hybrid(
             "seed": 0,
             "base_cfg": base_cfg,
             "base_steps": base_steps,
-            "steps": steps,
+            "steps": steps or fam.steps,
             "scheduler": fam.scheduler,
             "sampler_name": fam.sampler,
             **({"model_label": first_label} if first_label else {}),
+            **({"distilled_model": rest["model"]} if fam.schedule_from_distilled else {}),
         },
         title="seed",
         pos=(c.X_SAMPLER, y),
@@ -179,22 +198,20 @@ def hybrid(
     return a, b
 
 
+def schedule(c: Canvas, y, model, steps: int, scheduler: str):
+    """SIGMAS of ``model``: the pack's Distilled Schedule for its ``lcm`` / ``trailing`` (stock schedulers have no LCM
+    schedule), stock BasicScheduler for ComfyUI's schedulers."""
+    if scheduler in ("lcm", "trailing"):
+        return c.g.add(P.DISTILLED_SCHEDULE, {"model": model, "steps": steps, "scheduler": scheduler}, pos=c.aux(y, 0))
+    inputs = {"model": model, "scheduler": scheduler, "steps": steps, "denoise": 1.0}
+    return c.g.add("BasicScheduler", inputs, pos=c.aux(y, 0))
+
+
 def recorded_sampler(c: Canvas, y, m: dict, latent, steps, cfg, sampler, scheduler, label):
     """A stock SamplerCustom whose sampler records x̂0 (Record x̂0 Sampler); returns (SamplerCustom, recorder)."""
     sel = c.g.add("KSamplerSelect", {"sampler_name": sampler}, pos=c.aux(y, 1))
     rec = c.g.add(P.RECORD_X0_SAMPLER, {"sampler": sel[0], "label": label}, pos=c.aux(y, 2))
-    if scheduler in ("lcm", "trailing"):  # the pack's schedules (stock schedulers have no LCM schedule)
-        sig = c.g.add(
-            P.DISTILLED_SCHEDULE,
-            {"model": m["model"], "steps": steps, "scheduler": scheduler},
-            pos=c.aux(y, 0),
-        )
-    else:
-        sig = c.g.add(
-            "BasicScheduler",
-            {"model": m["model"], "scheduler": scheduler, "steps": steps, "denoise": 1.0},
-            pos=c.aux(y, 0),
-        )
+    sig = schedule(c, y, m["model"], steps, scheduler)
     sc = c.g.add(
         "SamplerCustom",
         {
@@ -281,17 +298,17 @@ def base_row(c: Canvas, base: dict, latent, cfg: Base):
 
 
 def distilled_sampler(c: Canvas, y, d: dict, latent, fam: Family):
-    """The distilled model alone on exactly the hybrid's schedule: stock SamplerCustom + the pack's Distilled
-    Schedule (stock schedulers have no LCM schedule)."""
+    """The distilled model alone on exactly the hybrid's schedule: stock SamplerCustom + KSamplerSelect + the
+    schedule of ``schedule``."""
     sel = c.g.add("KSamplerSelect", {"sampler_name": fam.sampler}, pos=c.aux(y, 1))
-    sig = c.g.add(P.DISTILLED_SCHEDULE, {"model": d["model"], "steps": 4, "scheduler": fam.scheduler}, pos=c.aux(y, 0))
+    sig = schedule(c, y, d["model"], fam.steps, fam.scheduler)
     return c.g.add(
         "SamplerCustom",
         {
             "model": d["model"],
             "add_noise": True,
             "noise_seed": 0,
-            "cfg": 1.0,
+            "cfg": fam.cfg,
             "positive": d["pos"],
             "negative": d["neg"],
             "sampler": sel[0],
@@ -304,7 +321,8 @@ def distilled_sampler(c: Canvas, y, d: dict, latent, fam: Family):
 
 
 def distilled_row(c: Canvas, d: dict, latent, fam: Family, method="distilled"):
-    y = c.row(f"Distilled alone: {fam.label}, 4 steps {fam.sampler}, '{fam.scheduler}' schedule, cfg 1")
+    how = f"{fam.steps} steps {fam.sampler}, '{fam.scheduler}' schedule, cfg {fam.cfg:g}"
+    y = c.row(f"Distilled alone: {fam.label}, {how}")
     return c.finish(method, y, distilled_sampler(c, y, d, latent, fam)[0], d["vae"])
 
 

@@ -32,13 +32,15 @@ from .workflow_graph import complete_inputs, to_api, to_ui
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = PACK_ROOT / "workflows"
-LOADER_INPUTS = {
-    "CheckpointLoaderSimple": "ckpt_name",
-    "LoraLoaderModelOnly": "lora_name",
-    "LoraLoader": "lora_name",
-    "UNETLoader": "unet_name",
-    "CLIPLoader": "clip_name",
-    "VAELoader": "vae_name",
+LOADER_INPUTS = {  # each loader's model file inputs
+    "CheckpointLoaderSimple": ("ckpt_name",),
+    "LoraLoaderModelOnly": ("lora_name",),
+    "LoraLoader": ("lora_name",),
+    "UNETLoader": ("unet_name",),
+    "CLIPLoader": ("clip_name",),
+    "DualCLIPLoader": ("clip_name1", "clip_name2"),
+    "TripleCLIPLoader": ("clip_name1", "clip_name2", "clip_name3"),
+    "VAELoader": ("vae_name",),
 }
 
 
@@ -49,10 +51,14 @@ def node_properties(node) -> dict:
     props = {"cnr_id": PACK_ID if pack else "comfy-core"}
     if pack:
         props["ver"] = PACK_VERSION
-    key = LOADER_INPUTS.get(node.type)
-    if key and node.inputs.get(key) in MODELS and MODELS[node.inputs[key]].url:  # no link: the note says how
-        m = MODELS[node.inputs[key]]
-        props["models"] = [{"name": node.inputs[key], "url": m.url, "directory": m.folder}]
+    files = [node.inputs.get(key) for key in LOADER_INPUTS.get(node.type, ())]
+    models = [
+        {"name": f, "url": MODELS[f].url, "directory": MODELS[f].folder}
+        for f in files
+        if f in MODELS and MODELS[f].url  # no link: the note says how to get the file
+    ]
+    if models:
+        props["models"] = models
     return props
 
 

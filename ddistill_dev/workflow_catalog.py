@@ -13,6 +13,7 @@ from typing import Callable
 from ddistill import protocol
 
 from . import workflow_blocks as b
+from . import workflow_families as wf
 from .workflow_graph import Graph
 
 PACK_ID = "comfyui-diversity-distillation"
@@ -90,7 +91,7 @@ MODELS = {
         "text_encoders",
         HF + "comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
         "Apache-2.0",
-        "T5-XXL text encoder shared by both PixArt models",
+        "T5-XXL text encoder: both PixArt models, SD3.5 (TripleCLIPLoader), FLUX.1 (DualCLIPLoader)",
     ),
     "vae-ft-mse-840000-ema-pruned.safetensors": Model(
         "vae",
@@ -116,6 +117,105 @@ MODELS = {
 }
 
 
+# The 2025-26 flow and video families (README "Settings per family"): Comfy-Org's repackaged files where they exist.
+COMFY_ORG = HF + "Comfy-Org/"
+ZIT, QWEN = (
+    COMFY_ORG + "z_image_turbo/resolve/main/split_files/",
+    COMFY_ORG + "Qwen-Image_ComfyUI/resolve/main/split_files/",
+)
+WAN22 = COMFY_ORG + "Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/"
+LIGHTX2V = HF + "lightx2v/Qwen-Image-Lightning/resolve/main/"
+GATED = "gated: accept the licence on the model's Hugging Face page first"
+MODELS.update(
+    {
+        "z_image_bf16.safetensors": Model(
+            "diffusion_models",
+            COMFY_ORG + "z_image/resolve/main/split_files/diffusion_models/z_image_bf16.safetensors",
+            "Apache-2.0",
+            "Z-Image, the base model",
+        ),
+        "z_image_turbo_bf16.safetensors": Model(
+            "diffusion_models", ZIT + "diffusion_models/z_image_turbo_bf16.safetensors", "Apache-2.0"
+        ),
+        "qwen_3_4b.safetensors": Model(
+            "text_encoders", ZIT + "text_encoders/qwen_3_4b.safetensors", "Apache-2.0", "Z-Image's text encoder"
+        ),
+        "ae.safetensors": Model(
+            "vae",
+            ZIT + "vae/ae.safetensors",
+            "Apache-2.0",
+            "the FLUX.1 autoencoder (as black-forest-labs/FLUX.1-schnell's ae.safetensors): Z-Image and FLUX.1 use it",
+        ),
+        "qwen_image_fp8_e4m3fn.safetensors": Model(
+            "diffusion_models", QWEN + "diffusion_models/qwen_image_fp8_e4m3fn.safetensors", "Apache-2.0"
+        ),
+        "Qwen-Image-Lightning-8steps-V1.1.safetensors": Model(
+            "loras",
+            LIGHTX2V + "Qwen-Image-Lightning-8steps-V1.1.safetensors",
+            "Apache-2.0",
+            "8-step LoRA on Qwen-Image",
+        ),
+        "Qwen-Image-Lightning-4steps-V1.0.safetensors": Model(
+            "loras",
+            LIGHTX2V + "Qwen-Image-Lightning-4steps-V1.0.safetensors",
+            "Apache-2.0",
+            "the 4-step alternative to the 8-step LoRA (no workflow loads it; the 10b note says how to switch)",
+        ),
+        "qwen_2.5_vl_7b_fp8_scaled.safetensors": Model(
+            "text_encoders", QWEN + "text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors", "Apache-2.0"
+        ),
+        "qwen_image_vae.safetensors": Model("vae", QWEN + "vae/qwen_image_vae.safetensors", "Apache-2.0"),
+        "sd3.5_large.safetensors": Model(
+            "checkpoints",
+            HF + "stabilityai/stable-diffusion-3.5-large/resolve/main/sd3.5_large.safetensors",
+            "Stability AI Community License",
+            GATED,
+        ),
+        "sd3.5_large_turbo.safetensors": Model(
+            "checkpoints",
+            HF + "stabilityai/stable-diffusion-3.5-large-turbo/resolve/main/sd3.5_large_turbo.safetensors",
+            "Stability AI Community License",
+            GATED,
+        ),
+        "clip_l.safetensors": Model(
+            "text_encoders",
+            HF + "comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors",
+            "MIT (OpenAI CLIP ViT-L/14)",
+            "CLIP-L text encoder: SD3.5 and FLUX.1",
+        ),
+        "clip_g.safetensors": Model(
+            "text_encoders",
+            COMFY_ORG + "stable-diffusion-3.5-fp8/resolve/main/text_encoders/clip_g.safetensors",
+            "MIT (OpenCLIP ViT-bigG/14)",
+            "CLIP-G text encoder of SD3.5",
+        ),
+        "flux1-dev.safetensors": Model(
+            "diffusion_models",
+            HF + "black-forest-labs/FLUX.1-dev/resolve/main/flux1-dev.safetensors",
+            "FLUX.1 [dev] Non-Commercial License",
+            GATED,
+        ),
+        "flux1-schnell.safetensors": Model(
+            "diffusion_models",
+            HF + "black-forest-labs/FLUX.1-schnell/resolve/main/flux1-schnell.safetensors",
+            "Apache-2.0",
+        ),
+        **{
+            f: Model("diffusion_models", WAN22 + "diffusion_models/" + f, "Apache-2.0")
+            for f in (wf.WAN_HIGH, wf.WAN_LOW)
+        },
+        **{f: Model("loras", WAN22 + "loras/" + f, "Apache-2.0", "Wan2.2-Lightning (lightx2v)") for f in wf.WAN_LORAS},
+        "umt5_xxl_fp8_e4m3fn_scaled.safetensors": Model(
+            "text_encoders",
+            COMFY_ORG + "Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/text_encoders/"
+            "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+            "Apache-2.0",
+        ),
+        "wan_2.1_vae.safetensors": Model("vae", WAN22 + "vae/wan_2.1_vae.safetensors", "Apache-2.0"),
+    }
+)
+
+
 # --------------------------------------------------------------------------------------------------- experiments
 @dataclass(frozen=True)
 class Experiment:
@@ -126,6 +226,8 @@ class Experiment:
     files: tuple  # model files it expects (keys of MODELS); empty for the bundled demo models
     make: Callable[["Experiment"], Graph]
     body: str = ""
+    links: bool = False  # the note gives each file's download link too
+    alternatives: tuple = ()  # catalogued files the note offers instead of a loaded one (keys of MODELS)
 
     def build(self) -> Graph:
         return self.make(self)
@@ -134,7 +236,8 @@ class Experiment:
         files = "\n".join(
             f"- `{f}` in `models/{MODELS[f].folder}/` ({MODELS[f].licence})"
             + ("" if MODELS[f].url else f": {MODELS[f].note}")
-            for f in self.files
+            + (f": {MODELS[f].url}" + (f" ({MODELS[f].note})" if MODELS[f].note else "") if self.links else "")
+            for f in self.files + self.alternatives
         )
         files = files or "- none: the pack's bundled demo digit models (runs on CPU in seconds)"
         return (
@@ -146,7 +249,9 @@ class Experiment:
         )
 
 
-def _pair(c, source, fam, prompt=b.PROMPT):
+def _pair(c, source, fam, bcfg=None, prompt=b.PROMPT):
+    if source in wf.PAIRS:
+        return wf.PAIRS[source](c, fam, bcfg)
     if source == "demo":
         return b.demo_pair(c)
     if source == "pixart":
@@ -180,7 +285,8 @@ def rows(*names):
     def factory(source, fam: b.Family, bcfg: b.Base):
         def make(exp):
             c = b.Canvas(exp.name, exp.note())
-            base, d, lat = _pair(c, source, fam)
+            c.fit_filmstrip(fam.steps - 1)  # Distilled Continue's live x̂0 frames
+            base, d, lat = _pair(c, source, fam, bcfg)
             for name in names:
                 ROWS[name](c, base, d, lat, fam, bcfg)
             return c.g
@@ -235,6 +341,13 @@ SAME = (
 DEMO_NOTE = (
     "**Runs offline: no model file to download, no GPU** (CPU, seconds). Offline twin on the pack's bundled demo "
     "digit models (unconditional 32x32 digits; the student is a 4-step DMD distillation of the base). "
+)
+
+
+FLOW_COMPARE = "diversity: hybrid close to {0}, {1} lower (the paper's pattern); no published numbers for this pair"
+FLOW_NOTE = (
+    "Distilled alone: stock SamplerCustom + KSamplerSelect + BasicScheduler on the distilled model, the same "
+    "schedule (simple) and rule (euler) as the hybrid. Settings and sources: README, 'Settings per family'."
 )
 
 
@@ -422,6 +535,107 @@ EXPERIMENTS = [
         (),
         k_sweep("demo", b.DEMO, b.DEMO_BASE),
         DEMO_NOTE,
+    ),
+    *(
+        Experiment(
+            name, title, "Tables 2-3 pattern, " + kind, compare, tuple(files), make, body, links=True, alternatives=alt
+        )
+        for name, title, kind, compare, files, make, body, alt in (
+            (
+                "10a_zimage_turbo",
+                "2025-26 distills: Z-Image + Z-Image-Turbo",
+                "flow matching",
+                FLOW_COMPARE.format("Z-Image", "Turbo"),
+                (wf.ZIMAGE_FILE, wf.ZIMAGE_TURBO.file, "qwen_3_4b.safetensors", "ae.safetensors"),
+                three_way("zimage", wf.ZIMAGE_TURBO, wf.ZIMAGE),
+                "Z-Image (50 res_multistep steps, cfg 4 with a negative) against Z-Image-Turbo (Decoupled-DMD: 8 "
+                "euler steps, cfg 1, its negative the zeroed prompt, as its template) and the hybrid, where Z-Image "
+                "takes the first of Turbo's 8 steps at cfg 1 and Turbo the other 7. Both carry ModelSamplingAuraFlow "
+                "3, so the schedules agree: 1, .955, .9, .833, .75, .643, .5, .3, 0. " + FLOW_NOTE,
+                (),
+            ),
+            (
+                "10b_qwen_image_lightning",
+                "2025-26 distills: Qwen-Image + Lightning LoRA",
+                "flow matching, LoRA",
+                FLOW_COMPARE.format("Qwen-Image", "Lightning"),
+                (
+                    wf.QWEN_FILE,
+                    wf.QWEN_LIGHTNING.file,
+                    "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                    "qwen_image_vae.safetensors",
+                ),
+                three_way("qwen", wf.QWEN_LIGHTNING, wf.QWEN),
+                "Qwen-Image (20 euler steps, cfg 2.5, ModelSamplingAuraFlow 3.1: its template) against the same "
+                "model with the Lightning 8-step LoRA (strength 1) and ModelSamplingAuraFlow 3, the shift it was "
+                "distilled at: 8 steps, cfg 1. The hybrid follows the Lightning side's schedule (connected to "
+                "distilled_model); without a shift node ComfyUI would fall back to ModelSamplingFlux, another curve. "
+                "**4-step alternative:** select `Qwen-Image-Lightning-4steps-V1.0.safetensors` in the LoRA loader "
+                "and set steps to 4 in the distilled row's BasicScheduler and in Base First Step. " + FLOW_NOTE,
+                (wf.QWEN_4STEP,),
+            ),
+            (
+                "10c_sd35_large_turbo",
+                "2025-26 distills: SD3.5 Large + Large Turbo",
+                "flow matching",
+                FLOW_COMPARE.format("SD3.5 Large", "Turbo"),
+                (
+                    wf.SD35_FILE,
+                    wf.SD35_TURBO.file,
+                    "clip_l.safetensors",
+                    "clip_g.safetensors",
+                    "t5xxl_fp16.safetensors",
+                ),
+                three_way("sd35", wf.SD35_TURBO, wf.SD35),
+                "SD3.5 Large (40 dpmpp_2m steps, sgm_uniform, cfg 4.5: Stability's sd3_infer.py) against SD3.5 "
+                "Large Turbo (adversarial diffusion distillation: 4 euler steps, cfg 1) and the hybrid. Both are SD3 "
+                "models with shift 3, so the schedules agree (ComfyUI's simple: timesteps 1000, 750, 500, 250). The "
+                "checkpoints hold no text encoders: one TripleCLIPLoader (clip_l, clip_g, t5xxl_fp16) encodes for "
+                "both; each model decodes with its checkpoint's VAE. " + FLOW_NOTE,
+                (),
+            ),
+            (
+                "10d_flux_dev_schnell",
+                "2025-26 distills: FLUX.1-dev + FLUX.1-schnell",
+                "flow matching, siblings",
+                FLOW_COMPARE.format("FLUX.1-dev", "schnell"),
+                (wf.DEV_FILE, wf.SCHNELL.file, "clip_l.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors"),
+                three_way("flux", wf.SCHNELL, wf.DEV),
+                "FLUX.1-dev (20 euler steps, cfg 1 with FluxGuidance 3.5) against FLUX.1-schnell (4 euler steps, "
+                "cfg 1) and the hybrid, where dev takes the first of schnell's steps. **FLUX.1-schnell is distilled "
+                "from FLUX.1 [pro], not from FLUX.1-dev** (its card names latent adversarial diffusion distillation "
+                "and no teacher): dev and schnell are siblings, not teacher and student. They share the latent space "
+                "(the same autoencoder, ae.safetensors), which is what the hybrid needs. Their schedules differ "
+                "(schnell, unshifted: 1, .75, .5, .25, 0; dev's shift 1.15: 1, .905, .76, .513, 0): schnell is "
+                "connected to distilled_model, so the hybrid runs schnell's. " + FLOW_NOTE,
+                (),
+            ),
+            (
+                "10e_wan22_lightning_t2v",
+                "2025-26 distills: Wan 2.2 A14B + Lightning (text to video)",
+                "video, two experts",
+                FLOW_COMPARE.format("Wan 2.2", "Lightning"),
+                (
+                    wf.WAN_HIGH,
+                    wf.WAN_LOW,
+                    *wf.WAN_LORAS,
+                    "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+                    "wan_2.1_vae.safetensors",
+                ),
+                wf.wan_rows,
+                "Wan 2.2 A14B has two experts. Base alone as ComfyUI's template: 20 euler steps, cfg 3.5, "
+                "ModelSamplingSD3 8, the high-noise expert for steps 1-10 and the low-noise one for 11-20 "
+                "(KSamplerAdvanced). Lightning (lightx2v 4-step LoRAs, one per expert, strength 1, ModelSamplingSD3 "
+                "5): 4 steps, cfg 1, 2 + 2. Hybrid, on Lightning-high's schedule (1, .9375, .833, .625, 0): the base "
+                "high-noise expert takes 1 to .9375, Lightning-high runs to the boundary (end_at_sigma 0.875, Wan's "
+                "own switch at t = 875), Lightning-low the rest. 832x480, 33 frames (9 latent frames): 8 clips of the "
+                "template's 81 frames would cost about 2.5 times the time and memory of the whole batch, for the "
+                "same first step that decides the layout; for 81 frames set length 81 and the three meters' "
+                "frames_per_video to 81. VAE Decode returns the 8 clips as one batch of 8 x 33 frames; the meter "
+                "(frames_per_video 33) takes each clip as one sample (28 pairs). " + FLOW_NOTE,
+                (),
+            ),
+        )
     ),
 ]
 

@@ -167,6 +167,7 @@ def test_loaders_name_catalogued_files_in_their_own_folders(server):
         "lora_name": "loras",
         "unet_name": "diffusion_models",
         "clip_name": "text_encoders",
+        **{f"clip_name{i}": "text_encoders" for i in (1, 2, 3)},  # DualCLIPLoader, TripleCLIPLoader
         "vae_name": "vae",
     }
     seen = set()
@@ -177,11 +178,22 @@ def test_loaders_name_catalogued_files_in_their_own_folders(server):
                 if key in node["inputs"]:
                     value = node["inputs"][key]
                     assert MODELS[value].folder == folder, f"{e.name}: {value} is not a {folder} file"
-                    assert value in info[node["class_type"]]["input"]["required"][key][0]  # the real loader lists it
+                    spec = info[node["class_type"]]["input"]["required"][key]
+                    listed = spec[0] if isinstance(spec[0], list) else spec[1]["options"]  # v1 / v3 combo
+                    assert value in listed  # the real loader lists it
                     files.add(value)
         assert files == set(e.files), e.name
+        assert not files & set(e.alternatives), e.name  # alternatives are named in the note, not loaded
         seen |= files
-    assert seen == set(MODELS)
+    assert seen == set(MODELS) - {f for e in EXPERIMENTS for f in e.alternatives}
+
+
+def test_alternative_files_are_named_with_their_link_in_the_note():
+    for e in (e for e in EXPERIMENTS if e.alternatives):
+        ui = json.loads((WORKFLOWS / f"{e.name}.json").read_text(encoding="utf-8"))
+        note = next(n for n in ui["nodes"] if n["type"] == "MarkdownNote")["widgets_values"][0]
+        for f in e.alternatives:
+            assert f"`{f}`" in note and MODELS[f].url in note, (e.name, f)
 
 
 def test_runner_reads_every_workflow():

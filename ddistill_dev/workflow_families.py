@@ -1,0 +1,173 @@
+"""The flow-matching and video distills of 2025-26 as workflow pairs: Z-Image + Z-Image-Turbo, Qwen-Image +
+Lightning LoRA, SD3.5 Large + Turbo, FLUX.1-dev + schnell, Wan 2.2 A14B + Lightning LoRAs (two experts).
+
+Every setting is the one of README "Settings per family" (the models' cards and official workflows, with their
+sources); the hybrid connects the distilled model to Base First Step's ``distilled_model`` input, so the schedule
+is the distilled model's own (its shift), with ComfyUI's ``simple`` scheduler and ``euler``, base_cfg 1.
+"""
+
+from __future__ import annotations
+
+from ddistill import protocol as P
+
+from . import workflow_blocks as b
+from .workflow_blocks import PROMPT, Base, Canvas, Family
+
+FLOW = {"scheduler": "simple", "sampler": "euler", "schedule_from_distilled": True}
+ZIMAGE_FILE, QWEN_FILE = "z_image_bf16.safetensors", "qwen_image_fp8_e4m3fn.safetensors"
+SD35_FILE, DEV_FILE = "sd3.5_large.safetensors", "flux1-dev.safetensors"
+QWEN_4STEP = "Qwen-Image-Lightning-4steps-V1.0.safetensors"  # the alternative LoRA (steps 4), named in the note
+WAN_HIGH, WAN_LOW = (f"wan2.2_t2v_{n}_noise_14B_fp8_scaled.safetensors" for n in ("high", "low"))
+WAN_LORAS = tuple(f"wan2.2_t2v_lightx2v_4steps_lora_v1.1_{n}_noise.safetensors" for n in ("high", "low"))
+FLUX_GUIDANCE = 3.5  # FluxGuidance on dev's conditioning [F6, F7]
+WAN_BOUNDARY = 0.875  # Wan 2.2 text-to-video switches experts at t = 875 [W1, W4]
+WAN_SIZE, WAN_FRAMES = (832, 480), 33  # 33 frames (2 s at 16 fps): 9 latent frames, 8 clips in one batch
+
+ZIMAGE_TURBO = Family("Z-Image-Turbo", "z_image_turbo_bf16.safetensors", steps=8, shift=3.0, **FLOW)
+ZIMAGE = Base("Z-Image", steps=50, cfg=4.0, sampler="res_multistep", scheduler="simple", shift=3.0)
+QWEN_LIGHTNING = Family(
+    "Qwen-Image-Lightning 8-step LoRA", "Qwen-Image-Lightning-8steps-V1.1.safetensors", size=1328, steps=8,
+    shift=3.0, **FLOW,
+)  # fmt: skip
+QWEN = Base("Qwen-Image", steps=20, cfg=2.5, scheduler="simple", shift=3.1)
+SD35_TURBO = Family("SD3.5 Large Turbo", "sd3.5_large_turbo.safetensors", steps=4, **FLOW)
+SD35 = Base("SD3.5 Large", steps=40, cfg=4.5, sampler="dpmpp_2m", scheduler="sgm_uniform")
+SCHNELL = Family("FLUX.1-schnell", "flux1-schnell.safetensors", steps=4, **FLOW)
+DEV = Base(f"FLUX.1-dev (guidance {FLUX_GUIDANCE:g})", steps=20, cfg=1.0, scheduler="simple")
+WAN_LIGHTNING = Family("Wan2.2-Lightning 4-step LoRAs", WAN_LORAS[0], steps=4, shift=5.0, **FLOW)
+WAN = Base("Wan 2.2 A14B", steps=20, cfg=3.5, scheduler="simple", shift=8.0)
+
+
+def _unet(c: Canvas, name: str):
+    return c.left("UNETLoader", {"unet_name": name, "weight_dtype": "default"}, h=160)[0]
+
+
+def _shift(c: Canvas, model, shift, node="ModelSamplingAuraFlow"):
+    return model if shift is None else c.left(node, {"model": model, "shift": shift}, h=140)[0]
+
+
+def _lora(c: Canvas, model, name: str):
+    return c.left("LoraLoaderModelOnly", {"model": model, "lora_name": name, "strength_model": 1.0}, h=160)[0]
+
+
+def _encoders(c: Canvas, clip, prompt=PROMPT):
+    return b._encode(c, clip, prompt, "prompt")[0], b._encode(c, clip, b.NEG, "negative")[0]
+
+
+def _latent(c: Canvas, size: int, batch=b.BATCH):
+    return b._latent(c, size, batch, "EmptySD3LatentImage")
+
+
+def zimage_pair(c: Canvas, fam: Family, bcfg: Base):
+    """Z-Image and Z-Image-Turbo (two full models), ModelSamplingAuraFlow 3 on both; one Qwen3-4B encoder; Turbo's
+    negative is the zeroed prompt, as in its template."""
+    base_m, turbo_m = _unet(c, ZIMAGE_FILE), _unet(c, fam.file)
+    clip = c.left("CLIPLoader", {"clip_name": "qwen_3_4b.safetensors", "type": "lumina2"}, h=190)[0]
+    vae = c.left("VAELoader", {"vae_name": "ae.safetensors"}, h=130)[0]
+    base_m, turbo_m = _shift(c, base_m, bcfg.shift), _shift(c, turbo_m, fam.shift)
+    pos, neg = _encoders(c, clip)
+    zero = c.left("ConditioningZeroOut", {"conditioning": pos}, x=460, h=110)[0]
+    base = {"model": base_m, "pos": pos, "neg": neg, "vae": vae}
+    return base, {**base, "model": turbo_m, "neg": zero}, _latent(c, fam.size)
+
+
+def qwen_pair(c: Canvas, fam: Family, bcfg: Base):
+    """Qwen-Image, and the same model with the Lightning LoRA (strength 1) and the shift it was distilled at."""
+    unet = _unet(c, QWEN_FILE)
+    clip = c.left("CLIPLoader", {"clip_name": "qwen_2.5_vl_7b_fp8_scaled.safetensors", "type": "qwen_image"}, h=190)
+    vae = c.left("VAELoader", {"vae_name": "qwen_image_vae.safetensors"}, h=130)[0]
+    base_m, lightning = _shift(c, unet, bcfg.shift), _shift(c, _lora(c, unet, fam.file), fam.shift)
+    pos, neg = _encoders(c, clip[0])
+    base = {"model": base_m, "pos": pos, "neg": neg, "vae": vae}
+    return base, {**base, "model": lightning}, _latent(c, fam.size)
+
+
+def sd35_pair(c: Canvas, fam: Family, bcfg: Base):
+    """SD3.5 Large and Large Turbo checkpoints (each with its VAE), one TripleCLIPLoader for both."""
+    base_ck, turbo_ck = b._checkpoint(c, SD35_FILE), b._checkpoint(c, fam.file)
+    names = ("clip_l.safetensors", "clip_g.safetensors", "t5xxl_fp16.safetensors")
+    clip = c.left("TripleCLIPLoader", {f"clip_name{i + 1}": n for i, n in enumerate(names)}, h=190)[0]
+    pos, neg = _encoders(c, clip)
+    base = {"model": base_ck[0], "pos": pos, "neg": neg, "vae": base_ck[2]}
+    return base, {**base, "model": turbo_ck[0], "vae": turbo_ck[2]}, _latent(c, fam.size)
+
+
+def flux_pair(c: Canvas, fam: Family, bcfg: Base):
+    """FLUX.1-dev (prompt through FluxGuidance) and FLUX.1-schnell: one DualCLIPLoader, one autoencoder."""
+    dev, schnell = _unet(c, DEV_FILE), _unet(c, fam.file)
+    encoders = {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors", "type": "flux"}
+    clip = c.left("DualCLIPLoader", encoders, h=220)[0]
+    vae = c.left("VAELoader", {"vae_name": "ae.safetensors"}, h=130)[0]
+    pos, neg = _encoders(c, clip)
+    guided = c.left("FluxGuidance", {"conditioning": pos, "guidance": FLUX_GUIDANCE}, x=460, h=140)[0]
+    base = {"model": dev, "pos": guided, "neg": neg, "vae": vae}
+    return base, {**base, "model": schnell, "pos": pos}, _latent(c, fam.size)
+
+
+PAIRS = {"zimage": zimage_pair, "qwen": qwen_pair, "sd35": sd35_pair, "flux": flux_pair}
+
+
+# ------------------------------------------------------------------------------------ Wan 2.2: two experts a side
+def wan_models(c: Canvas, fam: Family, bcfg: Base) -> tuple[dict, dict]:
+    """{high, low, pos, neg, vae} of the base experts (template shift) and of the Lightning ones (LoRA + shift 5)."""
+    high, low = _unet(c, WAN_HIGH), _unet(c, WAN_LOW)
+    clip = c.left("CLIPLoader", {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"}, h=190)[0]
+    vae = c.left("VAELoader", {"vae_name": "wan_2.1_vae.safetensors"}, h=130)[0]
+    base = [_shift(c, m, bcfg.shift, "ModelSamplingSD3") for m in (high, low)]
+    light = [_shift(c, _lora(c, m, f), fam.shift, "ModelSamplingSD3") for m, f in zip((high, low), WAN_LORAS)]
+    pos, neg = _encoders(c, clip)
+    shared = {"pos": pos, "neg": neg, "vae": vae}
+    return {"high": base[0], "low": base[1], **shared}, {"high": light[0], "low": light[1], **shared}
+
+
+def wan_latent(c: Canvas, batch=b.BATCH):
+    (w, h), inputs = WAN_SIZE, {"length": WAN_FRAMES, "batch_size": batch}
+    return c.left("EmptyHunyuanLatentVideo", {"width": w, "height": h, **inputs}, title="batch", x=460, h=220)[0]
+
+
+def two_experts(c: Canvas, y, m: dict, latent, steps: int, cfg: float, scheduler: str):
+    """High expert on the first half of the steps, low expert on the rest: KSamplerAdvanced x 2 (the template)."""
+    common = {"positive": m["pos"], "negative": m["neg"], "noise_seed": 0, "steps": steps, "cfg": cfg}
+    common.update(sampler_name="euler", scheduler=scheduler)
+    first = c.g.add(
+        "KSamplerAdvanced",
+        {"model": m["high"], "latent_image": latent, "add_noise": "enable", **common, "start_at_step": 0,
+         "end_at_step": steps // 2, "return_with_leftover_noise": "enable"},
+        title="seed", pos=(c.X_SAMPLER, y),
+    )  # fmt: skip
+    return c.g.add(
+        "KSamplerAdvanced",
+        {"model": m["low"], "latent_image": first[0], "add_noise": "disable", **common, "start_at_step": steps // 2,
+         "end_at_step": 10000, "return_with_leftover_noise": "disable"},
+        title="seed", pos=(c.X_CONTINUE, y),
+    )  # fmt: skip
+
+
+def wan_rows(exp, fam: Family = WAN_LIGHTNING, bcfg: Base = WAN):
+    """Base alone (high then low expert), Lightning alone (both LoRA experts), and the hybrid: Base First Step on
+    the base high expert -> Distilled Continue (Lightning high, down to the boundary) -> Distilled Continue
+    (Lightning low). The meter reads each decoded batch as clips of WAN_FRAMES frames."""
+    c = Canvas(exp.name, exp.note())
+    base, light = wan_models(c, fam, bcfg)
+    latent = wan_latent(c)
+    clips = {"frames_per_video": WAN_FRAMES}
+    y = c.row(f"Base alone: {bcfg.label}, high then low expert, {bcfg.steps} steps, cfg {bcfg.cfg:g}")
+    c.finish("base", y, two_experts(c, y, base, latent, bcfg.steps, bcfg.cfg, bcfg.scheduler)[0], base["vae"], **clips)
+    y = c.row(f"Distilled alone: {fam.label}, high then low, {fam.steps} steps {fam.sampler}, cfg {fam.cfg:g}")
+    c.finish(
+        "distilled", y, two_experts(c, y, light, latent, fam.steps, fam.cfg, fam.scheduler)[0], base["vae"], **clips
+    )
+    y = c.row(f"Hybrid: base high expert takes step 1, Lightning high to sigma {WAN_BOUNDARY}, Lightning low the rest")
+    first = c.g.add(
+        P.BASE_FIRST_STEP,
+        {"base_model": base["high"], "positive": base["pos"], "negative": base["neg"], "latent_image": latent,
+         "seed": 0, "base_cfg": 1.0, "base_steps": 1, "steps": fam.steps, "scheduler": fam.scheduler,
+         "sampler_name": fam.sampler, "distilled_model": light["high"]},
+        title="seed", pos=(c.X_AUX, y),
+    )  # fmt: skip
+    out = first[0]
+    for x, expert, end in ((c.X_SAMPLER, "high", WAN_BOUNDARY), (c.X_CONTINUE, "low", 0.0)):
+        inputs = {"distilled_model": light[expert], "positive": light["pos"], "negative": light["neg"], "latent": out}
+        out = c.g.add(P.DISTILLED_CONTINUE, {**inputs, "cfg": fam.cfg, "end_at_sigma": end}, pos=(x, y))[0]
+    c.finish("hybrid", y, out, light["vae"], **clips)
+    return c.g
