@@ -184,6 +184,15 @@ FAMILIES = {
         (16, 3, 16, 16),
     ),
 }
+# Wan as ComfyUI's detection reads it back from a state dict (UNETLoader): heads = dim / 128, freq_dim 256 and the
+# class's text_dim 4096 are fixed there, so this one loads from a file with its tiny config intact.
+FAMILIES["wan22"] = (
+    "WAN21_T2V",
+    dict(FAMILIES["wan21"][1], dim=128, ffn_dim=256, freq_dim=256, text_dim=4096, num_heads=1, text_len=512),
+    4096,
+    None,
+    (16, 3, 16, 16),
+)
 
 
 def make_family_model(kind: str, seed: int = 0):

@@ -70,3 +70,7 @@ NODE_CLASS_MAPPINGS["DDTest_BadLatent"] = BadLatent
 from .runner_nodes import NODE_CLASS_MAPPINGS as _RUNNER_NODES  # noqa: E402  (experiment runner tests)
 
 NODE_CLASS_MAPPINGS.update(_RUNNER_NODES)
+
+from .family_nodes import NODE_CLASS_MAPPINGS as _FAMILY_NODES  # noqa: E402  (flow / video workflow tests)
+
+NODE_CLASS_MAPPINGS.update(_FAMILY_NODES)

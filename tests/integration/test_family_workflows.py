@@ -1,0 +1,108 @@
+"""The flow and video example workflows (10a-10e) run end to end through the real server on CPU, as built: their
+samplers, shift nodes, FluxGuidance, LoRA loaders and latent nodes stay; only what cannot be tiny is replaced.
+Tiny model files of each family lie under the workflow's names (``ddistill_dev/tiny_workflow_files.py``): Wan
+diffusion models, SD3.5 checkpoints, LoRAs and VAEs load through the stock loaders; the Flux, Z-Image and
+Qwen-Image diffusion models (ComfyUI's detection makes them full width) and the text encoders come from fixture
+nodes (``fixture_pack/family_nodes.py``). Each method saves its batch and the meter measures it; the hybrid's steps
+run on the distilled model's own schedule."""
+
+import json
+from math import comb
+
+import pytest
+
+from ddistill_dev import tiny_workflow_files as tiny
+from ddistill_dev.comfy_host import PACK_ROOT
+from ddistill_dev.comfy_server import ComfyServer, execution_error
+from ddistill_dev.workflow_families import WAN_HIGH, WAN_LORAS, WAN_LOW
+from runner.workflow import parse_workflow
+
+BATCH, SIZE, FRAMES = 3, 64, 5  # 3 samples (3 meter pairs); 64 px images; 5-frame clips (2 latent frames)
+ENCODERS = ("CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader")
+# workflow: (tiny kind of its conditioning, {diffusion model file: fixture kind}, the hybrid's schedule by README)
+CASES = {
+    "10a_zimage_turbo": (
+        "zimage",
+        {"z_image_bf16.safetensors": "zimage", "z_image_turbo_bf16.safetensors": "zimage"},
+        [1, 0.955, 0.9, 0.833, 0.75, 0.643, 0.5, 0.3],  # Turbo, 8 steps, shift 3
+    ),
+    "10b_qwen_image_lightning": (
+        "qwen",
+        {"qwen_image_fp8_e4m3fn.safetensors": "qwen"},
+        [1, 0.955, 0.9, 0.833, 0.75, 0.643, 0.5, 0.3],
+    ),  # fmt: skip
+    "10c_sd35_large_turbo": ("sd3", {}, [1, 0.9, 0.75, 0.5]),  # Turbo, 4 steps, shift 3
+    "10d_flux_dev_schnell": (
+        "flux_schnell",
+        {"flux1-dev.safetensors": "flux_dev", "flux1-schnell.safetensors": "flux_schnell"},
+        [1, 0.75, 0.5, 0.25],  # schnell, unshifted (dev's own would start 1, .905)
+    ),
+    "10e_wan22_lightning_t2v": ("wan22", {}, [1, 0.9375, 0.833, 0.625]),  # Lightning-high, shift 5
+}
+
+
+def write_files(models) -> None:
+    """The files the stock loaders of the five workflows read, tiny, under the workflows' names."""
+    vae16 = tiny.taesd16_vae(0)
+    tiny.write_vae(models / "vae" / "ae.safetensors", vae16)
+    for name in ("qwen_image_vae.safetensors", "wan_2.1_vae.safetensors"):
+        tiny.write_vae(models / "vae" / name, tiny.wan_vae(0))
+    for i, name in enumerate(("sd3.5_large.safetensors", "sd3.5_large_turbo.safetensors")):
+        tiny.write_checkpoint(models / "checkpoints" / name, "sd3", vae16, seed=i + 1)
+    for i, name in enumerate((WAN_HIGH, WAN_LOW)):
+        tiny.write_unet(models / "diffusion_models" / name, "wan22", seed=i + 1)
+    for i, name in enumerate(WAN_LORAS):
+        tiny.write_lora(models / "loras" / name, "wan22", seed=i + 3)
+    tiny.write_lora(models / "loras" / "Qwen-Image-Lightning-8steps-V1.1.safetensors", "qwen", seed=5)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy_families")
+    write_files(base / "models")
+    with ComfyServer(base) as s:
+        yield s
+
+
+def tiny_prompt(name: str) -> dict:
+    """The API workflow with tiny latents and batch, fixture models and conditioning in place of what cannot be
+    tiny (same node ids, so every link stays), and a probe on the hybrid's final trajectory."""
+    prompt = json.loads((PACK_ROOT / "workflows" / "api" / f"{name}.json").read_text(encoding="utf-8"))
+    kind, unets, _ = CASES[name]
+    for nid, node in list(prompt.items()):
+        inputs, cls = node["inputs"], node["class_type"]
+        if cls in ENCODERS:
+            del prompt[nid]
+        elif cls == "CLIPTextEncode":
+            node.update(class_type="DDTest_FamilyConditioning", inputs={"kind": kind, "text": inputs["text"]})
+        elif cls == "UNETLoader" and inputs["unet_name"] in unets:
+            node.update(class_type="DDTest_FamilyModel", inputs={"kind": unets[inputs["unet_name"]], "seed": int(nid)})
+        elif cls in ("EmptySD3LatentImage", "EmptyHunyuanLatentVideo"):
+            inputs.update(
+                width=SIZE, height=SIZE, batch_size=BATCH, **({"length": FRAMES} if "length" in inputs else {})
+            )
+        elif cls == "DDistill_DiversityMeter" and inputs.get("frames_per_video"):
+            inputs["frames_per_video"] = FRAMES  # the decoded frames of one clip
+    last = max(
+        (nid for nid, n in prompt.items() if n["class_type"] == "DDistill_DistilledContinueSampler"),
+        key=int,
+    )
+    prompt["probe"] = {"class_type": "DDTest_TrajectoryProbe", "inputs": {"trajectory": [last, 1]}}
+    return prompt
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_family_workflow_runs_every_method_on_the_distilled_schedule(server, name):
+    prompt = tiny_prompt(name)
+    entry = server.run(prompt, timeout=240)
+    assert entry["status"]["status_str"] == "success", execution_error(entry)
+    video = name.startswith("10e")
+    for method in parse_workflow(prompt, name).methods.values():
+        images = entry["outputs"][method.image_node]["images"]
+        assert len(images) == BATCH * (FRAMES if video else 1), (name, method.name, len(images))
+        meter = entry["outputs"][method.meter_node]["ddistill_diversity"][0]["a"]
+        assert meter["n"] == BATCH and meter["n_pairs"] == comb(BATCH, 2), (name, method.name, meter)
+        assert 0.0 < meter["mean"] <= 2.0, (name, method.name, meter)
+    probe = entry["outputs"]["probe"]
+    assert probe["sigmas"] == pytest.approx(CASES[name][2], abs=2e-3), (name, probe)
+    assert probe["models"] == ["base"] + ["distilled"] * (len(CASES[name][2]) - 1), (name, probe)
