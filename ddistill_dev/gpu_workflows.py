@@ -15,10 +15,18 @@ Needs only a working ComfyUI (``--comfyui``, default ``$COMFYUI_PATH`` or ``.hos
 offline backend). Without the frontend package the server starts API-only (``--front-end-root``).
 Seen on one H100 (2026-11-26): writing all 13 files (37 GB) took 78-85 s; all 18 workflows ran (batch 2) in about
 3 minutes, also after the distilled-alone rows moved to SamplerCustom + Distilled Schedule.
-Example::
 
-    python scripts/gpu_workflows.py --base /tmp/ddistill_gpu write
-    python scripts/gpu_workflows.py --base /tmp/ddistill_gpu run --batch 2 --out results.json
+The 2025-26 families (workflows 10a-10e: Z-Image, Qwen-Image, SD3.5 Large, FLUX.1, Wan 2.2) need 21 more files,
+183 GB together (``ddistill_dev/random_families.py`` streams them from ComfyUI's own classes). They do not fit on
+one disk at once, so ``all`` goes workflow by workflow for them (``--per-workflow``, the default as soon as one
+selected workflow needs a family file): write that workflow's files, run it through a fresh server, delete the
+files no later selected workflow needs (only those written by this program). ``--dry-run`` lists every file with
+its size and what each workflow needs on disk. Example::
+
+    python -m ddistill_dev.gpu_workflows --base /tmp/ddistill_gpu write
+    python -m ddistill_dev.gpu_workflows --base /tmp/ddistill_gpu run --batch 2 --out results.json
+    python -m ddistill_dev.gpu_workflows --base /tmp/ddistill_gpu all --only 10a_zimage_turbo --dry-run
+    python -m ddistill_dev.gpu_workflows --base /tmp/ddistill_gpu all --only 10a_zimage_turbo 10b_qwen_image_lightning
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,11 +42,12 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import zlib
 from pathlib import Path
 
 from ddistill.protocol import METER_UI_KEY, X0_UI_KEY
 
-from . import comfy_host
+from . import comfy_host, random_families
 from .comfy_host import PACK_ROOT
 from .random_checkpoints import SD21_UNET, SDXL_UNET, random_vae, randomize, unet_model, write_checkpoint
 from .workflow_catalog import EXPERIMENTS, MODELS
@@ -154,13 +164,51 @@ def write_vae(path: Path, seed: int) -> None:
     comfy.utils.save_torch_file(random_vae(seed).get_sd(), str(path))
 
 
+def model_path(base: Path, name: str) -> Path:
+    return base / "models" / MODELS[name].folder / name
+
+
+# Approximate sizes of the files the legacy writers build in memory (parameters x bytes: fp16 UNets / PixArt / T5,
+# fp32 VAEs); the family files' sizes are exact, from their specs.
+LEGACY_BYTES = {
+    **{n: 6_938_000_000 for n in SDXL_CHECKPOINTS},
+    **{n: 2_580_000_000 for n in SD21_CHECKPOINTS},
+    **{n: 2_260_000 for n in SDXL_LORAS},
+    **{n: 1_224_000_000 for n in PIXART_FILES},
+    "t5xxl_fp16.safetensors": 9_524_000_000,
+    "vae-ft-mse-840000-ema-pruned.safetensors": 334_600_000,
+}
+
+
+def file_bytes(name: str) -> int:
+    if name in random_families.FILES:
+        return random_families.spec_bytes(random_families.spec_of(name))
+    return LEGACY_BYTES.get(name, 0)
+
+
+def dry_run(base: Path, exps) -> None:
+    """Every file the workflows expect, its size, whether it is there; what each workflow needs on disk at once."""
+    names = sorted({f for e in exps for f in e.files})
+    size = {n: file_bytes(n) for n in names}
+    print(f"{'file':64} {'folder':17} {'GiB':>7}  state")
+    for n in names:
+        state = "exists" if model_path(base, n).exists() else "to write"
+        kind = "random_families" if n in random_families.FILES else "legacy writer (size approx.)"
+        print(f"{n:64} {MODELS[n].folder:17} {size[n] / 2**30:7.2f}  {state}, {kind}")
+    print(f"all files: {sum(size.values()) / 2**30:.1f} GiB")
+    for e in exps:
+        print(f"  {e.name}: {sum(size[f] for f in e.files) / 2**30:.1f} GiB ({len(e.files)} files)")
+    parent = next(p for p in [base, *base.parents] if p.exists())
+    print(f"free under {parent}: {shutil.disk_usage(parent).free / 2**30:.1f} GiB")
+
+
 def write_models(base: Path, files: set[str], cpu: bool, force: bool) -> None:
     import comfy.model_management
     import comfy.supported_models as sm
     import torch
 
     def target(name):
-        p = base / "models" / MODELS[name].folder / name
+        p = model_path(base, name)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
@@ -179,6 +227,12 @@ def write_models(base: Path, files: set[str], cpu: bool, force: bool) -> None:
             write_lora(target(name), sdxl, 300 + i)
         elif name in PIXART_FILES:
             write_pixart(target(name), 400 + i, cpu)
+        elif name in random_families.FILES:  # streamed: log its own line, nothing kept in memory
+            need, free = file_bytes(name), shutil.disk_usage(target(name).parent).free
+            if need > free:
+                raise RuntimeError(f"{name} needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free under {base}")
+            random_families.write(target(name), name, zlib.crc32(name.encode()) % 10_000, _device(cpu), log)
+            continue
         elif name == "t5xxl_fp16.safetensors":
             write_t5xxl(target(name), 500, cpu)
         elif MODELS[name].folder == "vae":
@@ -326,6 +380,64 @@ def table(results, device: str) -> str:
     return "\n".join(lines)
 
 
+def is_ours(path: Path) -> bool:
+    """Whether ``path`` is a safetensors file random_families wrote (its header's metadata says so)."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            return 0 < n < 100_000_000 and "ddistill" in json.loads(f.read(n)).get("__metadata__", {})
+    except (OSError, ValueError):
+        return False
+
+
+def device_name(cpu: bool) -> str:
+    if cpu:
+        return "cpu"
+    q = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]
+    return subprocess.run(q, capture_output=True, text=True).stdout.strip()
+
+
+def report(results, cpu: bool, out: str | None) -> int:
+    device = device_name(cpu)
+    print(table(results, device))
+    if out:
+        Path(out).write_text(json.dumps({"device": device, "results": results}, indent=1))
+    return 0 if results and all(r["status"] == "success" for r in results) else 1
+
+
+def run_per_workflow(args, root: Path, base: Path, exps) -> list[dict]:
+    """For each workflow: write its files (a child process, so that its GPU memory is free for the server), run it
+    through a fresh server, then delete the files no later workflow needs that this program wrote."""
+    results = []
+    for i, e in enumerate(exps):
+        later = {f for x in exps[i + 1 :] for f in x.files}
+        before = {f for f in e.files if model_path(base, f).exists()}
+        argv = ["write", "--comfyui", str(root), "--base", str(base), "--only", e.name]
+        argv += ["--cpu"] * args.cpu + ["--force"] * args.force
+        t0 = time.time()
+        rc = subprocess.run([sys.executable, "-m", __name__, *argv]).returncode
+        t_write = time.time() - t0
+        written = [f for f in e.files if f not in before and model_path(base, f).exists()]
+        gib = sum(model_path(base, f).stat().st_size for f in written) / 2**30
+        log(f"{e.name}: wrote {len(written)} files ({gib:.1f} GiB) in {t_write:.0f} s")
+        if rc:
+            results.append({"workflow": e.name, "status": "write failed", "seconds": 0, "error": f"write rc {rc}"})
+        else:
+            results += run_workflows(root, base, [e.name], args.batch, args.python, args.cpu, args.timeout)
+        results[-1]["write_seconds"] = round(t_write, 1)
+        gone = 0
+        for f in e.files:
+            p = model_path(base, f)
+            if f in later or args.keep or not p.exists() or not (f in written or is_ours(p)):
+                continue
+            gone += p.stat().st_size
+            p.unlink()
+        free = shutil.disk_usage(base).free / 2**30
+        r = results[-1]
+        log(f"{e.name}: {r['status']} in {r['seconds']} s; deleted {gone / 2**30:.1f} GiB, {free:.1f} GiB free")
+    return results
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=["write", "run", "all"])
@@ -338,12 +450,29 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=900, help="seconds per workflow")
     ap.add_argument("--python", default=sys.executable, help="python that runs the ComfyUI server")
     ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--dry-run", action="store_true", help="list the files, their sizes and state; write nothing")
+    ap.add_argument(
+        "--per-workflow",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="all: write, run, delete workflow by workflow (default: on when a workflow needs a family file)",
+    )
+    ap.add_argument("--keep", action="store_true", help="per workflow: keep the files (delete nothing)")
     args = ap.parse_args()
     root, base = Path(args.comfyui).resolve(), Path(args.base).resolve()
     exps = [e for e in EXPERIMENTS if not args.only or e.name in args.only]
     if args.only and len(exps) != len(args.only):
         ap.error(f"unknown workflow in --only; known: {[e.name for e in EXPERIMENTS]}")
     exps = [e for e in exps if all(f in MODELS for f in e.files)]
+    if args.dry_run:
+        comfy_host.boot(cpu=True, root=root, import_nodes=False)
+        dry_run(base, exps)
+        return 0
+    per_workflow = args.per_workflow
+    if per_workflow is None:
+        per_workflow = any(f in random_families.FILES for e in exps for f in e.files)
+    if args.action == "all" and per_workflow:
+        return report(run_per_workflow(args, root, base, exps), args.cpu, args.out)
     if args.action == "all":  # write in a child process so that its GPU memory is free for the server
         argv = [a if a != "all" else "write" for a in sys.argv[1:]]
         if subprocess.run([sys.executable, "-m", __name__, *argv]).returncode:
@@ -353,17 +482,7 @@ def main() -> int:
         write_models(base, {f for e in exps for f in e.files}, args.cpu, args.force)
     if args.action in ("run", "all"):
         results = run_workflows(root, base, [e.name for e in exps], args.batch, args.python, args.cpu, args.timeout)
-        device = (
-            "cpu"
-            if args.cpu
-            else subprocess.run(
-                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
-            ).stdout.strip()
-        )
-        print(table(results, device))
-        if args.out:
-            Path(args.out).write_text(json.dumps({"device": device, "results": results}, indent=1))
-        return 0 if all(r["status"] == "success" for r in results) else 1
+        return report(results, args.cpu, args.out)
     return 0
 
 

@@ -63,3 +63,58 @@ def test_vae_file_loads_and_decodes(pack, tmp_path):
     image = vae.decode(torch.randn(1, 4, 8, 8)).detach()
     assert image.shape == (1, 64, 64, 3) and torch.isfinite(image).all()
     assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0 and float(image.std()) > 0.0
+
+
+def test_dry_run_lists_every_family_file_with_its_size(pack, tmp_path, capsys):
+    from ddistill_dev import random_families as rf
+    from ddistill_dev.workflow_catalog import EXPERIMENTS
+
+    exps = [e for e in EXPERIMENTS if e.name.startswith("10")]
+    gw.dry_run(tmp_path, exps)
+    out = capsys.readouterr().out
+    for name in {f for e in exps for f in e.files} - {"t5xxl_fp16.safetensors"}:
+        size = rf.spec_bytes(rf.spec_of(name)) / 2**30
+        assert f"{size:7.2f}  to write, random_families" in next(line for line in out.splitlines() if name in line)
+    assert "10d_flux_dev_schnell: 53.7 GiB (5 files)" in out
+
+
+def test_per_workflow_deletes_only_what_no_later_workflow_needs(pack, tmp_path, monkeypatch):
+    """Workflow by workflow: the files it wrote go once no later workflow needs them; a file that was there before
+    and is not ours (no random-weights mark) stays."""
+    import argparse
+    import types
+
+    from ddistill_dev import random_families as rf
+
+    exps = [
+        types.SimpleNamespace(name="10a", files=("ae.safetensors", "z_image_bf16.safetensors", "clip_l.safetensors")),
+        types.SimpleNamespace(name="10d", files=("ae.safetensors", "flux1-dev.safetensors")),
+    ]
+    (tmp_path / "models" / "text_encoders").mkdir(parents=True)
+    gw.model_path(tmp_path, "clip_l.safetensors").write_bytes(b"a real file")
+    tiny = {"w": rf.TensorSpec((2, 2), torch.bfloat16)}
+
+    def fake_write(cmd, **_):
+        name = cmd[cmd.index("--only") + 1]
+        for f in next(e for e in exps if e.name == name).files:
+            if not gw.model_path(tmp_path, f).exists():
+                rf.write_spec(gw.model_path(tmp_path, f), tiny, 0, metadata={"ddistill": "random"})
+        return types.SimpleNamespace(returncode=0)
+
+    seen = []
+
+    def fake_run(root, base, names, *a):
+        seen.append(
+            {f for f in ("ae", "z_image_bf16", "flux1-dev") if gw.model_path(base, f + ".safetensors").exists()}
+        )
+        return [{"workflow": names[0], "status": "success", "seconds": 1.0}]
+
+    monkeypatch.setattr(gw.subprocess, "run", fake_write)
+    monkeypatch.setattr(gw, "run_workflows", fake_run)
+    args = argparse.Namespace(cpu=True, force=False, keep=False, batch=2, python="python", timeout=10)
+    results = gw.run_per_workflow(args, tmp_path, tmp_path, exps)
+    assert [r["status"] for r in results] == ["success", "success"]
+    assert seen == [{"ae", "z_image_bf16"}, {"ae", "flux1-dev"}]  # z_image gone before 10d; ae kept for it
+    assert not any(gw.model_path(tmp_path, f).exists() for f in ("ae.safetensors", "flux1-dev.safetensors"))
+    assert gw.model_path(tmp_path, "clip_l.safetensors").read_bytes() == b"a real file"
+    assert gw.is_ours(tmp_path / "x.safetensors") is False
