@@ -30,6 +30,9 @@ def parse():
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--profiled", type=int, default=15)
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--pair", default="separate", choices=["separate", "lora"],
+                    help="two separate UNets (baseline: the stock chain), or the base + a rank-64 LoRA clone on "
+                    "every Linear and Conv weight (baseline: the LoRA model alone)")  # fmt: skip
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--out", type=Path)
     return ap.parse_args()
@@ -75,6 +78,14 @@ def main():
         base, distilled = bench_gpu.make_pair(args.arch)
         scheduler, sampler_name, steps, channels, size, _ = bench_gpu.ARCHS[args.arch]
         cond, latent = bench_gpu.conditioning(args.arch, 1), {"samples": torch.zeros(1, channels, size, size)}
+    if args.pair == "lora":
+        import comfy.sd
+
+        from ddistill_dev import random_lora as rl
+
+        dtype = torch.float32 if args.tiny else torch.float16
+        lora = rl.lora_state_dict(base.model, rank=64, seed=3, scale=0.3, dtype=dtype)
+        distilled = comfy.sd.load_lora_for_models(base, None, lora, 1.0, 0)[0]
     sampler = comfy.samplers.sampler_object(sampler_name)
     sigmas = sampling.model_schedule(distilled, steps, scheduler)
     pbar_off = not comfy.utils.PROGRESS_BAR_ENABLED  # as SamplerCustom and the pack's nodes set it
@@ -96,9 +107,13 @@ def main():
         ).result[0]
         return hn.DistilledContinueSampler.execute(distilled, cond, cond, mid, 1.0).result[0]["samples"]
 
-    methods = {"stock two samplers": chain, "pack hybrid": hybrid}
-    ref, out = chain(), hybrid()
-    equal = torch.equal(ref.cpu(), out.cpu())
+    def alone():
+        x = latent["samples"]
+        return stock(distilled, comfy.sample.prepare_noise(x, 0), sigmas, x, 0)
+
+    equal = torch.equal(chain().cpu(), hybrid().cpu())
+    baseline = "stock two samplers" if args.pair == "separate" else "LoRA model alone"
+    methods = {baseline: chain if args.pair == "separate" else alone, "pack hybrid": hybrid}
     for fn in methods.values():
         fn()
     times = {k: [] for k in methods}
@@ -120,18 +135,18 @@ def main():
         sync()
         prof.disable()
         profiles[k] = per_run(pstats.Stats(prof), args.profiled)
-    chain_p, hybrid_p = profiles["stock two samplers"], profiles["pack hybrid"]
+    chain_p, hybrid_p = profiles[baseline], profiles["pack hybrid"]
     device = torch.cuda.get_device_name(0) if cuda else "CPU (tiny models)"
     lines = [
         f"Card: {device}; torch {torch.__version__}; ComfyUI {comfy_host.comfyui_version()}; "
         f"{args.arch if cuda else 'tiny sdxl'}, batch 1, {steps} "
-        f"{sampler_name} steps, two separate UNets; median of {args.rounds} interleaved rounds; hybrid equals the "
-        f"chain bit for bit: {equal}.",
+        f"{sampler_name} steps, {'two separate UNets' if args.pair == 'separate' else 'base + rank-64 LoRA clone'}; "
+        f"median of {args.rounds} interleaved rounds; hybrid equals the stock chain bit for bit: {equal}.",
         "",
-        "| method | time (ms) | x stock chain |",
+        f"| method | time (ms) | x {baseline} |",
         "|---|---|---|",
     ]
-    c = med["stock two samplers"]
+    c = med[baseline]
     lines += [f"| {k} | {v * 1000:.2f} | {v / c:.4f} |" for k, v in med.items()]
     pack_root = str(comfy_host.PACK_ROOT)
     own = sorted(
@@ -144,7 +159,7 @@ def main():
         ((k, hybrid_p.get(k, (0, 0))[0] - chain_p.get(k, (0, 0))[0]) for k in set(hybrid_p) | set(chain_p)),
         key=lambda kv: -abs(kv[1]),
     )
-    lines += ["", "Largest differences in own host time per run (hybrid - chain, ms):", "", "| function | ms |"]
+    lines += ["", f"Largest differences in own host time per run (hybrid - {baseline}, ms):", "", "| function | ms |"]
     lines += ["|---|---|"] + [f"| {name(k)} | {d * 1e3:+.3f} |" for k, d in diff[: args.top]]
     text = "\n".join(lines) + "\n"
     print(text)

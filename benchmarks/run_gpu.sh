@@ -5,12 +5,12 @@
 # BENCHMARKS.md).
 #   bash benchmarks/run_gpu.sh [OUT_DIR]                      # every part, full repeats
 #   PARTS="profile lora_server main" QUICK=1 bash benchmarks/run_gpu.sh OUT_DIR   # some parts, fewer repeats
-# Parts: main lowvram x0 diversity lora lora_server profile. QUICK=1 fits one host in about 10 minutes of an H200.
+# Parts: main lowvram x0 diversity lora lora_server profile profile_lora. QUICK=1 fits one host in about 10 minutes of an H200.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="$(realpath -m "${1:-bench_out}")"
 mkdir -p "$out"
-parts="${PARTS:-main lowvram x0 diversity lora lora_server profile}"
+parts="${PARTS:-main lowvram x0 diversity lora lora_server profile profile_lora}"
 quick="${QUICK:-}"
 if [ -d .bench/diversity_wheels_min ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .bench/diversity_wheels_min/*.whl
@@ -34,6 +34,8 @@ for part in $parts; do
               --base "$out/lora_server_base" --out "$out/lora_server.md" 2>&1 | quiet
               rm -rf "$out/lora_server_base/models" "$out/lora_server_base/output" ;;
     profile) python3 benchmarks/profile_batch1.py --arch sdxl --rounds "$(r 40 30)" --out "$out/profile.md" 2>&1 | quiet ;;
+    profile_lora) python3 benchmarks/profile_batch1.py --arch sdxl --pair lora --rounds "$(r 40 30)" \
+              --out "$out/profile_lora.md" 2>&1 | quiet ;;
     *) echo "unknown part: $part" ;;
     esac
 done

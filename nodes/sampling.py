@@ -13,7 +13,7 @@ import comfy.utils
 import torch
 
 from ..ddistill.handover import Handover
-from ..ddistill.pairing import NOISE_FAMILY, ModelInfo, check_latent, conditioning_width
+from ..ddistill.pairing import NOISE_FAMILY, ModelInfo, all_finite, check_latent, conditioning_width
 from ..ddistill.protocol import HANDOVER_KEY, TRAJECTORY_KEY
 from ..ddistill.schedules import TIMESTEP_SCHEDULES, ScheduleError, sigmas_from_timesteps
 from ..ddistill.trajectory import Frame, Trajectory
@@ -81,7 +81,7 @@ def check_inputs(
     samples = latent.get("samples") if isinstance(latent, dict) else None
     if not isinstance(samples, torch.Tensor) or samples.ndim < 4:
         raise ValueError(f"{latent_name}: expected a LATENT with a {info.latent_shape} 'samples' tensor")
-    if not torch.isfinite(samples).all():
+    if not all_finite(samples):
         raise ValueError(
             f"{latent_name}: the latent contains NaN or inf values; regenerate it (e.g. with "
             "Empty Latent Image) or check the node that produced it"

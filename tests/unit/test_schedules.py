@@ -57,3 +57,24 @@ def test_derived_seeds_are_distinct_and_stable(sched):
     assert len(seeds) == 1000 and not seeds & set(range(1000))
     assert sched.derive_seed(42, 1) == sched.derive_seed(42, 1) < 2**64
     assert sched.derive_seed(2**64 - 1, 1) < 2**64 and sched.derive_seed(5, 0) == 5
+
+
+def test_all_finite_is_isfinite_all():
+    """The one-reduction latent check equals isfinite().all(): NaN, +inf, -inf, both infs (their sum is NaN), and
+    float32 values whose float32 sum would overflow but which are finite."""
+    import torch
+
+    from ddistill.pairing import all_finite
+
+    x = torch.zeros(2, 4, 8, 8)
+    assert all_finite(x)
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        y = x.clone()
+        y[1, 2, 3, 4] = bad
+        assert not all_finite(y)
+    y = x.clone()
+    y[0, 0, 0, 0], y[1, 1, 1, 1] = float("inf"), float("-inf")
+    assert not all_finite(y)
+    big = torch.full((4, 1024), 3e38)
+    assert torch.isinf(big.sum()) and all_finite(big)
+    assert all_finite(big.half().clamp(-6e4, 6e4))
