@@ -31,6 +31,7 @@ for part in $parts; do
     lora) python3 benchmarks/bench_lora.py --repeats "$(r 20 10)" --stock-repeats "$(r 4 2)" \
               --out "$out/lora.md" 2>&1 | quiet ;;
     lora_server) python3 benchmarks/bench_lora_server.py --repeats "$(r 12 8)" --stock-repeats "$(r 3 2)" \
+              --configs "${LORA_CONFIGS:-uncapped,capped}" \
               --base "$out/lora_server_base" --out "$out/lora_server.md" 2>&1 | quiet
               rm -rf "$out/lora_server_base/models" "$out/lora_server_base/output" ;;
     profile) python3 benchmarks/profile_batch1.py --arch sdxl --rounds "$(r 40 30)" --out "$out/profile.md" 2>&1 | quiet ;;
