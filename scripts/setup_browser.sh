@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Browser tests' prerequisites (idempotent): Debian's Chromium at /usr/bin/chromium and the Playwright
-# Python client in .venv (it drives that Chromium through `executable_path`; no browser is downloaded).
+# Python client in the test venv (it drives that Chromium through `executable_path`; no browser is downloaded).
+#   bash scripts/setup_browser.sh [PYTHON]     PYTHON: the venv's python (default .venv/bin/python; scripts/test.sh
+#                                              passes the one setup_host.py reported, e.g. DD_VENV's)
 # CI runs as root with Debian's package registry reachable. SKIP_BROWSER_SETUP=1 skips it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +16,7 @@ if [ ! -x /usr/bin/chromium ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 fi
-PY=.venv/bin/python
+PY="${1:-.venv/bin/python}"
 if ! "$PY" -c "import playwright" 2>/dev/null; then
     "$PY" -m pip install -q -r tests/requirements.txt
 fi

@@ -13,7 +13,7 @@ PY="$(sed -n 's/^PYTHON=//p' "$setup_out")"
 COMFYUI_PATH="$(sed -n 's/^COMFYUI_PATH=//p' "$setup_out")"
 export COMFYUI_PATH  # the host the integration tests boot and serve (ddistill_dev/comfy_host.py)
 unset COMFYUI_ARCHIVE
-bash scripts/setup_browser.sh
+bash scripts/setup_browser.sh "$PY"
 BIN="$(dirname "$PY")"
 "$BIN/ruff" check .
 "$BIN/ruff" format --check .
