@@ -21,7 +21,10 @@ The 2025-26 families (workflows 10a-10e: Z-Image, Qwen-Image, SD3.5 Large, FLUX.
 one disk at once, so ``all`` goes workflow by workflow for them (``--per-workflow``, the default as soon as one
 selected workflow needs a family file): write that workflow's files, run it through a fresh server, delete the
 files no later selected workflow needs (only those written by this program). ``--dry-run`` lists every file with
-its size and what each workflow needs on disk. Example::
+its size and what each workflow needs on disk. Seen on one H200 (64 GiB disk; the Diversity Meter nodes taken out
+of the API files on that machine, whose Python lacks the meter's offline backend package): writing took 41-70 s
+per workflow (28-53 GiB), the five ran (batch 2) in 29-152 s each, base / distilled / hybrid all producing their
+images, no key missing in ComfyUI's loaders. Example::
 
     python -m ddistill_dev.gpu_workflows --base /tmp/ddistill_gpu write
     python -m ddistill_dev.gpu_workflows --base /tmp/ddistill_gpu run --batch 2 --out results.json
@@ -53,6 +56,7 @@ from .random_checkpoints import SD21_UNET, SDXL_UNET, random_vae, randomize, une
 from .workflow_catalog import EXPERIMENTS, MODELS
 
 PACK_LINK = "ComfyUI-DiversityDistillation"
+MODULE = "ddistill_dev.gpu_workflows"  # what the child processes run (``__name__`` is ``__main__`` under ``-m``)
 # Full-size architectures (as ComfyUI's model detection reads them from the released files).
 PIXART_1024 = {
     "image_model": "pixart_alpha",
@@ -415,7 +419,7 @@ def run_per_workflow(args, root: Path, base: Path, exps) -> list[dict]:
         argv = ["write", "--comfyui", str(root), "--base", str(base), "--only", e.name]
         argv += ["--cpu"] * args.cpu + ["--force"] * args.force
         t0 = time.time()
-        rc = subprocess.run([sys.executable, "-m", __name__, *argv]).returncode
+        rc = subprocess.run([sys.executable, "-m", MODULE, *argv]).returncode
         t_write = time.time() - t0
         written = [f for f in e.files if f not in before and model_path(base, f).exists()]
         gib = sum(model_path(base, f).stat().st_size for f in written) / 2**30
@@ -432,6 +436,7 @@ def run_per_workflow(args, root: Path, base: Path, exps) -> list[dict]:
                 continue
             gone += p.stat().st_size
             p.unlink()
+        base.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(base).free / 2**30
         r = results[-1]
         log(f"{e.name}: {r['status']} in {r['seconds']} s; deleted {gone / 2**30:.1f} GiB, {free:.1f} GiB free")
@@ -475,7 +480,7 @@ def main() -> int:
         return report(run_per_workflow(args, root, base, exps), args.cpu, args.out)
     if args.action == "all":  # write in a child process so that its GPU memory is free for the server
         argv = [a if a != "all" else "write" for a in sys.argv[1:]]
-        if subprocess.run([sys.executable, "-m", __name__, *argv]).returncode:
+        if subprocess.run([sys.executable, "-m", MODULE, *argv]).returncode:
             return 1
     elif args.action == "write":
         comfy_host.boot(cpu=args.cpu, root=root, import_nodes=False)
