@@ -249,3 +249,35 @@ def test_full_size_zimage_config_is_what_comfyui_detects(pack):
     assert type(detected).__name__ == "ZImage"
     assert {k: detected.unet_config.get(k) for k in ZIMAGE_DIT} == ZIMAGE_DIT
     assert sum(v.numel() for v in sd.values()) == pytest.approx(6.15e9, rel=0.01)
+
+
+@pytest.mark.parametrize("kind", ["wan21", "qwen"])
+def test_live_filmstrip_on_video_latents(pack, hn, models, kind, monkeypatch):
+    """The live filmstrip on 5-D latents: each step sends ComfyUI's Latent2RGB preview of the first frame of the
+    first clip (a JPEG of the latent's height x width), labelled by sigma as flow steps are. The server is the one
+    part stood in for: the frontend's socket (send_sync), as a PromptServer has it while a prompt runs."""
+    import base64
+    import io
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    recorder = importlib.import_module(pack.__name__ + ".nodes.recorder")
+    sent = []
+    server = SimpleNamespace(client_id="c1", send_sync=lambda event, data, sid: sent.append((event, data, sid)))
+    monkeypatch.setattr(recorder, "_prompt_server", lambda: server)
+    monkeypatch.setattr(recorder, "get_executing_context", lambda: SimpleNamespace(node_id="7", prompt_id="p1"))
+    base, distilled = models[kind]
+    latent = tm.family_latent(kind, batch=2)
+    _, out, traj = hybrid(hn, base, distilled, kind, latent, distilled_model=distilled)
+    assert [e for e, _, _ in sent] == ["ddistill.x0_frame"] * 4 and {s for *_, s in sent} == {"c1"}
+    frames = [d for _, d, _ in sent]
+    assert [f["step"] for f in frames] == [0, 1, 2, 3]
+    assert [f["model"] for f in frames] == ["base", "distilled", "distilled", "distilled"]
+    assert [f["level"] for f in frames] == [f.level for f in traj.frames]
+    assert all(f["level"].startswith("sigma 0.") or f["level"] == "sigma 1.000" for f in frames)
+    h, w = latent["samples"].shape[-2:]
+    for f in frames:
+        assert f["image"].startswith("data:image/jpeg;base64,")
+        img = Image.open(io.BytesIO(base64.b64decode(f["image"].split(",", 1)[1])))
+        assert img.size == (w, h)  # one frame (the first of the first clip), at the latent's resolution
