@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from .random_checkpoints import ZIMAGE_DIT
+from .random_checkpoints import VAE_DDCONFIG, ZIMAGE_DIT
 
 # The full-size configs as ComfyUI's model detection (comfy/model_detection.py) reads them from the released files.
 FLUX1 = {
@@ -76,18 +76,7 @@ SD35_LARGE = {
     "x_block_self_attn_layers": [],
 }
 # The 16-channel KL VAE of FLUX.1 / Z-Image (ae.safetensors) and SD3 (inside its checkpoints): no quant convs.
-VAE16_DDCONFIG = {
-    "double_z": True,
-    "z_channels": 16,
-    "resolution": 256,
-    "in_channels": 3,
-    "out_ch": 3,
-    "ch": 128,
-    "ch_mult": [1, 2, 4, 4],
-    "num_res_blocks": 2,
-    "attn_resolutions": [],
-    "dropout": 0.0,
-}
+VAE16_DDCONFIG = {**VAE_DDCONFIG, "z_channels": 16}
 # Wan 2.1's causal video VAE (wan_2.1_vae.safetensors); Qwen-Image's VAE has the same architecture.
 WAN_VAE = {
     "dim": 96,
