@@ -83,10 +83,13 @@ class Canvas:
 
     STRIP_PX = (24, 102, 640)  # js/x0_filmstrip.js: a sampler widens to 24 px + 102 px a frame, at most 640 px
 
+    NOTE_W, NOTE_H, NOTE_LINE_PX, NOTE_CHARS = 900, 360, 15, 110  # the note above the loaders
+
     def __init__(self, name: str, note: str):
         self.name = name
         self.g = Graph(name)
-        self.g.note(note, pos=(0, -400), size=(900, 360))
+        h = self.note_height(note)
+        self.g.note(note, pos=(0, -h - 40), size=(self.NOTE_W, h))
         self.rows = 0
         self.col_y = {0: 0, 460: 0}
 
@@ -96,6 +99,14 @@ class Canvas:
         extra = max(0, min(most, pad + per * frames) - (self.X_DECODE - self.X_CONTINUE - 20))
         for col in ("X_DECODE", "X_SAVE", "X_METER", "X_EXTRA"):
             setattr(self, col, getattr(self, col) + extra)
+
+    @classmethod
+    def note_height(cls, note: str) -> int:
+        """Height of the note: ``NOTE_H``, or more for a long text. "Nodes 2.0" sizes a note to its rendered text
+        (about 15 px per line of 110 characters at 900 px, measured on frontend 1.58.1), so a long note would reach
+        down over the loaders below it; the classic canvas uses this size as given."""
+        lines = sum(max(1, -(-len(line) // cls.NOTE_CHARS)) for line in note.split("\n"))
+        return max(cls.NOTE_H, lines * cls.NOTE_LINE_PX + 40)
 
     def left(self, class_type, inputs=None, title=None, x=0, h=160, **kw):
         node = self.g.add(class_type, inputs, title=title, pos=(x, self.col_y[x]), **kw)
