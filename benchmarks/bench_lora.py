@@ -247,19 +247,21 @@ def table(results: list[dict], cap_gb: float) -> str:
                 f"| {res['config']} | {r['batch']} | {r['method']} | {r['time']:.3f} | {r['ratio']:.3f} | "
                 f"{r['loads']:.1f} | {r['peak']:.1f} | {r.get('held', float('nan')):.2f} | {r['note']} |"
             )
-    lines += ["", "| config | target (hybrid / LoRA model alone) | measured | met? |", "|---|---|---|---|"]
+    return "\n".join(lines + target_lines(results, "pack hybrid (LoRA pair path)")) + "\n"
+
+
+def target_lines(results: list[dict], method: str) -> list[str]:
+    """The targets table (``method``'s ratio to the LoRA model alone, per configuration and batch) and the notes;
+    shared with ``bench_lora_server.py``."""
+    lines = ["", "| config | target (hybrid / LoRA model alone) | measured | met? |", "|---|---|---|---|"]
     for res in results:
         target = TARGETS[res["config"]]
-        ratios = [r["ratio"] for r in res["rows"] if r["method"] == "pack hybrid (LoRA pair path)"]
-        lines.append(
-            f"| {res['config']} | <= {target:.2f}x | {', '.join(f'{x:.3f}x' for x in ratios)} (batch "
-            f"{', '.join(str(r['batch']) for r in res['rows'] if r['method'].startswith('pack hybrid (LoRA'))}) | "
-            f"{'yes' if all(x <= target for x in ratios) else 'no'} |"
-        )
+        ratios = [(r["batch"], r["ratio"]) for r in res["rows"] if r["method"] == method]
+        measured = ", ".join(f"{x:.3f}x (batch {b})" for b, x in ratios)
+        met = "yes" if all(x <= target for _, x in ratios) else "no"
+        lines.append(f"| {res['config']} | <= {target:.2f}x | {measured} | {met} |")
     lines.append("")
-    for res in results:
-        lines += [f"- {res['config']}: {n}" for n in res["notes"]]
-    return "\n".join(lines) + "\n"
+    return lines + [f"- {res['config']}: {n}" for res in results for n in res["notes"]]
 
 
 def main():

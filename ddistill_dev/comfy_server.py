@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -156,3 +157,13 @@ def execution_error(entry: dict) -> dict | None:
         if kind == "execution_error":
             return msg
     return None
+
+
+def weight_loads(log_text: str) -> int:
+    """How many times ComfyUI loaded model weights in a server log: its own "loaded completely / partially" lines
+    (each unpatch + re-patch ends with one; 0.33 colours them and prefixes "[INFO] ")."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", log_text)
+    return sum(
+        re.sub(r"^\[\w+\] ", "", line).startswith(("loaded completely", "loaded partially"))
+        for line in plain.splitlines()
+    )

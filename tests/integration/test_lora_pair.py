@@ -6,7 +6,6 @@ resident base weights; the forward-time delta path is measured against it."""
 import gc
 import importlib
 import logging
-import re
 
 import comfy.model_management as mm
 import comfy.model_patcher
@@ -19,6 +18,7 @@ from comfy_extras.nodes_model_advanced import ModelSamplingDiscrete
 
 from ddistill_dev import random_lora as rl
 from ddistill_dev import tiny_models as tm
+from ddistill_dev.comfy_server import weight_loads
 
 SEED = 7
 
@@ -420,15 +420,6 @@ def saved_latent(server, entry):
     return safetensors.torch.load_file(str(server.base / "output" / name))["latent_tensor"]
 
 
-def loads_in_log(text: str) -> int:
-    """ComfyUI's own "loaded completely / partially" log lines (0.33 colours them and prefixes "[INFO] ")."""
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    return sum(
-        re.sub(r"^\[\w+\] ", "", line).startswith(("loaded completely", "loaded partially"))
-        for line in plain.splitlines()
-    )
-
-
 def test_server_lora_loader_pair_steady_state_and_equal_to_stock_graph(lora_server):
     """The hybrid graph with LoraLoaderModelOnly on the base checkpoint: from the third run on, no weight (re)load
     at all (ComfyUI logs each load); the stock SamplerCustom graph on the same clones loads at each switch and
@@ -439,12 +430,12 @@ def test_server_lora_loader_pair_steady_state_and_equal_to_stock_graph(lora_serv
     entry = lora_server.run(lora_graph(5))
     during = lora_server.log_text()[len(before) :]
     assert entry["status"]["status_str"] == "success"
-    assert loads_in_log(during) == 0, during
+    assert weight_loads(during) == 0, during
     assert lora_server.log_text().count("clones of one SDXL with different weight patches") == 1
     hybrid_latent = saved_latent(lora_server, entry)
     before = lora_server.log_text()
     stock = lora_server.run(lora_graph(5, stock=True))
-    assert loads_in_log(lora_server.log_text()[len(before) :]) >= 2  # stock: unpatch + re-patch at each switch
+    assert weight_loads(lora_server.log_text()[len(before) :]) >= 2  # stock: unpatch + re-patch at each switch
     assert torch.equal(hybrid_latent, saved_latent(lora_server, stock))
 
 
