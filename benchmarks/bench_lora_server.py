@@ -29,9 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 from bench_lora import target_lines  # the sibling script (this folder is sys.path[0])
 
 from ddistill import protocol as P
+from ddistill.lora_maths import difference
 from ddistill.schedules import derive_seed
 from ddistill_dev import comfy_host
 
@@ -52,13 +54,13 @@ def parse():
     ap.add_argument("--cap-gb", type=float, default=12.0)
     ap.add_argument("--configs", default="uncapped,capped")
     ap.add_argument("--cpu", action="store_true", help="CPU smoke run (use a small --arch/--size)")
+    ap.add_argument("--no-check", dest="check", action="store_false",
+                    help="skip the same-seed comparison of the hybrid with the stock chain")  # fmt: skip
     return ap.parse_args()
 
 
 def write_files(base: Path, arch: str, rank: int, cpu: bool) -> str:
     """The checkpoint and the LoRA under models/; returns what was written."""
-    import torch
-
     from ddistill_dev import random_checkpoints as rc
     from ddistill_dev import random_lora as rl
 
@@ -127,8 +129,6 @@ def run_config(args, config: str) -> dict:
 
     extra = ()
     if config == "capped" and not args.cpu:
-        import torch
-
         total = torch.cuda.get_device_properties(0).total_memory / 2**30
         extra = ("--reserve-vram", f"{max(total - args.cap_gb, 0):.1f}")
     seeds = iter(range(1000, 10**6))
@@ -137,15 +137,40 @@ def run_config(args, config: str) -> dict:
         version = server.comfyui_version()
         dynamic = "DynamicVRAM support detected and enabled" in server.log_text()
 
-        def run(method, batch):
+        def run(method, batch, seed=None):
             before = len(server.log_text())
-            entry = server.run(graph(method, next(seeds), batch, args.size), timeout=900)
+            entry = server.run(graph(method, next(seeds) if seed is None else seed, batch, args.size), timeout=900)
             err = execution_error(entry)
             if err:
                 raise RuntimeError(f"{method}: {err.get('exception_message')}")
             stamps = {k: m.get("timestamp") for k, m in entry["status"]["messages"]}
             seconds = (stamps["execution_success"] - stamps["execution_start"]) / 1000
+            run.entry = entry
             return seconds, weight_loads(server.log_text()[before:])
+
+        def latent(method, batch, seed):
+            """The final latent of one run, read back from the file SaveLatent wrote."""
+            import safetensors.torch
+
+            run(method, batch, seed)
+            saved = run.entry["outputs"]["99"]["latents"][0]
+            path = Path(args.base) / "output" / saved.get("subfolder", "") / saved["filename"]
+            return safetensors.torch.load_file(str(path))["latent_tensor"]
+
+        def check(batch):
+            """Same seed: the hybrid twice and the stock two-sampler chain on the same files (the resident
+            path's claim: equal to the chain bit for bit where ComfyUI itself repeats bit for bit)."""
+            seed = next(seeds)
+            h1, h2, chain = (latent(m, batch, seed) for m in ("pack hybrid", "pack hybrid", "stock two samplers"))
+            alone = latent("LoRA model alone", batch, seed)
+            out = []
+            for name, x, ref in (("hybrid vs hybrid", h1, h2), ("hybrid vs stock chain", h1, chain),
+                                 ("LoRA model alone vs stock chain", alone, chain)):  # fmt: skip
+                d = difference(x, ref)
+                same = "bit-equal" if torch.equal(x, ref) else "differs"
+                out.append(f"batch {batch}, same seed, {name}: {same}, max |diff| {d['max_abs']:.3g}, "
+                           f"{d['relative']:.3g} of the latent RMS ({d['rms']:.3g})")  # fmt: skip
+            return out
 
         for batch in [int(b) for b in args.batches.split(",")]:
             firsts = [run("pack hybrid", batch)[0] for _ in range(3)]
@@ -168,6 +193,8 @@ def run_config(args, config: str) -> dict:
                     counts[m].append(n)
                 for m2 in fast:  # back to the steady state of the fast methods before the next block
                     run(m2, batch)
+            if args.check:
+                notes.extend(check(batch))
             alone = statistics.median(times[METHODS[0]])
             for m in METHODS:
                 med = statistics.median(times[m])

@@ -7,7 +7,8 @@ Variants, all from the same noise on the same loaded model:
   stock callback   latent_preview.prepare_callback (what stock SamplerCustom passes): the baseline
   pack recorder    the pack samplers' callback (nodes/recorder.py StepRecorder: x̂0 to the CPU per step + stock)
   Record x̂0 wrap   stock callback + the Record x̂0 Sampler wrapper around the SAMPLER (stock graphs)
-Plus the per-frame cost of a live filmstrip frame (Latent2RGB preview + JPEG), which runs only with a server.
+  pack recorder + live frames   the pack recorder with the live filmstrip on, as under a server (a sink stands
+                   in for the socket): each step's Latent2RGB preview + JPEG, made on the recorder's sender thread
 
   python benchmarks/bench_x0.py                 # full-size SDXL UNet (random fp16 weights) on CUDA, else tiny on CPU
   python benchmarks/bench_x0.py --size tiny     # tiny SDXL-architecture UNet on CPU (seconds)
@@ -54,11 +55,6 @@ def _once(fn):
     fn()
     sync()
     return time.perf_counter() - t
-
-
-def timed(fn, repeats):
-    fn()  # warm-up
-    return statistics.median(_once(fn) for _ in range(repeats))
 
 
 def timed_interleaved(fns: dict, repeats: int) -> dict:
@@ -127,24 +123,27 @@ def main():
                 model, noise, 1.0, sampler, sigmas, cond, cond, latent, callback=callback, disable_pbar=True, seed=0
             )
 
+        def live():  # the recorder as the pack's samplers run it under a server, live frames on
+            rec = recorder.patcher_recorder(model, sigmas, "bench", 0)
+            fmt = model.model.latent_format
+            rec.live.server, rec.live.enabled = _Sink(), True
+            rec.live.previewer = latent_preview.Latent2RGBPreviewer(fmt.latent_rgb_factors, fmt.latent_rgb_factors_bias)
+            try:
+                return run(rec)
+            finally:
+                rec.flush()
+
         variants = {
             "no callback": lambda: run(None),
             "stock callback": lambda: run(latent_preview.prepare_callback(model, args.steps)),
             "pack recorder": lambda: run(recorder.patcher_recorder(model, sigmas, "bench", 0)),
+            "pack recorder + live frames": live,
             "Record x̂0 wrap": lambda: run(latent_preview.prepare_callback(model, args.steps), wrap=True),
         }
         times = timed_interleaved(variants, args.repeats)
         base = times["stock callback"]
         for name, t in times.items():
             rows.append((name, batch, t, 100.0 * (t - base) / base))
-        # one live filmstrip frame, as LiveX0Frames builds it when a server is connected
-        live = recorder.LiveX0Frames(model.model.latent_format, "bench")
-        fmt = model.model.latent_format
-        live.server, live.enabled = _Sink(), True
-        live.previewer = latent_preview.Latent2RGBPreviewer(fmt.latent_rgb_factors, fmt.latent_rgb_factors_bias)
-        x0 = torch.randn(batch, 4, res // 8, res // 8, device=model.load_device)
-        per_frame = timed(lambda: live(0, 1.0, 500.0, x0), args.repeats * 4)
-        rows.append(("live frame, per step", batch, per_frame, 100.0 * per_frame * args.steps / base))
 
     lines = [
         f"x̂0 recording overhead: {device}, SDXL UNet ({'full size, fp16' if full else 'tiny'}), {res}x{res}, "
@@ -154,8 +153,6 @@ def main():
         "|---|---|---|---|",
     ]
     lines += [f"| {n} | {b} | {t:.4f} | {o:+.2f}% |" for n, b, t, o in rows]
-    lines.append("")
-    lines.append("(live frame: its time per step; the percentage is all steps' frames against one sampling run)")
     text = "\n".join(lines)
     print(text)
     if args.out:

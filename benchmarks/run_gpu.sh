@@ -6,6 +6,7 @@
 #   bash benchmarks/run_gpu.sh [OUT_DIR]                      # every part, full repeats
 #   PARTS="profile lora_server main" QUICK=1 bash benchmarks/run_gpu.sh OUT_DIR   # some parts, fewer repeats
 # Parts: main lowvram x0 diversity lora lora_server profile profile_lora. QUICK=1 fits one host in about 10 minutes of an H200.
+# UNTIL_S=N starts no further part once N seconds have passed (to stay inside a machine's time limit per command).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="$(realpath -m "${1:-bench_out}")"
@@ -18,7 +19,11 @@ fi
 export PYTHONUNBUFFERED=1
 quiet() { grep -v "^WARNING\|it/s\]\|^Requested to load\|loaded completely\|^Model .* prepared\|s/it\]"; }
 r() { if [ -n "$quick" ]; then echo "$2"; else echo "$1"; fi; }  # full / quick value
+start=$SECONDS
 for part in $parts; do
+    if [ -n "${UNTIL_S:-}" ] && [ $((SECONDS - start)) -ge "$UNTIL_S" ]; then
+        echo "== $part: skipped (UNTIL_S=$UNTIL_S seconds reached)"; continue
+    fi
     echo "== $part ($(date -u +%H:%M:%S))"
     case "$part" in
     main) python3 benchmarks/bench_gpu.py main --archs "$(r sdxl,sd21 sdxl)" --batches "$(r 1,4,16 1,4)" \

@@ -30,6 +30,16 @@ def differing_keys(base: dict, distilled: dict) -> list[str]:
     return sorted(k for k in keys if not patch_lists_equal(base.get(k, ()), distilled.get(k, ())))
 
 
+def sibling_keys(differing: Sequence[str], patched: dict) -> list[str]:
+    """The ``weight`` / ``bias`` keys of the layers of ``differing`` keys that are patched (``patched``: the patch
+    dict of either clone, alike on both sides for these) but do not differ themselves, sorted."""
+    differ = set(differing)
+    layers = {k.rsplit(".", 1)[0] for k in differing if k.rsplit(".", 1)[-1] in ("weight", "bias") and "." in k}
+    return sorted(
+        f"{p}.{n}" for p in layers for n in ("weight", "bias") if f"{p}.{n}" in patched and f"{p}.{n}" not in differ
+    )
+
+
 def difference(x: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
     """Max absolute difference of two results, and the same relative to the reference's RMS (the README's bound)."""
     x64, r64 = x.detach().double().cpu(), ref.detach().double().cpu()

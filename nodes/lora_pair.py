@@ -40,7 +40,7 @@ import comfy.utils
 import comfy.weight_adapter
 import torch
 
-from ..ddistill.lora_maths import differing_keys, gib, patch_lists_equal, shared_prefix
+from ..ddistill.lora_maths import differing_keys, gib, patch_lists_equal, shared_prefix, sibling_keys
 
 WRAPPER_KEY = "ddistill_lora_pair"
 RESIDENT_BASE_WEIGHTS = True  # False: never hold base copies; every differing weight is made at forward time
@@ -186,10 +186,11 @@ def _on_device(patch, held: dict[int, torch.Tensor]):
 
 
 class _Key:
-    """One weight whose patches differ between the two clones."""
+    """One weight whose patches differ between the two clones; or (``companion``) a weight patched alike on both
+    sides in a layer where another weight differs, which a Dynamic VRAM layer needs beside the swapped one."""
 
-    def __init__(self, model, key: str, base_patches: list, distilled_patches: list):
-        self.key = key
+    def __init__(self, model, key: str, base_patches: list, distilled_patches: list, companion: bool = False):
+        self.key, self.companion = key, companion
         path, self.name = key.rsplit(".", 1) if "." in key else ("", key)
         self.module = comfy.utils.get_attr(model, path) if path else model
         p = self.module._parameters[self.name]
@@ -210,10 +211,12 @@ class _Key:
         return bk.weight if bk is not None else self.param()
 
     def exact_base(self, original: torch.Tensor, device) -> torch.Tensor:
-        """The base version as ModelPatcher.patch_weight_to_device computes it (same calls, same order)."""
+        """The base version as ModelPatcher.patch_weight_to_device computes it (same calls, same order, in the
+        host's LoRA compute dtype: float32 in 0.3.75, ``lora_compute_dtype`` of the device in newer ComfyUI)."""
         if not self.base:
             return original.to(device, copy=True)
-        temp = mm.cast_to_device(original, device, torch.float32, copy=True)
+        compute = getattr(mm, "lora_compute_dtype", None)
+        temp = mm.cast_to_device(original, device, compute(device) if compute else torch.float32, copy=True)
         out = comfy.lora.calculate_weight(self.base, temp, self.key)
         return comfy.float.stochastic_rounding(out, self.dtype, seed=self.seed)
 
@@ -330,6 +333,11 @@ class _Plan:
 _MISSING = object()
 
 
+def _dynamic(module) -> bool:
+    """A layer that ComfyUI's Dynamic VRAM (ModelPatcherDynamic, ComfyUI 0.33+) casts through its VBAR."""
+    return hasattr(module, "_v")
+
+
 class LoraPair:
     """The state of one (base, distilled) pair of clones: the differing weights and their holders."""
 
@@ -341,6 +349,9 @@ class LoraPair:
         self.model_name = type(base.model).__name__
         keys = differing_keys(base.patches, distilled.patches)
         self.keys = [_Key(base.model, k, base.patches.get(k, []), distilled.patches.get(k, [])) for k in keys]
+        self.keys += [
+            _Key(base.model, k, base.patches[k], base.patches[k], True) for k in sibling_keys(keys, base.patches)
+        ]
         self.copies_bytes = sum(k.nbytes for k in self.keys)
         self.copies = None  # ModelPatcher of _Held: exact base versions of self.keys, in order
         self.factors = None  # ModelPatcher of _Held: tensors of the patches the delta path applies
@@ -393,21 +404,51 @@ class LoraPair:
         extra = max(mm.minimum_inference_memory(), memory_required + mm.extra_reserved_memory())
         return mm.get_free_memory(device) > nbytes * MEMORY_MARGIN + extra  # load_models_gpu's own rule
 
-    def _load(self, held, device, memory_required: float) -> None:
+    def _room(self, nbytes: float, runner, memory_required: float) -> bool:
+        """Whether ``nbytes`` fit on the runner's device (``_fits``); when they do not, but would beside the runner
+        once idle models are unloaded (a text encoder or VAE that ran earlier in the graph), ComfyUI's
+        ``free_memory`` unloads those first, as ``load_models_gpu`` does for a model the sampling needs: the copies
+        are part of what this sampling uses. The runner's model and the pair's own holders stay loaded."""
+        device = runner.load_device
+        if self._fits(nbytes, device, memory_required):
+            return True
+        if device.type == "cpu":  # ComfyUI frees nothing on the CPU (load_models_gpu neither)
+            return False
+        mine = [runner, self.copies, self.factors]
+        keep = [lm for lm in mm.current_loaded_models if any(lm.model is m for m in mine if m is not None)]
+        idle = sum(
+            lm.model_loaded_memory()
+            for lm in mm.current_loaded_models
+            if lm.device == device and lm.model is not None and lm not in keep
+        )
+        extra = max(mm.minimum_inference_memory(), memory_required + mm.extra_reserved_memory())
+        need = nbytes * MEMORY_MARGIN + extra
+        if mm.get_free_memory(device) + idle <= need:
+            return False
+        unloaded = mm.free_memory(need, device, keep_loaded=keep)
+        names = [type(lm.model.model).__name__ for lm in unloaded if lm.model is not None]
+        if names:
+            log.info(
+                "DDistill LoRA pair: unloaded idle models to hold the base weights on %s: %s", device, ", ".join(names)
+            )
+        return self._fits(nbytes, device, memory_required)
+
+    def _load(self, held, runner, memory_required: float) -> None:
         missing = held.model_size() - held.loaded_size()
-        if missing > 0 and self._fits(missing, device, memory_required):
+        if missing > 0 and self._room(missing, runner, memory_required):
             mm.load_models_gpu([held], memory_required=memory_required)
 
     def place(self, runner, memory_required: float) -> None:
         """After ComfyUI loaded the runner: hold the base copies where they fit, else the delta path's LoRA
         factors; then the plan of the base forwards."""
         device, offload = runner.load_device, runner.offload_device
+        self.device = device
         if RESIDENT_BASE_WEIGHTS and self.keys:
-            if self.copies is None and self._fits(self.copies_bytes, device, memory_required):
+            if self.copies is None and self._room(self.copies_bytes, runner, memory_required):
                 copies = [self._base_copy(k, device, offload, runner.weight_inplace_update) for k in self.keys]
                 self.copies = comfy.model_patcher.ModelPatcher(_Held(copies), device, offload)
             if self.copies is not None:
-                self._load(self.copies, device, memory_required)
+                self._load(self.copies, runner, memory_required)
         plan = self._make_plan(runner.model)
         if self.delta_keys and holds_factors(device):
             tensors = {}
@@ -423,7 +464,7 @@ class LoraPair:
             if stale:  # the factors of the weights made at forward time now
                 self.factor_ids = list(tensors)
                 self.factors = comfy.model_patcher.ModelPatcher(_Held(list(tensors.values())), device, offload)
-            self._load(self.factors, device, memory_required)
+            self._load(self.factors, runner, memory_required)
             plan = self._make_plan(runner.model)
         self.plan = plan
         self._report(device)
@@ -449,14 +490,36 @@ class LoraPair:
             values = self.factors.model.values()
             held = {i: t for i, t in zip(self.factor_ids, values) if t.device.type != "cpu"}
         self.delta_keys = []
+
+        def resident(i: int, k: _Key) -> bool:
+            # Dynamic VRAM (ModelPatcherDynamic) layers keep their weights on the offload device, casts them into
+            # its VBAR at each forward and applies their patches there (``weight_lowvram_function``); a weight
+            # on the load device instead takes ComfyUI's ordinary cast path, which applies neither.
+            dev = self.device if _dynamic(k.module) else k.param().device
+            return copies is not None and copies[i].device == dev and copies[i].dtype == k.param().dtype
+
+        layer_resident: dict[int, bool] = {}  # Dynamic VRAM layers: swapped only with all their copies resident
+        for i, k in enumerate(self.keys):
+            if _dynamic(k.module):
+                layer_resident[id(k.module)] = layer_resident.get(id(k.module), True) and resident(i, k)
         for i, k in enumerate(self.keys):
             params, cur = k.module._parameters, k.param()
+            dynamic = _dynamic(k.module)
+            swap = layer_resident[id(k.module)] if dynamic else resident(i, k)
+            if k.companion and not (dynamic and swap):
+                continue  # patched alike on both sides: the layer's own weight is already the base's
             lowvram = [] if k.fn_attr is None else getattr(k.module, k.fn_attr)
             kept = [f for f in lowvram if not (isinstance(f, comfy.model_patcher.LowVramPatch) and f.key == k.key)]
-            if copies is not None and copies[i].device == cur.device and copies[i].dtype == cur.dtype:
+            if swap:
                 plan.swaps.append((params, k.name, copies[i]))
                 if len(kept) != len(lowvram):  # a lowvram layer: its patch of the distilled weights goes too
                     plan.funcs.append((k.module, k.fn_attr, kept))
+                continue
+            if (
+                dynamic and k.fn_attr is not None
+            ):  # made from the original weight the layer holds, after ComfyUI applied the distilled patches
+                fn = _BaseWeight(k, source=cur)
+                plan.funcs.append((k.module, k.fn_attr, [fn] + kept))
                 continue
             merged = k.key in self.backup  # the layer holds the distilled merge (else the original weight)
             if merged and k.additive:
@@ -486,7 +549,7 @@ class LoraPair:
         if sig == self.reported:
             return
         self.reported = sig
-        n, delta = len(self.keys), len(self.delta_keys)
+        n, delta = sum(not k.companion for k in self.keys), len(self.delta_keys)
         parts = []
         if swaps:
             parts.append(

@@ -16,6 +16,8 @@ import io
 import logging
 import math
 import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import comfy.samplers
 import latent_preview
@@ -35,9 +37,29 @@ def _prompt_server():
     return getattr(cls, "instance", None)
 
 
+_SENDER: ThreadPoolExecutor | None = None
+_SENDER_LOCK = threading.Lock()
+
+
+def _sender() -> ThreadPoolExecutor:
+    """The one thread that encodes and sends live frames, in the order they were taken (made at first use)."""
+    global _SENDER
+    with _SENDER_LOCK:
+        if _SENDER is None:
+            _SENDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ddistill-x0-frames")
+        return _SENDER
+
+
 class LiveX0Frames:
     """Sends each step's x̂0 as a small JPEG (ComfyUI's Latent2RGB previewer, batch item 0; no VAE decode) to
-    the frontend as the ``LIVE_X0_EVENT`` event, tagged with the executing node. A no-op without a server."""
+    the frontend as the ``LIVE_X0_EVENT`` event, tagged with the executing node. A no-op without a server.
+
+    The sampler never waits for a frame: the callback only queues a non-blocking copy of item 0 to pinned host
+    memory (and a CUDA event after it); the sender thread waits for that copy, runs the previewer on the CPU,
+    encodes and sends. A synchronous preview would stall the host once per step until the GPU caught up, which at
+    batch 1 (host-bound) costs about as much as launching the next step. ``flush`` waits for the queued frames:
+    the pack's samplers call it when their sampling ends, so every frame reaches the canvas before the node's
+    result does."""
 
     def __init__(self, latent_format, label: str):
         self.server, ctx = _prompt_server(), get_executing_context()
@@ -51,32 +73,55 @@ class LiveX0Frames:
             if self.enabled and factors is not None
             else None
         )
+        self.pending: list[Future] = []
 
     def __call__(self, step: int, sigma: float, timestep: float, x0: torch.Tensor, level: str = "") -> None:
         if not self.enabled:
             return
+        event = {
+            "node": self.node,
+            "prompt_id": self.prompt_id,
+            "step": int(step),
+            "sigma": float(sigma),
+            "timestep": float(timestep),
+            "level": level,  # the grid's noise-level label (flow models: sigma only)
+            "model": self.label,
+            "image": None,
+        }
+        host, ready = None, None
+        if self.previewer is not None:
+            item = x0.detach()[:1]
+            if item.ndim == 5 and self.previewer.latent_rgb_factors_reshape is None:
+                item = item[:, :, :1]  # the previewer shows the first frame of the first clip
+            host = to_host(item)
+            if item.device.type == "cuda":
+                ready = torch.cuda.Event()
+                ready.record()
+        self.pending = [f for f in self.pending if not f.done()]
+        self.pending.append(_sender().submit(self._send, event, host, ready))
+
+    def _send(self, event: dict, host: torch.Tensor | None, ready) -> None:
+        if not self.enabled:
+            return
         try:
-            image = None
-            if self.previewer is not None:
-                pil = self.previewer.decode_latent_to_preview(x0.detach())
+            if host is not None:
+                if ready is not None:
+                    ready.synchronize()  # this thread waits for the copy; the sampler does not
+                pil = self.previewer.decode_latent_to_preview(host)
                 pil.thumbnail((FILMSTRIP_PX, FILMSTRIP_PX))
                 buf = io.BytesIO()
                 pil.save(buf, format="JPEG", quality=85)
-                image = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-            event = {
-                "node": self.node,
-                "prompt_id": self.prompt_id,
-                "step": int(step),
-                "sigma": float(sigma),
-                "timestep": float(timestep),
-                "level": level,  # the grid's noise-level label (flow models: sigma only)
-                "model": self.label,
-                "image": image,
-            }
+                event["image"] = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
             self.server.send_sync(LIVE_X0_EVENT, event, self.server.client_id)
         except Exception as exc:  # a display aid must never stop sampling
             self.enabled = False
             log.warning("x̂0 filmstrip: live frames disabled for this run: %s", exc)
+
+    def flush(self) -> None:
+        """Wait until every frame queued so far has been sent (or dropped)."""
+        pending, self.pending = self.pending, []
+        for f in pending:
+            f.result()
 
 
 def to_host(t: torch.Tensor) -> torch.Tensor:
@@ -118,6 +163,10 @@ class StepRecorder:
         self.live(self.offset + step, sigma, timestep, x0, self.frames[-1].level)
         if self.forward is not None:
             self.forward(step, x0, x, total_steps)
+
+    def flush(self) -> None:
+        """The sampling ended: wait until its live frames are sent (see ``LiveX0Frames``)."""
+        self.live.flush()
 
 
 def patcher_recorder(model, sigmas: torch.Tensor, label: str, step_offset: int) -> StepRecorder:
@@ -195,6 +244,9 @@ class X0RecordingSampler(comfy.samplers.Sampler):
             base.model_sampling, base.latent_format, sigmas, self.recording.label, run.offset, callback
         )
         run.frames = recorder.frames
-        return self.inner.sample(
-            model_wrap, sigmas, extra_args, recorder, noise, latent_image, denoise_mask, disable_pbar
-        )
+        try:
+            return self.inner.sample(
+                model_wrap, sigmas, extra_args, recorder, noise, latent_image, denoise_mask, disable_pbar
+            )
+        finally:
+            recorder.flush()

@@ -122,20 +122,23 @@ def run_segment(
     """One ``comfy.sample.sample_custom`` call on ``sigmas``; returns the samples and the recorded frames."""
     latent_image = latent["samples"]
     recorder = patcher_recorder(model, sigmas, label, step_offset)
-    samples = comfy.sample.sample_custom(
-        model,
-        noise,
-        cfg,
-        comfy.samplers.sampler_object(sampler_name),
-        sigmas,
-        positive,
-        negative,
-        latent_image,
-        noise_mask=latent.get("noise_mask"),
-        callback=recorder,
-        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
-        seed=seed,
-    )
+    try:
+        samples = comfy.sample.sample_custom(
+            model,
+            noise,
+            cfg,
+            comfy.samplers.sampler_object(sampler_name),
+            sigmas,
+            positive,
+            negative,
+            latent_image,
+            noise_mask=latent.get("noise_mask"),
+            callback=recorder,
+            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+            seed=seed,
+        )
+    finally:
+        recorder.flush()
     return samples, tuple(recorder.frames)
 
 
