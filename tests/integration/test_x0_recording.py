@@ -228,3 +228,110 @@ def test_wrapper_under_sampler_custom_advanced(mods):
     traj = recording.trajectory()
     assert [f.step for f in traj.frames] == [0, 1, 2] and traj.batch_size == 2
     torch.testing.assert_close(traj.frames[-1].x0, denoised["samples"])
+
+
+def _slow_server(sent, delay=0.05, fail=False):
+    """The one part stood in for: the frontend's socket (PromptServer.send_sync), slow enough that a frame still
+    being sent when its sampling ended would be seen as missing."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    def send_sync(event, data, sid):
+        time.sleep(delay)
+        if fail:
+            raise ConnectionResetError("socket closed")
+        sent.append((event, data, threading.current_thread().name))
+
+    return SimpleNamespace(client_id="c1", send_sync=send_sync)
+
+
+def _live(monkeypatch, pack, server):
+    from types import SimpleNamespace
+
+    recorder = importlib.import_module(pack.__name__ + ".nodes.recorder")
+    monkeypatch.setattr(recorder, "_prompt_server", lambda: server)
+    monkeypatch.setattr(recorder, "get_executing_context", lambda: SimpleNamespace(node_id="5", prompt_id="p"))
+    return recorder
+
+
+def test_live_frames_are_made_off_the_sampling_thread_and_all_sent_before_the_node_returns(mods, pack, monkeypatch):
+    """The sampler's callback only queues a frame (a synchronous preview would stall a GPU sampler every step):
+    the Latent2RGB preview, the JPEG and the socket send run on the pack's sender thread, in step order, and the
+    node returns only once every frame of its sampling is sent. The frames are those of the synchronous previewer
+    on the same x̂0 (item 0)."""
+    import base64
+    import io
+    import threading
+
+    import latent_preview
+    import numpy as np
+    from PIL import Image
+
+    sent = []
+    recorder = _live(monkeypatch, pack, _slow_server(sent))
+    decoded_on = []
+    real = latent_preview.Latent2RGBPreviewer.decode_latent_to_preview
+
+    def spy_decode(self, x0):
+        decoded_on.append(threading.current_thread().name)
+        return real(self, x0)
+
+    monkeypatch.setattr(latent_preview.Latent2RGBPreviewer, "decode_latent_to_preview", spy_decode)
+    model = tm.make_model("sdxl", 6)
+    pos, neg = tm.make_conditioning("sdxl"), tm.make_conditioning("sdxl")
+    _, traj = (
+        mods["hybrid_nodes"]
+        .SkipFirstStep.execute(
+            model=model,
+            positive=pos,
+            negative=neg,
+            latent_image=tm.empty_latent(2, 16),
+            seed=4,
+            cfg=1.0,
+            steps=5,
+            scheduler="lcm",
+            sampler_name="lcm",
+        )
+        .result
+    )
+    main = threading.current_thread().name
+    assert len(sent) == len(traj) == 4  # all sent by the time the node returned
+    assert [d["step"] for _, d, _ in sent] == [f.step for f in traj.frames]
+    assert {t for *_, t in sent} == set(decoded_on) and all(t.startswith("ddistill-x0-frames") for t in decoded_on)
+    assert main not in decoded_on
+    fmt = model.model.latent_format
+    previewer = latent_preview.Latent2RGBPreviewer(fmt.latent_rgb_factors, fmt.latent_rgb_factors_bias)
+    for (_, data, _), frame in zip(sent, traj.frames):
+        img = np.asarray(Image.open(io.BytesIO(base64.b64decode(data["image"].split(",", 1)[1]))), dtype=float)
+        want = previewer.decode_latent_to_preview(model.model.process_latent_in(frame.x0[:1]))
+        buf = io.BytesIO()
+        want.save(buf, format="JPEG", quality=85)
+        assert np.abs(img - np.asarray(Image.open(buf), dtype=float)).max() <= 1  # same picture, same JPEG
+    assert recorder.FILMSTRIP_PX >= img.shape[0]
+
+
+def test_a_failing_socket_stops_live_frames_not_the_sampling(mods, pack, monkeypatch, caplog):
+    sent = []
+    _live(monkeypatch, pack, _slow_server(sent, delay=0.0, fail=True))
+    model = tm.make_model("sdxl", 6)
+    pos, neg = tm.make_conditioning("sdxl"), tm.make_conditioning("sdxl")
+    with caplog.at_level("WARNING"):
+        out, traj = (
+            mods["hybrid_nodes"]
+            .SkipFirstStep.execute(
+                model=model,
+                positive=pos,
+                negative=neg,
+                latent_image=tm.empty_latent(1, 8),
+                seed=4,
+                cfg=1.0,
+                steps=4,
+                scheduler="lcm",
+                sampler_name="lcm",
+            )
+            .result
+        )
+    assert sent == [] and len(traj) == 3 and torch.isfinite(out["samples"]).all()
+    warnings = [r.getMessage() for r in caplog.records if "live frames disabled" in r.getMessage()]
+    assert len(warnings) == 1 and "socket closed" in warnings[0]
