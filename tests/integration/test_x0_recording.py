@@ -77,6 +77,23 @@ def record(mods, inner_name="euler", label="sampler"):
     return node.execute(comfy.samplers.sampler_object(inner_name), label).result
 
 
+def skip_first(mods, model, latent, steps=4, seed=4):
+    """Skip First Step on ``model`` (lcm, cfg 1): (output latent, trajectory)."""
+    pos, neg = tm.make_conditioning("sdxl"), tm.make_conditioning("sdxl")
+    node = mods["hybrid_nodes"].SkipFirstStep
+    return node.execute(
+        model=model,
+        positive=pos,
+        negative=neg,
+        latent_image=latent,
+        seed=seed,
+        cfg=1.0,
+        steps=steps,
+        scheduler="lcm",
+        sampler_name="lcm",
+    ).result
+
+
 def test_true_noise_model_recovers_x0_exactly_in_the_hybrid(mods):
     x0 = target_x0()
     base, distilled = oracle("sdxl", x0), oracle("sdxl", x0)
@@ -120,22 +137,7 @@ def test_recorded_x0_is_the_models_eps_reconstruction(mods):
 
 def test_pack_sampler_frames_are_the_eps_reconstruction(mods):
     model, calls = spy(tm.make_model("sdxl", 6))
-    pos, neg = tm.make_conditioning("sdxl"), tm.make_conditioning("sdxl")
-    _, traj = (
-        mods["hybrid_nodes"]
-        .SkipFirstStep.execute(
-            model=model,
-            positive=pos,
-            negative=neg,
-            latent_image=tm.empty_latent(2, 8),
-            seed=4,
-            cfg=1.0,
-            steps=4,
-            scheduler="lcm",
-            sampler_name="lcm",
-        )
-        .result
-    )
+    _, traj = skip_first(mods, model, tm.empty_latent(2, 8), steps=4)
     x0_from_eps = mods["trajectory"].x0_from_eps
     assert len(calls) == len(traj) == 3
     for (x, sigma, eps), frame in zip(calls, traj.frames):
@@ -279,22 +281,7 @@ def test_live_frames_are_made_off_the_sampling_thread_and_all_sent_before_the_no
 
     monkeypatch.setattr(latent_preview.Latent2RGBPreviewer, "decode_latent_to_preview", spy_decode)
     model = tm.make_model("sdxl", 6)
-    pos, neg = tm.make_conditioning("sdxl"), tm.make_conditioning("sdxl")
-    _, traj = (
-        mods["hybrid_nodes"]
-        .SkipFirstStep.execute(
-            model=model,
-            positive=pos,
-            negative=neg,
-            latent_image=tm.empty_latent(2, 16),
-            seed=4,
-            cfg=1.0,
-            steps=5,
-            scheduler="lcm",
-            sampler_name="lcm",
-        )
-        .result
-    )
+    _, traj = skip_first(mods, model, tm.empty_latent(2, 16), steps=5)
     main = threading.current_thread().name
     assert len(sent) == len(traj) == 4  # all sent by the time the node returned
     assert [d["step"] for _, d, _ in sent] == [f.step for f in traj.frames]
@@ -315,23 +302,8 @@ def test_a_failing_socket_stops_live_frames_not_the_sampling(mods, pack, monkeyp
     sent = []
     _live(monkeypatch, pack, _slow_server(sent, delay=0.0, fail=True))
     model = tm.make_model("sdxl", 6)
-    pos, neg = tm.make_conditioning("sdxl"), tm.make_conditioning("sdxl")
     with caplog.at_level("WARNING"):
-        out, traj = (
-            mods["hybrid_nodes"]
-            .SkipFirstStep.execute(
-                model=model,
-                positive=pos,
-                negative=neg,
-                latent_image=tm.empty_latent(1, 8),
-                seed=4,
-                cfg=1.0,
-                steps=4,
-                scheduler="lcm",
-                sampler_name="lcm",
-            )
-            .result
-        )
+        out, traj = skip_first(mods, model, tm.empty_latent(1, 8))
     assert sent == [] and len(traj) == 3 and torch.isfinite(out["samples"]).all()
     warnings = [r.getMessage() for r in caplog.records if "live frames disabled" in r.getMessage()]
     assert len(warnings) == 1 and "socket closed" in warnings[0]
