@@ -388,15 +388,18 @@ def test_model_links_are_ones_the_missing_models_dialog_accepts(server, chromium
     the frontend lists every linked file (1.32: a dialog; newer: "View details" of the issues panel) with no 'not
     allowed' error; files without a link say in the workflow's note how to get them."""
     try:
-        with open_page(chromium, server, **{"Comfy.Workflow.ShowMissingModelsWarning": True}) as page:
-            for name in OTHERS:
+        for name in OTHERS:  # a fresh page per workflow: one warning at a time, no open tabs left from the last one
+            with open_page(chromium, server, **{"Comfy.Workflow.ShowMissingModelsWarning": True}) as page:
                 ui = workflow(name)
                 linked = {m["name"] for n in ui["nodes"] for m in n.get("properties", {}).get("models", [])}
                 page.evaluate(LOAD_JS, [ui, name])
-                page.wait_for_function(
-                    "() => document.querySelector('.p-dialog') || document.body.innerText.includes('View details')",
-                    timeout=30000,
-                )
+                try:
+                    page.wait_for_function(
+                        "() => document.querySelector('.p-dialog') || document.body.innerText.includes('View details')",
+                        timeout=30000,
+                    )
+                except Exception as exc:
+                    raise AssertionError(f"{name}: no missing-models warning:\n{page.inner_text('body')}") from exc
                 details = page.get_by_text("View details")
                 if details.count():
                     details.first.click()
@@ -408,7 +411,5 @@ def test_model_links_are_ones_the_missing_models_dialog_accepts(server, chromium
                 note = next(n for n in ui["nodes"] if n["type"] == "MarkdownNote")["widgets_values"][0]
                 for f in {f for e in EXPERIMENTS if e.name == name for f in e.files} - linked:
                     assert not MODELS[f].url and MODELS[f].note in note, f"{name}: {f} has neither a link nor a note"
-                page.keyboard.press("Escape")
-                page.evaluate("() => document.querySelectorAll('.p-dialog-mask').forEach((m) => m.remove())")
     finally:
         set_setting(server, "Comfy.Workflow.ShowMissingModelsWarning", False)
