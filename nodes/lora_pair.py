@@ -357,6 +357,7 @@ class LoraPair:
         self.factors = None  # ModelPatcher of _Held: tensors of the patches the delta path applies
         self.factor_ids: list[int] = []
         self.plan: _Plan | None = None
+        self.device = None  # the runner's load device, set when ComfyUI loaded it (place)
         self.reported = None
         self.delta_keys: list[_Key] = []  # the plan's weights made as W_merged - dW_distilled + dW_base
 
