@@ -264,6 +264,8 @@ class _BaseWeight:
             w = comfy.lora.calculate_weight(redo, w, k.key) if redo else w
         else:
             src = self.source if self.source is not None else weight
+            if not k.base and src.dtype == k.dtype:  # the original itself: no patch to apply, nothing to round
+                return src.to(device=weight.device, dtype=weight.dtype, copy=True)
             w = mm.cast_to_device(src, weight.device, torch.float32, copy=True)
             w = comfy.lora.calculate_weight(k.base, w, k.key) if k.base else w
         return comfy.float.stochastic_rounding(w, k.dtype, seed=k.seed).to(weight.dtype)
