@@ -137,25 +137,25 @@ def run_config(args, config: str) -> dict:
         version = server.comfyui_version()
         dynamic = "DynamicVRAM support detected and enabled" in server.log_text()
 
-        def run(method, batch, seed=None):
-            before = len(server.log_text())
-            entry = server.run(graph(method, next(seeds) if seed is None else seed, batch, args.size), timeout=900)
+        def execute(method, batch, seed):
+            """One prompt of ``method``; its history entry."""
+            entry = server.run(graph(method, seed, batch, args.size), timeout=900)
             err = execution_error(entry)
             if err:
                 raise RuntimeError(f"{method}: {err.get('exception_message')}")
+            return entry
+
+        def run(method, batch):
+            """(seconds from ComfyUI's own timestamps, weight loads in the server log) of one run, a new seed."""
+            before = len(server.log_text())
+            entry = execute(method, batch, next(seeds))
             stamps = {k: m.get("timestamp") for k, m in entry["status"]["messages"]}
             seconds = (stamps["execution_success"] - stamps["execution_start"]) / 1000
-            run.entry = entry
             return seconds, weight_loads(server.log_text()[before:])
 
         def latent(method, batch, seed):
             """The final latent of one run, read back from the file SaveLatent wrote."""
-            import safetensors.torch
-
-            run(method, batch, seed)
-            saved = run.entry["outputs"]["99"]["latents"][0]
-            path = Path(args.base) / "output" / saved.get("subfolder", "") / saved["filename"]
-            return safetensors.torch.load_file(str(path))["latent_tensor"]
+            return server.saved_latent(execute(method, batch, seed), "99")
 
         def check(batch):
             """Same seed: the hybrid twice and the stock two-sampler chain on the same files (the resident

@@ -150,6 +150,14 @@ class ComfyServer:
         """The version this server reports (``/system_stats``), e.g. "0.3.75" or "0.33.0"."""
         return self.get("/system_stats")["system"]["comfyui_version"]
 
+    def saved_latent(self, entry: dict, node: str):
+        """The latent that SaveLatent node ``node`` of a finished prompt wrote, read back from its file."""
+        import safetensors.torch
+
+        saved = entry["outputs"][node]["latents"][0]
+        path = self.base / "output" / saved.get("subfolder", "") / saved["filename"]
+        return safetensors.torch.load_file(str(path))["latent_tensor"]
+
 
 def execution_error(entry: dict) -> dict | None:
     """The execution_error message of a history entry, or None."""

@@ -401,11 +401,16 @@ class LoraPair:
 
     # -- memory
     @staticmethod
-    def _fits(nbytes: float, device, memory_required: float) -> bool:
-        """Room for ``nbytes`` beside what is loaded, keeping what the next load_models_gpu of this sampling asks
-        to be free (its memory estimate + ComfyUI's reserve), so that holding them never evicts the model itself."""
+    def _needed(nbytes: float, memory_required: float) -> float:
+        """Free memory that holding ``nbytes`` needs: the bytes with load_models_gpu's margin, plus what the next
+        load_models_gpu of this sampling asks to be free (its memory estimate + ComfyUI's reserve)."""
         extra = max(mm.minimum_inference_memory(), memory_required + mm.extra_reserved_memory())
-        return mm.get_free_memory(device) > nbytes * MEMORY_MARGIN + extra  # load_models_gpu's own rule
+        return nbytes * MEMORY_MARGIN + extra  # load_models_gpu's own rule
+
+    @classmethod
+    def _fits(cls, nbytes: float, device, memory_required: float) -> bool:
+        """Room for ``nbytes`` beside what is loaded, so that holding them never evicts the model itself."""
+        return mm.get_free_memory(device) > cls._needed(nbytes, memory_required)
 
     def _room(self, nbytes: float, runner, memory_required: float) -> bool:
         """Whether ``nbytes`` fit on the runner's device (``_fits``); when they do not, but would beside the runner
@@ -424,8 +429,7 @@ class LoraPair:
             for lm in mm.current_loaded_models
             if lm.device == device and lm.model is not None and lm not in keep
         )
-        extra = max(mm.minimum_inference_memory(), memory_required + mm.extra_reserved_memory())
-        need = nbytes * MEMORY_MARGIN + extra
+        need = self._needed(nbytes, memory_required)
         if mm.get_free_memory(device) + idle <= need:
             return False
         unloaded = mm.free_memory(need, device, keep_loaded=keep)
@@ -518,9 +522,8 @@ class LoraPair:
                 if len(kept) != len(lowvram):  # a lowvram layer: its patch of the distilled weights goes too
                     plan.funcs.append((k.module, k.fn_attr, kept))
                 continue
-            if (
-                dynamic and k.fn_attr is not None
-            ):  # made from the original weight the layer holds, after ComfyUI applied the distilled patches
+            if dynamic and k.fn_attr is not None:
+                # made from the original weight the layer holds, after ComfyUI applied the distilled patches
                 fn = _BaseWeight(k, source=cur)
                 plan.funcs.append((k.module, k.fn_attr, [fn] + kept))
                 continue

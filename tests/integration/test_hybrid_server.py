@@ -3,7 +3,6 @@
 import time
 
 import pytest
-import safetensors.torch
 import torch
 from test_server_smoke import hybrid_prompt
 
@@ -80,8 +79,7 @@ def test_server_result_equals_in_process(server, pack):
     from ddistill_dev import tiny_models as tm
 
     entry = server.run(hybrid_prompt(batch=2, seed=3))
-    name = entry["outputs"]["7"]["latents"][0]["filename"]
-    saved = safetensors.torch.load_file(str(server.base / "output" / name))["latent_tensor"]
+    saved = server.saved_latent(entry, "7")
     hn = importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
     cond = tm.make_conditioning("sdxl", 1, 0)
     latent = {"samples": torch.zeros(2, 4, 16, 16)}

@@ -413,13 +413,6 @@ def lora_graph(seed, stock=False):
     return prompt
 
 
-def saved_latent(server, entry):
-    import safetensors.torch
-
-    name = entry["outputs"]["7"]["latents"][0]["filename"]
-    return safetensors.torch.load_file(str(server.base / "output" / name))["latent_tensor"]
-
-
 def test_server_lora_loader_pair_steady_state_and_equal_to_stock_graph(lora_server):
     """The hybrid graph with LoraLoaderModelOnly on the base checkpoint: from the third run on, no weight (re)load
     at all (ComfyUI logs each load); the stock SamplerCustom graph on the same clones loads at each switch and
@@ -432,11 +425,11 @@ def test_server_lora_loader_pair_steady_state_and_equal_to_stock_graph(lora_serv
     assert entry["status"]["status_str"] == "success"
     assert weight_loads(during) == 0, during
     assert lora_server.log_text().count("clones of one SDXL with different weight patches") == 1
-    hybrid_latent = saved_latent(lora_server, entry)
+    hybrid_latent = lora_server.saved_latent(entry, "7")
     before = lora_server.log_text()
     stock = lora_server.run(lora_graph(5, stock=True))
     assert weight_loads(lora_server.log_text()[len(before) :]) >= 2  # stock: unpatch + re-patch at each switch
-    assert torch.equal(hybrid_latent, saved_latent(lora_server, stock))
+    assert torch.equal(hybrid_latent, lora_server.saved_latent(stock, "7"))
 
 
 def test_factor_holder_for_the_forward_time_weights(mods, forward_time, monkeypatch):
