@@ -3,7 +3,7 @@ results are, memory in words. No ComfyUI here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
 import torch
 
@@ -30,9 +30,10 @@ def differing_keys(base: dict, distilled: dict) -> list[str]:
     return sorted(k for k in keys if not patch_lists_equal(base.get(k, ()), distilled.get(k, ())))
 
 
-def sibling_keys(differing: Sequence[str], patched: dict) -> list[str]:
-    """The ``weight`` / ``bias`` keys of the layers of ``differing`` keys that are patched (``patched``: the patch
-    dict of either clone, alike on both sides for these) but do not differ themselves, sorted."""
+def sibling_keys(differing: Sequence[str], patched: Container[str]) -> list[str]:
+    """The ``weight`` / ``bias`` keys of the layers of ``differing`` keys that are in ``patched`` (the keys of the
+    patch dict of either clone, alike on both sides for these; or more, e.g. every parameter of those layers) but do
+    not differ themselves, sorted."""
     differ = set(differing)
     layers = {k.rsplit(".", 1)[0] for k in differing if k.rsplit(".", 1)[-1] in ("weight", "bias") and "." in k}
     return sorted(

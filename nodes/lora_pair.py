@@ -237,13 +237,18 @@ class _BaseWeight:
     holds. Plain LoRA terms of a delta are one ``addmm_`` each (on the copy ComfyUI's ``cast_bias_weight`` made, in
     its dtype when the factors share it); other additive patches go through ``comfy.lora.calculate_weight``."""
 
-    def __init__(self, key: _Key, source: torch.Tensor | None = None, delta: tuple[list, list] | None = None):
-        self.key, self.source, self.delta = key, source, delta
+    def __init__(
+        self, key: _Key, source: torch.Tensor | None = None, delta: tuple[list, list] | None = None, fresh=True
+    ):
+        # fresh: whether the weight ComfyUI passes in is its own copy for this forward (its cast path copies a
+        # weight that has weight functions), which the delta may then change in place. Dynamic VRAM passes the
+        # weight its VBAR keeps for later forwards: never written.
+        self.key, self.source, self.delta, self.fresh = key, source, delta, fresh
         terms = [_lora_term(q) for q in delta[0] + delta[1]] if delta is not None else []
         self.terms = terms if delta is not None and all(t is not None for t in terms) else None
 
-    def __call__(self, weight: torch.Tensor, fresh: bool = True) -> torch.Tensor:
-        k = self.key
+    def __call__(self, weight: torch.Tensor, fresh: bool | None = None) -> torch.Tensor:
+        k, fresh = self.key, self.fresh if fresh is None else fresh
         if self.terms is not None:
             # In the weight's dtype when the factors have it (GEMMs accumulate in float32 and round once), else in
             # float32 as ComfyUI merges: factors rounded to a narrower dtype would move the weight by their rounding.
@@ -352,7 +357,8 @@ class LoraPair:
         keys = differing_keys(base.patches, distilled.patches)
         self.keys = [_Key(base.model, k, base.patches.get(k, []), distilled.patches.get(k, [])) for k in keys]
         self.keys += [
-            _Key(base.model, k, base.patches[k], base.patches[k], True) for k in sibling_keys(keys, base.patches)
+            _Key(base.model, k, base.patches.get(k, []), base.patches.get(k, []), True)
+            for k in sibling_keys(keys, self._companion_candidates(base, keys))
         ]
         self.copies_bytes = sum(k.nbytes for k in self.keys)
         self.copies = None  # ModelPatcher of _Held: exact base versions of self.keys, in order
@@ -362,6 +368,22 @@ class LoraPair:
         self.device = None  # the runner's load device, set when ComfyUI loaded it (place)
         self.reported = None
         self.delta_keys: list[_Key] = []  # the plan's weights made as W_merged - dW_distilled + dW_base
+
+    @staticmethod
+    def _companion_candidates(base, keys) -> set[str]:
+        """Keys a swapped layer may need beside its differing ones: the patched ones; under Dynamic VRAM
+        (ModelPatcherDynamic) every weight and bias of those layers, patched or not, because a layer whose
+        parameters are all on the load device casts nothing (ComfyUI's ordinary path), while one with a parameter
+        left on the offload device copies the layer through a cast buffer and waits for that copy at each forward."""
+        out = set(base.patches)
+        if getattr(base, "is_dynamic", lambda: False)():
+            for key in keys:
+                if "." not in key:
+                    continue
+                path = key.rsplit(".", 1)[0]
+                module = comfy.utils.get_attr(base.model, path)
+                out.update(f"{path}.{n}" for n in ("weight", "bias") if module._parameters.get(n) is not None)
+        return out
 
     def matches(self, base, distilled) -> bool:
         return (
@@ -523,8 +545,15 @@ class LoraPair:
                     plan.funcs.append((k.module, k.fn_attr, kept))
                 continue
             if dynamic and k.fn_attr is not None:
-                # made from the original weight the layer holds, after ComfyUI applied the distilled patches
-                fn = _BaseWeight(k, source=cur)
+                # ComfyUI hands the weight functions the distilled merge from its VBAR (the distilled patches
+                # applied): the base version from it (additive patches, the factors where the pair holds them),
+                # else from the original weight the layer holds (exact; one host-to-device copy per forward)
+                if k.additive:
+                    self.delta_keys.append(k)
+                    undo = [_on_device(_negated(q), held) for q in k.distilled_rest]
+                    fn = _BaseWeight(k, delta=(undo, [_on_device(q, held) for q in k.base_rest]), fresh=False)
+                else:
+                    fn = _BaseWeight(k, source=cur)
                 plan.funcs.append((k.module, k.fn_attr, [fn] + kept))
                 continue
             merged = k.key in self.backup  # the layer holds the distilled merge (else the original weight)

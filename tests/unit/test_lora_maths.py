@@ -27,6 +27,8 @@ def test_sibling_keys_are_the_alike_patched_params_of_differing_layers():
     assert sibling_keys(["a.weight", "b.weight", "c.weight"], patched) == ["a.bias", "c.bias"]
     assert sibling_keys(["a.weight", "a.bias"], patched) == []  # both differ: no sibling left
     assert sibling_keys(["emb"], patched) == []  # not a weight/bias key
+    # any container of candidate keys: here also the unpatched bias of b (what Dynamic VRAM layers need resident)
+    assert sibling_keys(["a.weight", "b.weight"], set(patched) | {"b.bias"}) == ["a.bias", "b.bias"]
 
 
 def test_difference_relative_to_rms():
