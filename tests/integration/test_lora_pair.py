@@ -322,6 +322,28 @@ def test_delta_weights_within_ulps_of_comfyui_base_weights(mods, forward_time, d
     assert len(pair.delta_keys) == len(pair.keys) > 0
 
 
+def test_delta_never_writes_a_weight_comfyui_keeps(mods, forward_time):
+    """Dynamic VRAM hands the weight functions the weight its VBAR keeps for later forwards: a delta made with
+    ``fresh=False`` (as the pair makes them for Dynamic VRAM layers) leaves it as it was and gives the same base
+    weight as the in-place one on a copy (ComfyUI's ordinary cast path passes its own copy: changed in place)."""
+    root = tm.make_model("sdxl", 24)
+    base = with_lora(root, rl.lora_state_dict(root.model, rank=2, seed=6), 0.7)
+    distilled = with_lora(base, dmd_lora(root))
+    mm.load_models_gpu([distilled])
+    pair = mods["lp"].pair_for(base, distilled)
+    pair.place(distilled, 0)
+    k = pair.keys[0]
+    fn = next(fl[0] for m, attr, fl in pair.plan.funcs if m is k.module and attr == k.fn_attr)
+    kept = mods["lp"]._BaseWeight(k, delta=fn.delta, fresh=False)
+    with torch.no_grad():
+        merged = k.param().detach().clone()
+        before = merged.clone()
+        out = kept(merged)
+        assert torch.equal(merged, before) and out.data_ptr() != merged.data_ptr()
+        copy = merged.clone()
+        assert torch.equal(fn(copy), out) and not torch.equal(copy, before)  # in place on ComfyUI's own copy
+
+
 @pytest.mark.parametrize("resident", [True, False], ids=["copies", "weight-functions"])
 def test_lowvram_layers_get_exact_base_weights(mods, resident, monkeypatch):
     """Layers ComfyUI has partially unloaded (lowvram: original weight + LowVramPatch of the distilled patches):
