@@ -27,10 +27,17 @@ CONTEXT_DIM = {"sdxl": 2048, "sd15": 768, "sd21": 1024, "sd21v": 1024, "flow": 7
 
 
 def _randomize(module: torch.nn.Module, seed: int) -> None:
+    """Random weights: the parameters, then the floating persistent buffers (what a checkpoint file holds besides
+    them, e.g. SD3's ``pos_embed``, which ComfyUI creates with ``torch.empty``: left alone, its values were whatever
+    memory held, and a test saw NaN from it once in a whole-suite run)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+        params = {id(p) for p in module.parameters()}
+        for t in module.state_dict(keep_vars=True).values():
+            if id(t) not in params and t.is_floating_point():
+                t.copy_(torch.randn(t.shape, generator=g) * 0.05)
 
 
 def make_model(kind: str = "sdxl", seed: int = 0):

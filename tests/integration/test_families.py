@@ -40,6 +40,17 @@ def hybrid(hn, base, distilled, kind, latent, seed=5, **kw):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_tiny_family_models_are_all_seeded(kind):
+    """Everything a checkpoint would hold is random from the seed (SD3's pos_embed buffer, made with torch.empty
+    by ComfyUI, once gave NaN when left as it was): two models of one seed are equal tensor for tensor."""
+    a, b = (tm.make_family_model(kind, 3).model.diffusion_model.state_dict() for _ in range(2))
+    assert a.keys() == b.keys()
+    floats = [k for k in a if a[k].is_floating_point() and a[k].numel()]
+    assert all(torch.equal(a[k], b[k]) and bool(torch.isfinite(a[k]).all()) for k in floats)
+    assert not [k for k in floats if not a[k].any()]  # none left as zeroed (fresh) memory
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_hybrid_equals_two_stock_segments(hn, sampling, models, kind):
     base, distilled = models[kind]
     latent = tm.family_latent(kind, batch=2)
