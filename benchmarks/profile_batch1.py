@@ -9,6 +9,7 @@ between the two (what the pack adds or changes on the host).
 
   python benchmarks/profile_batch1.py --arch sdxl --out profile.md
   python benchmarks/profile_batch1.py --tiny          # CPU smoke test on tiny models
+  python benchmarks/profile_batch1.py --pair lora --dynamic --batch 4   # ComfyUI 0.33: Dynamic VRAM, UNet from a file
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def parse():
                     help="two separate UNets (baseline: the stock chain), or the base + a rank-64 LoRA clone on "
                     "every Linear and Conv weight (baseline: the LoRA model alone)")  # fmt: skip
     ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--dynamic", action="store_true",
+                    help="ComfyUI 0.33+: Dynamic VRAM started as its main.py starts it, the base UNet loaded from "
+                    "a safetensors file by comfy.sd.load_diffusion_model; with --pair lora")  # fmt: skip
+    ap.add_argument("--reloads", type=int, default=20, help="times load_models_gpu is timed on the loaded model")
     ap.add_argument("--out", type=Path)
     return ap.parse_args()
 
@@ -52,9 +58,48 @@ def name(key) -> str:
     return f"`{short}:{line} {func}`" if short else f"`{func}`"
 
 
+def from_file(arch: str):
+    """(base, None): the base UNet (random weights) written to a safetensors file and loaded back by
+    ``comfy.sd.load_diffusion_model`` (UNETLoader's loader: a ModelPatcherDynamic under Dynamic VRAM)."""
+    import tempfile
+
+    import comfy.sd
+    import comfy.utils
+    import torch
+
+    from ddistill_dev import random_checkpoints as rc
+
+    bench_gpu = importlib.import_module("bench_gpu")
+    _, patcher = rc.unet_model(*rc.config_of(arch), seed=1, dtype=getattr(torch, bench_gpu.ARCHS[arch][5]))
+    path = Path(tempfile.mkdtemp()) / f"{arch}_unet.safetensors"
+    comfy.utils.save_torch_file({k: v.cpu() for k, v in patcher.model.diffusion_model.state_dict().items()}, str(path))
+    del patcher
+    torch.cuda.empty_cache()
+    return comfy.sd.load_diffusion_model(str(path)), None
+
+
+def reload_seconds(model, runs: int) -> float:
+    """Median seconds of ``load_models_gpu([model])`` when ``model`` is the loaded one (what each sampling call of
+    a graph pays before its first step)."""
+    import comfy.model_management as mm
+    import torch
+
+    mm.load_models_gpu([model])
+    times = []
+    for _ in range(runs):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        mm.load_models_gpu([model])
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def main():
     args = parse()
-    comfy_host.boot(cpu=args.tiny)
+    if args.dynamic and (args.tiny or args.pair != "lora"):
+        raise SystemExit("--dynamic needs the GPU and --pair lora")
+    comfy_host.boot(cpu=args.tiny, dynamic_vram=args.dynamic)
     pack = comfy_host.load_pack()
     import comfy.sample
     import comfy.samplers
@@ -75,9 +120,9 @@ def main():
         steps, scheduler, sampler_name = 4, "lcm", "lcm"
     else:
         bench_gpu = importlib.import_module("bench_gpu")  # the sibling script (its folder is sys.path[0])
-        base, distilled = bench_gpu.make_pair(args.arch)
+        base, distilled = from_file(args.arch) if args.dynamic else bench_gpu.make_pair(args.arch)
         scheduler, sampler_name, steps, channels, size, _ = bench_gpu.ARCHS[args.arch]
-        cond, latent = bench_gpu.conditioning(args.arch, 1), {"samples": torch.zeros(1, channels, size, size)}
+        cond, latent = bench_gpu.conditioning(args.arch, 1), {"samples": torch.zeros(args.batch, channels, size, size)}
     if args.pair == "lora":
         import comfy.sd
 
@@ -125,6 +170,7 @@ def main():
             sync()
             times[k].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
+    reload = reload_seconds(distilled, args.reloads) if cuda else None
     profiles = {}
     for k, fn in methods.items():
         prof = cProfile.Profile()
@@ -139,7 +185,7 @@ def main():
     device = torch.cuda.get_device_name(0) if cuda else "CPU (tiny models)"
     lines = [
         f"Card: {device}; torch {torch.__version__}; ComfyUI {comfy_host.comfyui_version()}; "
-        f"{args.arch if cuda else 'tiny sdxl'}, batch 1, {steps} "
+        f"{args.arch if cuda else 'tiny sdxl'}, batch {args.batch}, {steps} "
         f"{sampler_name} steps, {'two separate UNets' if args.pair == 'separate' else 'base + rank-64 LoRA clone'}; "
         f"median of {args.rounds} interleaved rounds; hybrid equals the stock chain bit for bit: {equal}.",
         "",
@@ -148,6 +194,12 @@ def main():
     ]
     c = med[baseline]
     lines += [f"| {k} | {v * 1000:.2f} | {v / c:.4f} |" for k, v in med.items()]
+    if reload is not None:
+        lines += [
+            "",
+            f"Patcher: `{type(distilled).__name__}`; `load_models_gpu` on the loaded LoRA model (median of "
+            f"{args.reloads}): {reload * 1000:.2f} ms.",
+        ]
     pack_root = str(comfy_host.PACK_ROOT)
     own = sorted(
         ((k, v) for k, v in hybrid_p.items() if k[0].startswith(pack_root) and not any(d in k[0] for d in OTHER)),
@@ -161,6 +213,12 @@ def main():
     )
     lines += ["", f"Largest differences in own host time per run (hybrid - {baseline}, ms):", "", "| function | ms |"]
     lines += ["|---|---|"] + [f"| {name(k)} | {d * 1e3:+.3f} |" for k, d in diff[: args.top]]
+    cum = sorted(
+        ((k, hybrid_p.get(k, (0, 0))[1] - chain_p.get(k, (0, 0))[1]) for k in set(hybrid_p) | set(chain_p)),
+        key=lambda kv: -abs(kv[1]),
+    )
+    lines += ["", f"Largest differences in cumulative host time per run (hybrid - {baseline}, ms):", ""]
+    lines += ["| function | ms |", "|---|---|"] + [f"| {name(k)} | {d * 1e3:+.3f} |" for k, d in cum[: args.top]]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

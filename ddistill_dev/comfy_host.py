@@ -31,9 +31,14 @@ def comfyui_version(root: Path | None = None) -> str:
 
 
 def boot(
-    extra_args: tuple[str, ...] = (), cpu: bool = True, root: Path | None = None, import_nodes: bool = True
+    extra_args: tuple[str, ...] = (),
+    cpu: bool = True,
+    root: Path | None = None,
+    import_nodes: bool = True,
+    dynamic_vram: bool = False,
 ) -> Path:
-    """Import ComfyUI in-process (``--cpu`` unless ``cpu=False``; idempotent); returns its root."""
+    """Import ComfyUI in-process (``--cpu`` unless ``cpu=False``; idempotent); returns its root. ``dynamic_vram``:
+    start Dynamic VRAM as ComfyUI 0.33's main.py does (``_start_dynamic_vram``)."""
     root = Path(root).resolve() if root is not None else comfyui_root()
     if "nodes" in sys.modules and hasattr(sys.modules["nodes"], "NODE_CLASS_MAPPINGS"):
         return root
@@ -47,10 +52,42 @@ def boot(
     comfy.options.enable_args_parsing()
     import utils.extra_config  # noqa: F401  (must come before `import nodes`, see HOST.md)
 
+    if dynamic_vram:
+        _start_dynamic_vram()
+
     if import_nodes:
         import nodes  # noqa: F401
 
     return root
+
+
+def _start_dynamic_vram() -> None:
+    """What ComfyUI 0.33's main.py does before its server starts, so that in-process loaders make
+    ``ModelPatcherDynamic``: its CUDA allocator choice (``cuda_malloc``), comfy-aimdo initialised before CUDA, then
+    on the torch devices, then ``CoreModelPatcher`` and ``memory_management.aimdo_enabled``."""
+    import cuda_malloc  # noqa: F401  (sets PYTORCH_CUDA_ALLOC_CONF before torch starts CUDA, as main.py)
+    from comfy.cli_args import args, enables_dynamic_vram
+
+    try:
+        import comfy_aimdo.control as aimdo
+    except ImportError as e:
+        raise RuntimeError(f"Dynamic VRAM needs ComfyUI 0.33+ with comfy-aimdo installed ({e})") from None
+    if not enables_dynamic_vram():
+        raise RuntimeError("Dynamic VRAM is switched off by this ComfyUI's arguments (--cpu, --highvram, ...)")
+    headroom = None if args.reserve_vram is None else int(args.reserve_vram * 1024**3)
+    try:
+        aimdo.init(simple_vram_headroom=headroom, nvml_pressure=not args.disable_nvml_pressure)
+    except TypeError:  # older comfy-aimdo protocols
+        aimdo.init(simple_vram_headroom=headroom)
+    import comfy.memory_management
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    devices = mm.get_all_torch_devices()
+    if not aimdo.init_devices((d.index, int(args.vram_headroom * 1024**3)) for d in devices):
+        raise RuntimeError("comfy-aimdo did not start on this machine's devices (Dynamic VRAM needs an NVIDIA GPU)")
+    comfy.model_patcher.CoreModelPatcher = comfy.model_patcher.ModelPatcherDynamic
+    comfy.memory_management.aimdo_enabled = True
 
 
 def load_pack():

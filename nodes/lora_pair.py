@@ -430,17 +430,33 @@ class LoraPair:
         return nbytes * MEMORY_MARGIN + extra  # load_models_gpu's own rule
 
     @classmethod
-    def _fits(cls, nbytes: float, device, memory_required: float) -> bool:
-        """Room for ``nbytes`` beside what is loaded, so that holding them never evicts the model itself."""
-        return mm.get_free_memory(device) > cls._needed(nbytes, memory_required)
+    def _fits(cls, nbytes: float, device, memory_required: float, on_demand: float = 0.0) -> bool:
+        """Room for ``nbytes`` beside what is loaded (and ``on_demand`` bytes that Dynamic VRAM gives back when
+        asked), so that holding them never evicts the model itself."""
+        return mm.get_free_memory(device) + on_demand > cls._needed(nbytes, memory_required)
 
-    def _room(self, nbytes: float, runner, memory_required: float) -> bool:
+    @staticmethod
+    def _on_demand(device) -> float:
+        """Bytes that ComfyUI's Dynamic VRAM (0.33+) frees on demand on ``device``: the loaded size of its dynamic
+        models (their VBARs), which ComfyUI's ``free_memory`` counts as free for a dynamic model and gives back,
+        page by page, when a plain ModelPatcher is loaded. Each model counted once (clones share one VBAR)."""
+        seen, total = set(), 0.0
+        for lm in mm.current_loaded_models:
+            m = lm.model
+            if m is None or lm.device != device or not getattr(m, "is_dynamic", lambda: False)():
+                continue
+            if id(m.model) not in seen:
+                seen.add(id(m.model))
+                total += m.loaded_size()
+        return total
+
+    def _room(self, nbytes: float, runner, memory_required: float, on_demand: float = 0.0) -> bool:
         """Whether ``nbytes`` fit on the runner's device (``_fits``); when they do not, but would beside the runner
         once idle models are unloaded (a text encoder or VAE that ran earlier in the graph), ComfyUI's
         ``free_memory`` unloads those first, as ``load_models_gpu`` does for a model the sampling needs: the copies
         are part of what this sampling uses. The runner's model and the pair's own holders stay loaded."""
         device = runner.load_device
-        if self._fits(nbytes, device, memory_required):
+        if self._fits(nbytes, device, memory_required, on_demand):
             return True
         if device.type == "cpu":  # ComfyUI frees nothing on the CPU (load_models_gpu neither)
             return False
@@ -452,7 +468,7 @@ class LoraPair:
             if lm.device == device and lm.model is not None and lm not in keep
         )
         need = self._needed(nbytes, memory_required)
-        if mm.get_free_memory(device) + idle <= need:
+        if mm.get_free_memory(device) + idle + on_demand <= need:
             return False
         unloaded = mm.free_memory(need, device, keep_loaded=keep)
         names = [type(lm.model.model).__name__ for lm in unloaded if lm.model is not None]
@@ -460,16 +476,19 @@ class LoraPair:
             log.info(
                 "DDistill LoRA pair: unloaded idle models to hold the base weights on %s: %s", device, ", ".join(names)
             )
-        return self._fits(nbytes, device, memory_required)
+        return self._fits(nbytes, device, memory_required, on_demand)
 
-    def _load(self, held, runner, memory_required: float) -> None:
+    def _load(self, held, runner, memory_required: float, on_demand: float = 0.0) -> None:
         missing = held.model_size() - held.loaded_size()
-        if missing > 0 and self._room(missing, runner, memory_required):
+        if missing > 0 and self._room(missing, runner, memory_required, on_demand):
             mm.load_models_gpu([held], memory_required=memory_required)
 
     def place(self, runner, memory_required: float) -> None:
         """After ComfyUI loaded the runner: hold the base copies where they fit, else the delta path's LoRA
-        factors; then the plan of the base forwards."""
+        factors; then the plan of the base forwards. The copies (about the size of the patched weights) are held
+        only in memory that is free; the factors (a fraction of it) also in memory Dynamic VRAM frees on demand,
+        as ComfyUI counts it for a dynamic model: a few of the model's pages then come back from the host at the
+        next distilled forward, which costs less than reading the factors from the host at every base forward."""
         device, offload = runner.load_device, runner.offload_device
         self.device = device
         if RESIDENT_BASE_WEIGHTS and self.keys:
@@ -485,15 +504,16 @@ class LoraPair:
                 for q in k.base_rest + k.distilled_rest:
                     tensors.update((id(t), t) for t in _tensors_of(q))
             nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
-            held = self.factors
+            held, spare = self.factors, self._on_demand(device)
             stale = held is None or not set(tensors) <= set(self.factor_ids)
             if not stale and held.loaded_size() < held.model_size():  # e.g. all factors, and only some fit now
                 missing = held.model_size() - held.loaded_size()
-                stale = not self._fits(missing, device, memory_required) and self._fits(nbytes, device, memory_required)
+                fits = lambda n: self._fits(n, device, memory_required, spare)  # noqa: E731
+                stale = not fits(missing) and fits(nbytes)
             if stale:  # the factors of the weights made at forward time now
                 self.factor_ids = list(tensors)
                 self.factors = comfy.model_patcher.ModelPatcher(_Held(list(tensors.values())), device, offload)
-            self._load(self.factors, runner, memory_required)
+            self._load(self.factors, runner, memory_required, spare)
             plan = self._make_plan(runner.model)
         self.plan = plan
         self._report(device)

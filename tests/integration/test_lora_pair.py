@@ -469,3 +469,53 @@ def test_factor_holder_for_the_forward_time_weights(mods, forward_time, monkeypa
     assert pair.factors.loaded_size() == pair.factors.model_size() > 0
     assert any(lm.model is pair.factors for lm in mm.current_loaded_models)
     assert_equal(with_held, without)
+
+
+class _DynamicStub:
+    """A loaded Dynamic VRAM model as model_management lists it (ComfyUI 0.33+ makes ModelPatcherDynamic only for
+    a GPU, so none exists on the CPU these tests run on): is_dynamic, its VBAR's loaded size, its model."""
+
+    def __init__(self, model, loaded, dynamic=True):
+        self.model, self._loaded, self._dynamic = model, loaded, dynamic
+
+    def is_dynamic(self):
+        return self._dynamic
+
+    def loaded_size(self):
+        return self._loaded
+
+
+def test_factors_count_memory_dynamic_vram_frees_on_demand(mods, monkeypatch):
+    """The delta path's factors may take memory that Dynamic VRAM gives back on demand (the loaded size of the
+    dynamic models on that device, each model once: clones share its VBAR), as ComfyUI's free_memory counts it for
+    a dynamic model; plain ModelPatchers and other devices count nothing."""
+    lp = mods["lp"]
+    gpu, other = torch.device("cuda", 0), torch.device("cuda", 1)
+    shared, lone = object(), object()
+
+    def loaded(patcher, device):
+        return type("LoadedModel", (), {"model": patcher, "device": device})()
+
+    monkeypatch.setattr(
+        mm,
+        "current_loaded_models",
+        [
+            loaded(_DynamicStub(shared, 3e9), gpu),
+            loaded(_DynamicStub(shared, 3e9), gpu),  # a clone: the same VBAR
+            loaded(_DynamicStub(lone, 1e9), gpu),
+            loaded(_DynamicStub(object(), 5e9, dynamic=False), gpu),  # plain ModelPatcher: loaded, not on demand
+            loaded(_DynamicStub(object(), 7e9), other),
+            loaded(None, gpu),  # a LoadedModel whose patcher is gone
+        ],
+    )
+    assert lp.LoraPair._on_demand(gpu) == 4e9
+    assert lp.LoraPair._on_demand(other) == 7e9
+    monkeypatch.setattr(mm, "current_loaded_models", [])
+    assert lp.LoraPair._on_demand(gpu) == 0.0
+    free = 2e9
+    monkeypatch.setattr(mm, "get_free_memory", lambda device=None, torch_free_too=False: free)
+    need = lp.LoraPair._needed(1e9, 0)
+    assert need > free
+    assert not lp.LoraPair._fits(1e9, gpu, 0)
+    assert lp.LoraPair._fits(1e9, gpu, 0, on_demand=need - free + 1)
+    assert not lp.LoraPair._fits(1e9, gpu, 0, on_demand=need - free - 1)
