@@ -197,6 +197,9 @@ def run_config(args, config: str) -> dict:
                     counts[m].append(n)
                 for m2 in fast:  # back to the steady state of the fast methods before the next block
                     run(m2, batch)
+            said = [ln for ln in server.log_text().splitlines() if "DDistill" in ln and "weights differ" in ln]
+            if said:  # the pair's own log line (written when its memory plan changes): the last one so far
+                notes.append(f"batch {batch}: the pack logged: {said[-1].split('DDistill', 1)[1].lstrip(':')}")
             if args.check:
                 notes.extend(check(batch))
             if not args.cpu:

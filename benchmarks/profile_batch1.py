@@ -19,6 +19,8 @@ import cProfile
 import importlib
 import pstats
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -59,23 +61,23 @@ def name(key) -> str:
 
 
 def from_file(arch: str):
-    """(base, None): the base UNet (random weights) written to a safetensors file and loaded back by
-    ``comfy.sd.load_diffusion_model`` (UNETLoader's loader: a ModelPatcherDynamic under Dynamic VRAM)."""
+    """(base, None): a checkpoint (random weights) written by ``comfy.sd.save_checkpoint`` and its model loaded
+    back by ``comfy.sd.load_checkpoint_guess_config`` (CheckpointLoaderSimple's loader: a ModelPatcherDynamic
+    under Dynamic VRAM)."""
     import tempfile
 
     import comfy.sd
-    import comfy.utils
-    import torch
-
-    from ddistill_dev import random_checkpoints as rc
 
     bench_gpu = importlib.import_module("bench_gpu")
-    _, patcher = rc.unet_model(*rc.config_of(arch), seed=1, dtype=getattr(torch, bench_gpu.ARCHS[arch][5]))
-    path = Path(tempfile.mkdtemp()) / f"{arch}_unet.safetensors"
-    comfy.utils.save_torch_file({k: v.cpu() for k, v in patcher.model.diffusion_model.state_dict().items()}, str(path))
-    del patcher
-    torch.cuda.empty_cache()
-    return comfy.sd.load_diffusion_model(str(path)), None
+    path = Path(tempfile.gettempdir()) / "ddistill_profile" / f"{arch}.safetensors"  # kept for the next run
+    if not path.exists():  # written by a process without Dynamic VRAM (it builds the text encoders on "meta")
+        code = (
+            "import sys, torch; from ddistill_dev import comfy_host, random_checkpoints as rc; "
+            "comfy_host.boot(cpu=False, import_nodes=False); "
+            "rc.write_checkpoint(sys.argv[1], *rc.config_of(sys.argv[2]), seed=1, dtype=getattr(torch, sys.argv[3]))"
+        )
+        subprocess.run([sys.executable, "-c", code, str(path), arch, bench_gpu.ARCHS[arch][5]], check=True)
+    return comfy.sd.load_checkpoint_guess_config(str(path), output_vae=False, output_clip=False)[0], None
 
 
 def reload_seconds(model, runs: int) -> float:
@@ -159,6 +161,17 @@ def main():
     equal = torch.equal(chain().cpu(), hybrid().cpu())
     baseline = "stock two samplers" if args.pair == "separate" else "LoRA model alone"
     methods = {baseline: chain if args.pair == "separate" else alone, "pack hybrid": hybrid}
+    if args.dynamic:  # A/B: the base segment asking load_models_gpu too (a second ModelPatcherDynamic load)
+        lp = importlib.import_module(pack.__name__ + ".nodes.lora_pair")
+
+        def hybrid_reloading():
+            lp.REUSE_DYNAMIC_LOAD = False
+            try:
+                return hybrid()
+            finally:
+                lp.REUSE_DYNAMIC_LOAD = True
+
+        methods["pack hybrid, base segment reloading"] = hybrid_reloading
     for fn in methods.values():
         fn()
     times = {k: [] for k in methods}

@@ -44,6 +44,7 @@ from ..ddistill.lora_maths import differing_keys, gib, patch_lists_equal, shared
 
 WRAPPER_KEY = "ddistill_lora_pair"
 RESIDENT_BASE_WEIGHTS = True  # False: never hold base copies; every differing weight is made at forward time
+REUSE_DYNAMIC_LOAD = True  # False: under Dynamic VRAM the base segment, too, asks load_models_gpu for its weights
 MEMORY_MARGIN = 1.1  # as load_models_gpu's own margin on what it frees
 log = logging.getLogger(__name__)
 
@@ -345,6 +346,26 @@ def _dynamic(module) -> bool:
     return hasattr(module, "_v")
 
 
+def dynamic_patcher(patcher) -> bool:
+    """A ModelPatcherDynamic (ComfyUI 0.33+ with Dynamic VRAM on); ComfyUI 0.3.75's ModelPatcher has no is_dynamic."""
+    return bool(getattr(patcher, "is_dynamic", lambda: False)())
+
+
+def same_load_setup(a, b) -> bool:
+    """Whether a load of clone ``a`` sets the model up as one of clone ``b`` did, weights aside: the same object
+    patches (a model_sampling patch, ...), injections and ON_LOAD callbacks, no forced hooks."""
+    if a.forced_hooks is not None or b.forced_hooks is not None:
+        return False
+    pa, pb = a.object_patches, b.object_patches
+    if pa.keys() != pb.keys() or any(pa[k] is not pb[k] for k in pa):
+        return False
+    ia, ib = a.injections, b.injections
+    same = lambda x, y: len(x) == len(y) and all(i is j for i, j in zip(x, y))  # noqa: E731
+    if ia.keys() != ib.keys() or not all(same(ia[k], ib[k]) for k in ia):
+        return False
+    return a.get_all_callbacks(pe.CallbacksMP.ON_LOAD) == b.get_all_callbacks(pe.CallbacksMP.ON_LOAD)
+
+
 class LoraPair:
     """The state of one (base, distilled) pair of clones: the differing weights and their holders."""
 
@@ -368,6 +389,7 @@ class LoraPair:
         self.device = None  # the runner's load device, set when ComfyUI loaded it (place)
         self.reported = None
         self.delta_keys: list[_Key] = []  # the plan's weights made as W_merged - dW_distilled + dW_base
+        self.reused = False  # the last base segment ran on ComfyUI's current Dynamic VRAM load (_current_load)
 
     @staticmethod
     def _companion_candidates(base, keys) -> set[str]:
@@ -376,7 +398,7 @@ class LoraPair:
         parameters are all on the load device casts nothing (ComfyUI's ordinary path), while one with a parameter
         left on the offload device copies the layer through a cast buffer and waits for that copy at each forward."""
         out = set(base.patches)
-        if getattr(base, "is_dynamic", lambda: False)():
+        if dynamic_patcher(base):
             for key in keys:
                 if "." not in key:
                     continue
@@ -407,10 +429,47 @@ class LoraPair:
     # -- sampling wrappers
     def _prepare(self, executor, model, noise_shape, conds, model_options=None, **kwargs):
         # ComfyUI loads the runner; newer versions pass more options (0.33: force_full_load, force_offload)
-        out = executor(model, noise_shape, conds, model_options=model_options, **kwargs)
+        memory = comfy.sampler_helpers.estimate_memory(model, noise_shape, conds)[0]
+        current = self._current_load(model, conds, model_options, kwargs)
+        self.reused = current is not None
+        if current is None:
+            out = executor(model, noise_shape, conds, model_options=model_options, **kwargs)
+        else:  # what load_models_gpu does for a loaded dynamic model, but its model_load
+            extra = max(mm.minimum_inference_memory(), memory + mm.extra_reserved_memory())
+            need = current.model_memory_required(current.device) * MEMORY_MARGIN + extra
+            mm.free_memory(need, current.device, keep_loaded=[current, *self._holder_loads()], for_dynamic=True)
+            current.currently_used = True
+            out = (model.model, conds, [])
         self.plan = None
-        self.place(model, comfy.sampler_helpers.estimate_memory(model, noise_shape, conds)[0])
+        self.place(model, memory)
         return out
+
+    def _current_load(self, runner, conds, model_options, kwargs):
+        """The distilled MODEL's LoadedModel when the base segment can run on ComfyUI's current load of it, else
+        None (ComfyUI loads the runner). Under Dynamic VRAM each ``load_models_gpu`` of a ModelPatcherDynamic walks
+        every layer of the model again (``ModelPatcherDynamic.load``), although its weights stay where they are;
+        the base segment skips that walk when the distilled weights are the loaded ones on the runner's device,
+        nothing else is to be loaded for this sampling (no ControlNet, model patches or nested models) and a load
+        of the runner would set the model up as the distilled MODEL's load did (``same_load_setup``)."""
+        distilled = self.distilled_ref()
+        if not REUSE_DYNAMIC_LOAD or distilled is None or not dynamic_patcher(runner):
+            return None
+        if kwargs.get("force_full_load") or kwargs.get("force_offload"):
+            return None
+        current = next((lm for lm in mm.current_loaded_models if lm.model is distilled), None)
+        if current is None or current.device != runner.load_device or not same_load_setup(runner, distilled):
+            return None
+        if getattr(runner.model, "current_weight_patches_uuid", None) != distilled.patches_uuid:
+            return None
+        helpers = comfy.sampler_helpers
+        others = helpers.get_additional_models(conds, runner.model_dtype())[0]
+        others += helpers.get_additional_models_from_model_options(model_options)
+        others += runner.get_nested_additional_models() + runner.model_patches_models()
+        return None if others else current
+
+    def _holder_loads(self) -> list:
+        mine = [h for h in (self.copies, self.factors) if h is not None]
+        return [lm for lm in mm.current_loaded_models if any(lm.model is h for h in mine)]
 
     def _apply(self, executor, *args, **kwargs):
         if self.plan is None:
@@ -443,7 +502,7 @@ class LoraPair:
         seen, total = set(), 0.0
         for lm in mm.current_loaded_models:
             m = lm.model
-            if m is None or lm.device != device or not getattr(m, "is_dynamic", lambda: False)():
+            if m is None or lm.device != device or not dynamic_patcher(m):
                 continue
             if id(m.model) not in seen:
                 seen.add(id(m.model))
@@ -460,8 +519,8 @@ class LoraPair:
             return True
         if device.type == "cpu":  # ComfyUI frees nothing on the CPU (load_models_gpu neither)
             return False
-        mine = [runner, self.copies, self.factors]
-        keep = [lm for lm in mm.current_loaded_models if any(lm.model is m for m in mine if m is not None)]
+        mine = (runner, self.distilled_ref())  # the distilled MODEL's load where the segment reuses it
+        keep = [lm for lm in mm.current_loaded_models if any(lm.model is m for m in mine)] + self._holder_loads()
         idle = sum(
             lm.model_loaded_memory()
             for lm in mm.current_loaded_models
@@ -600,12 +659,14 @@ class LoraPair:
     def _report(self, device) -> None:
         swaps, made = self.plan.counts()
         mem = self.memory()
-        sig = (swaps, made, len(self.delta_keys), mem["copies_loaded"], mem["factors_loaded"])
+        sig = (swaps, made, len(self.delta_keys), mem["copies_loaded"], mem["factors_loaded"], self.reused)
         if sig == self.reported:
             return
         self.reported = sig
         n, delta = sum(not k.companion for k in self.keys), len(self.delta_keys)
         parts = []
+        if self.reused:
+            parts.append("the distilled model's current Dynamic VRAM load reused (no second ModelPatcherDynamic load)")
         if swaps:
             parts.append(
                 f"{swaps} swapped in from exact copies ({gib(mem['copies_loaded'])} on {device}, held in ComfyUI's "

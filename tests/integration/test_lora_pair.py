@@ -5,6 +5,7 @@ resident base weights; the forward-time delta path is measured against it."""
 
 import gc
 import importlib
+import inspect
 import logging
 
 import comfy.model_management as mm
@@ -18,6 +19,7 @@ from comfy_extras.nodes_model_advanced import ModelSamplingDiscrete
 
 from ddistill_dev import random_lora as rl
 from ddistill_dev import tiny_models as tm
+from ddistill_dev.comfy_host import comfyui_version
 from ddistill_dev.comfy_server import weight_loads
 
 SEED = 7
@@ -519,3 +521,48 @@ def test_factors_count_memory_dynamic_vram_frees_on_demand(mods, monkeypatch):
     assert not lp.LoraPair._fits(1e9, gpu, 0)
     assert lp.LoraPair._fits(1e9, gpu, 0, on_demand=need - free + 1)
     assert not lp.LoraPair._fits(1e9, gpu, 0, on_demand=need - free - 1)
+
+
+@pytest.fixture
+def load_calls(monkeypatch):
+    """The MODELs of each load_models_gpu call (wrapped in this test only)."""
+    calls = []
+    load = mm.load_models_gpu
+
+    def counted(models, *args, **kwargs):
+        calls.append(list(models))
+        return load(models, *args, **kwargs)
+
+    monkeypatch.setattr(mm, "load_models_gpu", counted)
+    return calls
+
+
+@pytest.mark.parametrize("case", ["dynamic", "dynamic, model_sampling patch on the base", "plain ModelPatcher"])
+def test_dynamic_vram_base_segment_reuses_the_current_load(mods, load_calls, monkeypatch, case, caplog):
+    """Under Dynamic VRAM (ModelPatcherDynamic walks the whole model at every load_models_gpu) the base segment runs
+    on ComfyUI's current load of the distilled weights: one load_models_gpu per hybrid (the Distilled Continue's),
+    bit-equal to the stock chain. A load that would set the model up otherwise (an object patch on one side only)
+    and ComfyUI's plain ModelPatcher keep the runner's own load. (ComfyUI makes ModelPatcherDynamic only for a
+    GPU, so here the pack is told that these CPU models are dynamic.)"""
+    lp = mods["lp"]
+    if case != "plain ModelPatcher":
+        if "for_dynamic" not in inspect.signature(mm.free_memory).parameters:
+            pytest.skip(f"ComfyUI {comfyui_version()} has no Dynamic VRAM")
+        monkeypatch.setattr(lp, "dynamic_patcher", lambda patcher: True)
+    root = tm.make_model("sdxl", 27)
+    base, distilled = root, with_lora(root, dmd_lora(root))
+    if "model_sampling" in case:
+        base = ModelSamplingDiscrete().patch(base, "eps", True)[0]
+    with caplog.at_level(logging.INFO):
+        for _ in range(2):
+            hybrid(mods, base, distilled, connect=True)
+        load_calls.clear()
+        out = hybrid(mods, base, distilled, connect=True)
+    ours = [ms for ms in load_calls if any(m.model is root.model for m in ms)]
+    reuse = case == "dynamic"
+    assert len(ours) == (1 if reuse else 2), ours
+    assert ours[-1][0] is distilled
+    assert lp.pair_for(base, distilled).reused is reuse
+    assert_equal(out, stock_chain(mods, base, distilled))
+    said = [r.getMessage() for r in caplog.records if "weights differ" in r.getMessage()]  # on each change
+    assert ("current Dynamic VRAM load reused" in said[-1]) is reuse, said
