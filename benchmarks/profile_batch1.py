@@ -73,8 +73,8 @@ def from_file(arch: str):
     if not path.exists():  # written by a process without Dynamic VRAM (it builds the text encoders on "meta")
         code = (
             "import sys, torch; from ddistill_dev import comfy_host, random_checkpoints as rc; "
-            "comfy_host.boot(cpu=False, import_nodes=False); "
-            "rc.write_checkpoint(sys.argv[1], *rc.config_of(sys.argv[2]), seed=1, dtype=getattr(torch, sys.argv[3]))"
+            "path, arch, dtype = sys.argv[1:4]; comfy_host.boot(cpu=False, import_nodes=False); "
+            "rc.write_checkpoint(path, *rc.config_of(arch), seed=1, dtype=getattr(torch, dtype))"
         )
         subprocess.run([sys.executable, "-c", code, str(path), arch, bench_gpu.ARCHS[arch][5]], check=True)
     return comfy.sd.load_checkpoint_guess_config(str(path), output_vae=False, output_clip=False)[0], None

@@ -390,6 +390,8 @@ class LoraPair:
         self.reported = None
         self.delta_keys: list[_Key] = []  # the plan's weights made as W_merged - dW_distilled + dW_base
         self.reused = False  # the last base segment ran on ComfyUI's current Dynamic VRAM load (_current_load)
+        self.factors_on_demand = False  # the factors were loaded into memory Dynamic VRAM frees on demand
+        self.on_demand_ok = True  # False once ComfyUI unloaded such factors: then only free memory holds them
 
     @staticmethod
     def _companion_candidates(base, keys) -> set[str]:
@@ -547,7 +549,8 @@ class LoraPair:
         factors; then the plan of the base forwards. The copies (about the size of the patched weights) are held
         only in memory that is free; the factors (a fraction of it) also in memory Dynamic VRAM frees on demand,
         as ComfyUI counts it for a dynamic model: a few of the model's pages then come back from the host at the
-        next distilled forward, which costs less than reading the factors from the host at every base forward."""
+        next distilled forward, which costs less than reading the factors from the host at every base forward;
+        unless ComfyUI unloads them again (a tight VRAM cap), which would repeat at every hybrid."""
         device, offload = runner.load_device, runner.offload_device
         self.device = device
         if RESIDENT_BASE_WEIGHTS and self.keys:
@@ -563,7 +566,12 @@ class LoraPair:
                 for q in k.base_rest + k.distilled_rest:
                     tensors.update((id(t), t) for t in _tensors_of(q))
             nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
-            held, spare = self.factors, self._on_demand(device)
+            held = self.factors
+            if held is not None and self.factors_on_demand and held.loaded_size() < held.model_size():
+                # ComfyUI unloaded factors held in memory it then had to evict Dynamic VRAM pages for: from now on
+                # only free memory (else each hybrid would evict the pages its distilled steps fault back)
+                self.on_demand_ok = False
+            spare = self._on_demand(device) if self.on_demand_ok else 0.0
             stale = held is None or not set(tensors) <= set(self.factor_ids)
             if not stale and held.loaded_size() < held.model_size():  # e.g. all factors, and only some fit now
                 missing = held.model_size() - held.loaded_size()
@@ -572,7 +580,11 @@ class LoraPair:
             if stale:  # the factors of the weights made at forward time now
                 self.factor_ids = list(tensors)
                 self.factors = comfy.model_patcher.ModelPatcher(_Held(list(tensors.values())), device, offload)
+            missing = self.factors.model_size() - self.factors.loaded_size()
+            beyond_free = missing > 0 and not self._fits(missing, device, memory_required)
             self._load(self.factors, runner, memory_required, spare)
+            if missing > 0:
+                self.factors_on_demand = beyond_free and self.factors.loaded_size() > 0
             plan = self._make_plan(runner.model)
         self.plan = plan
         self._report(device)
