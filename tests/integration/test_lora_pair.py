@@ -566,3 +566,33 @@ def test_dynamic_vram_base_segment_reuses_the_current_load(mods, load_calls, mon
     assert_equal(out, stock_chain(mods, base, distilled))
     said = [r.getMessage() for r in caplog.records if "weights differ" in r.getMessage()]  # on each change
     assert ("current Dynamic VRAM load reused" in said[-1]) is reuse, said
+
+
+def test_factors_in_on_demand_memory_stop_once_comfyui_takes_them_back(mods, forward_time, monkeypatch):
+    """Factors that only fit in memory Dynamic VRAM frees on demand are held there until ComfyUI unloads them once
+    (its next load wanted that memory: holding them again would evict the distilled model's pages at every hybrid);
+    from then on only free memory holds them. Results never depend on where they are."""
+    lp = mods["lp"]
+    root = tm.make_model("sdxl", 28)
+    distilled = with_lora(root, dmd_lora(root))
+    plain = [hybrid(mods, root, distilled, connect=True) for _ in range(2)][-1]  # the steady state
+    monkeypatch.setattr(lp, "holds_factors", lambda device: True)
+    monkeypatch.setattr(lp.LoraPair, "_on_demand", staticmethod(lambda device: 1e15))
+    monkeypatch.setattr(lp.LoraPair, "_needed", staticmethod(lambda nbytes, memory_required: 1e14))  # > free
+    out = hybrid(mods, root, distilled, connect=True)
+    pair = lp.pair_for(root, distilled)
+    assert pair.factors is not None and pair.factors.loaded_size() == pair.factors.model_size() > 0
+    assert pair.factors_on_demand and pair.on_demand_ok
+    assert_equal(out, plain)
+    held = next(lm for lm in mm.current_loaded_models if lm.model is pair.factors)
+    keep = [lm for lm in mm.current_loaded_models if lm is not held]
+    mm.free_memory(1e30, held.device, keep_loaded=keep)  # ComfyUI takes that memory back for its next load
+    assert pair.factors.loaded_size() == 0
+    out = hybrid(mods, root, distilled, connect=True)
+    assert not pair.on_demand_ok and pair.factors.loaded_size() == 0  # not held again in on-demand memory
+    assert_equal(out, plain)
+    monkeypatch.undo()
+    monkeypatch.setattr(lp, "RESIDENT_BASE_WEIGHTS", False)
+    monkeypatch.setattr(lp, "holds_factors", lambda device: True)
+    hybrid(mods, root, distilled, connect=True)  # free memory again: held there
+    assert pair.factors.loaded_size() == pair.factors.model_size()
