@@ -9,7 +9,7 @@ between the two (what the pack adds or changes on the host).
 
   python benchmarks/profile_batch1.py --arch sdxl --out profile.md
   python benchmarks/profile_batch1.py --tiny          # CPU smoke test on tiny models
-  python benchmarks/profile_batch1.py --pair lora --dynamic --batch 4   # ComfyUI 0.33: Dynamic VRAM, UNet from a file
+  python benchmarks/profile_batch1.py --pair lora --dynamic --batch 4   # ComfyUI 0.33: Dynamic VRAM, checkpoint file
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def parse():
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--dynamic", action="store_true",
-                    help="ComfyUI 0.33+: Dynamic VRAM started as its main.py starts it, the base UNet loaded from "
-                    "a safetensors file by comfy.sd.load_diffusion_model; with --pair lora")  # fmt: skip
+                    help="ComfyUI 0.33+: Dynamic VRAM started as its main.py starts it, the base model loaded "
+                    "from a checkpoint file by load_checkpoint_guess_config; with --pair lora")  # fmt: skip
     ap.add_argument("--reloads", type=int, default=20, help="times load_models_gpu is timed on the loaded model")
     ap.add_argument("--out", type=Path)
     return ap.parse_args()
