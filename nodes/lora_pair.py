@@ -437,8 +437,7 @@ class LoraPair:
         if current is None:
             out = executor(model, noise_shape, conds, model_options=model_options, **kwargs)
         else:  # what load_models_gpu does for a loaded dynamic model, but its model_load
-            extra = max(mm.minimum_inference_memory(), memory + mm.extra_reserved_memory())
-            need = current.model_memory_required(current.device) * MEMORY_MARGIN + extra
+            need = self._needed(current.model_memory_required(current.device), memory)
             mm.free_memory(need, current.device, keep_loaded=[current, *self._holder_loads()], for_dynamic=True)
             current.currently_used = True
             out = (model.model, conds, [])
@@ -567,13 +566,14 @@ class LoraPair:
                     tensors.update((id(t), t) for t in _tensors_of(q))
             nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
             held = self.factors
-            if held is not None and self.factors_on_demand and held.loaded_size() < held.model_size():
+            partial = held is not None and held.loaded_size() < held.model_size()
+            if partial and self.factors_on_demand:
                 # ComfyUI unloaded factors held in memory it then had to evict Dynamic VRAM pages for: from now on
                 # only free memory (else each hybrid would evict the pages its distilled steps fault back)
                 self.on_demand_ok = False
             spare = self._on_demand(device) if self.on_demand_ok else 0.0
             stale = held is None or not set(tensors) <= set(self.factor_ids)
-            if not stale and held.loaded_size() < held.model_size():  # e.g. all factors, and only some fit now
+            if not stale and partial:  # e.g. all factors, and only some fit now
                 missing = held.model_size() - held.loaded_size()
                 fits = lambda n: self._fits(n, device, memory_required, spare)  # noqa: E731
                 stale = not fits(missing) and fits(nbytes)
