@@ -142,10 +142,22 @@ def unit_noise_scale(sigma: float, variance_preserving: bool = True) -> float:
     return math.sqrt(1.0 + s * s) if variance_preserving else math.sqrt((1.0 - s) ** 2 + s * s)
 
 
+SEED_LIMIT = (1 << 64) - 1  # seeds are 0..2^64 - 1 (ComfyUI's seed widgets)
+GOLDEN_64 = 0x9E3779B97F4A7C15
+
+
 def derive_seed(seed: int, stream: int) -> int:
     """Seed of an independent noise stream derived from a user seed (64-bit, reproducible).
 
-    stream 0 is the user seed itself; stream n > 0 adds n times the 64-bit golden-ratio constant, so
-    that neighbouring user seeds (s, s + 1) never share a derived stream.
+    stream 0 is the user seed itself; stream n > 0 adds n times the 64-bit golden-ratio constant (mod 2^64), so
+    that neighbouring user seeds (s, s + 1) never share a derived stream. A derived seed is never 2^64 - 1:
+    ComfyUI 0.33's CPU noise sampler seeds its generator with ``seed + 1``, which overflows there. The one user seed
+    whose stream would land on it (7045075238040912874 for n = 1) takes instead the value the user seed 2^64 - 1
+    takes (n * C - 1). So every other seed keeps its stream, and the only two seeds that share a derived stream are
+    that one and 2^64 - 1, a seed ComfyUI 0.33 refuses on the CPU (``nodes/sampling.check_seed``).
     """
-    return (int(seed) + int(stream) * 0x9E3779B97F4A7C15) % (1 << 64)
+    seed, stream = int(seed), int(stream)
+    if stream == 0:
+        return seed
+    derived = (seed + stream * GOLDEN_64) % (1 << 64)
+    return derived if derived != SEED_LIMIT else (stream * GOLDEN_64 - 1) % (1 << 64)

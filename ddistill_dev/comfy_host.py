@@ -12,15 +12,13 @@ import os
 import sys
 from pathlib import Path
 
+from runner.comfy_server import comfyui_root
+
 PACK_ROOT = Path(__file__).resolve().parent.parent
 PACK_MODULE = "diversity_distillation_pack"
 # The ComfyUI that scripts/setup_host.py pins (its COMFYUI_VERSION) and that workflows/ is built against; the suite
 # also runs on ComfyUI 0.33.0 (README: "Tested ComfyUI versions").
 PINNED_COMFYUI = "0.3.75"
-
-
-def comfyui_root() -> Path:
-    return Path(os.environ.get("COMFYUI_PATH") or PACK_ROOT / ".host" / "ComfyUI").resolve()
 
 
 def comfyui_version(root: Path | None = None) -> str:

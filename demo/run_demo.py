@@ -1,9 +1,9 @@
 """The demo job: the paper's experiments on the bundled digit pair through a real ComfyUI server and the runner.
 
-    .venv/bin/python demo/run_demo.py [OUT_DIR | --out OUT_DIR] [--seeds 100] [--fresh]   (bash scripts/demo.sh
-    sets up first; options in any order)
+    .venv/bin/python -m demo.run_demo [OUT_DIR | --out OUT_DIR] [--seeds 100] [--fresh]   (from the pack folder;
+    bash scripts/demo.sh sets up first; options in any order)
 
-Starts ComfyUI (CPU) on 127.0.0.1 with this pack (ddistill_dev/comfy_server.py), runs demo/workflow.py's graph
+Starts ComfyUI (CPU) on 127.0.0.1 with this pack (runner/comfy_server.py), runs demo/workflow.py's graph
 for every method with `python -m runner`, then writes OUT/REPORT.md and OUT/report.json: the Diversity Meter
 numbers with their intervals, mode coverage from the repository's digit classifier, and whether the paper's
 ordering holds. --server HOST:PORT uses a running ComfyUI (with this pack) instead of starting one.
@@ -129,14 +129,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from ddistill_dev.comfy_server import ComfyServer
+    from runner.comfy_server import ComfyServer
 
     t0 = time.time()
     out = args.out.resolve()
     print(prepare(out, args.seeds, args.base_steps, args.fresh), file=sys.stderr)
     server = None
     if args.server is None:
-        server = ComfyServer(out / "comfy", with_fixture_pack=False)
+        server = ComfyServer(out / "comfy")
         print(f"starting ComfyUI on {server.url} (log: {server.log_path})", file=sys.stderr)
         server.start()
     try:

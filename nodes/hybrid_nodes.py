@@ -17,6 +17,7 @@ from .sampling import (
     SAMPLERS,
     SCHEDULERS,
     check_inputs,
+    check_seed,
     initial_noise,
     model_info,
     model_schedule,
@@ -161,6 +162,7 @@ class BaseFirstStepSampler(io.ComfyNode):
     ) -> io.NodeOutput:
         info = model_info(base_model)
         latent_image = check_inputs(base_model, latent_image, positive, negative, info, "base_model")
+        check_seed(base_model, seed)
         schedule_from = "base_model" if distilled_model is None else "distilled_model"
         if distilled_model is not None:
             check_pair(info, model_info(distilled_model))
@@ -334,6 +336,7 @@ class SkipFirstStep(io.ComfyNode):
     ) -> io.NodeOutput:
         info = model_info(model)
         latent_image = check_inputs(model, latent_image, positive, negative, info, "model")
+        check_seed(model, seed)
         full = model_schedule(model, steps, scheduler, sigmas)
         rest = skip_first_schedule(full, "sigmas" if sigmas is not None else "steps")
         sigma1 = float(rest[0])

@@ -7,6 +7,7 @@ honours interrupts. The pack adds a callback that records each step's x̂0 on th
 
 from __future__ import annotations
 
+import comfy.k_diffusion.sampling
 import comfy.sample
 import comfy.samplers
 import comfy.utils
@@ -15,7 +16,7 @@ import torch
 from ..ddistill.handover import Handover
 from ..ddistill.pairing import NOISE_FAMILY, ModelInfo, all_finite, check_latent, conditioning_width
 from ..ddistill.protocol import HANDOVER_KEY, TRAJECTORY_KEY
-from ..ddistill.schedules import TIMESTEP_SCHEDULES, ScheduleError, sigmas_from_timesteps
+from ..ddistill.schedules import SEED_LIMIT, TIMESTEP_SCHEDULES, ScheduleError, sigmas_from_timesteps
 from ..ddistill.trajectory import Frame, Trajectory
 from .recorder import patcher_recorder
 
@@ -140,6 +141,22 @@ def run_segment(
     finally:
         recorder.flush()
     return samples, tuple(recorder.frames)
+
+
+def check_seed(model, seed: int, name: str = "seed") -> None:
+    """A named error for the seed 2^64 - 1 where this ComfyUI's noise sampler cannot take it (0.33 on the CPU seeds
+    its generator with ``seed + 1``; stock KSampler fails there too) instead of a traceback from inside the sampler.
+    Seeds the pack derives never reach it (``ddistill.schedules.derive_seed``)."""
+    if int(seed) != SEED_LIMIT:
+        return
+    device = getattr(model, "load_device", None) or torch.device("cpu")
+    try:
+        comfy.k_diffusion.sampling.default_noise_sampler(torch.zeros(1, device=device), seed=int(seed))
+    except (OverflowError, RuntimeError):
+        raise ValueError(
+            f"{name}: {SEED_LIMIT} (2^64 - 1) is one more than this ComfyUI's noise sampler accepts on {device} "
+            f"(it seeds its generator with seed + 1); use a seed up to {SEED_LIMIT - 1}"
+        ) from None
 
 
 def initial_noise(latent: dict, seed: int) -> torch.Tensor:

@@ -12,8 +12,10 @@ Stdlib only. What it does, each step skipped when already done:
   3. ComfyUI's requirements (without torch/torchaudio) and the pack's own requirements; where the host cannot
      start without torchaudio (ComfyUI 0.33: ``comfy/sd.py`` imports it) and none imports, torchaudio 2.11.1
      installed with ``--no-deps`` (no torchaudio on the registry matches torch 2.14, that one imports; HOST.md);
-  4. the pack's own Python packages (``ddistill``, ``ddistill_dev``, ``runner``, ``demo``) installed in development
-     mode (``pip install -e . --no-deps``) so that the demo, tests, scripts and benchmarks import them by name;
+  4. with ``--dev`` (the test command): the tests' requirements, and the pack's own Python packages (``ddistill``,
+     ``ddistill_dev``, ``runner``, ``demo``) installed in development mode (``pip install -e . --no-deps``) so that
+     the tests, scripts and benchmarks import them by name. The main job needs neither: it runs its modules with
+     ``python -m`` from the pack folder and imports only the product's packages (``demo``, ``runner``, ``ddistill``);
   5. the pack linked into ``<ComfyUI>/custom_nodes/`` so that ComfyUI loads it.
 
 Prints the python executable and the ComfyUI root as ``KEY=value`` lines at the end.
@@ -202,7 +204,9 @@ def main() -> None:
         default=os.environ.get("COMFYUI_ARCHIVE"),
         help=f"a ComfyUI source archive ({', '.join(KNOWN_ARCHIVES)}) to extract into .host/ and use",
     )
-    ap.add_argument("--dev", action="store_true", help="also install the test requirements")
+    ap.add_argument(
+        "--dev", action="store_true", help="also install the test requirements and the pack in development mode"
+    )
     args = ap.parse_args()
     if args.comfyui and args.comfyui_archive:
         sys.exit("[setup_host] give --comfyui (COMFYUI_PATH) or --comfyui-archive (COMFYUI_ARCHIVE), not both")
@@ -220,12 +224,12 @@ def main() -> None:
         root = fetch_comfyui(py, PACK_ROOT / ".host")
     reqs = host_requirements(root)
     reqs_file = PACK_ROOT / "requirements.txt"
-    dev_file = PACK_ROOT / "tests" / "requirements.txt"
-    files = [reqs_file] + ([dev_file] if args.dev else [])
-    key = "\n".join(reqs + [f.read_text() for f in files])
-    pip_install(py, [*reqs, *sum((["-r", str(f)] for f in files), [])], venv_dir / ".reqs_stamp", key)
+    key = "\n".join([*reqs, reqs_file.read_text()])
+    pip_install(py, [*reqs, "-r", str(reqs_file)], venv_dir / ".reqs_stamp", key)
     ensure_torchaudio(py, root, venv_dir / ".torchaudio_stamp")
-    if args.dev:
+    if args.dev:  # the tests' own requirements, stamped apart so that the main job after the tests installs nothing
+        dev_file = PACK_ROOT / "tests" / "requirements.txt"
+        pip_install(py, ["-r", str(dev_file)], venv_dir / ".dev_reqs_stamp", dev_file.read_text())
         project = PACK_ROOT / "pyproject.toml"
         pip_install(
             py, ["--no-deps", "-e", str(PACK_ROOT)], venv_dir / ".editable_stamp", f"{PACK_ROOT}\n{project.read_text()}"

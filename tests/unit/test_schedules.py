@@ -59,6 +59,22 @@ def test_derived_seeds_are_distinct_and_stable(sched):
     assert sched.derive_seed(2**64 - 1, 1) < 2**64 and sched.derive_seed(5, 0) == 5
 
 
+def test_derived_seeds_stay_below_the_last_seed_and_keep_their_streams(sched):
+    """No derived seed is 2^64 - 1 (ComfyUI 0.33's CPU noise sampler seeds seed + 1); every seed whose stream did not
+    land there keeps the stream it had (the formula before the change: seed + n * C mod 2^64)."""
+    last, c = 2**64 - 1, 0x9E3779B97F4A7C15
+    for n in (1, 2, 3):
+        landing = (last - n * c) % 2**64  # the one seed whose old stream was 2^64 - 1
+        assert sched.derive_seed(landing, n) != last
+        assert sched.derive_seed(landing, n) == sched.derive_seed(last, n) == (n * c - 1) % 2**64
+        for s in (0, 1, 42, landing - 1, landing + 1, last - 1, 2**63, 7045075238040912874):
+            assert sched.derive_seed(s, n) == (s + n * c) % 2**64 < last
+    assert sched.derive_seed(7046029254386353130, 1) == c - 1  # 2^64 - 1 - C, the user seed that landed there
+    # a chain of experts derives from a derived seed: still never the last seed
+    s = (7046029254386353130 - c) % 2**64
+    assert sched.derive_seed(sched.derive_seed(s, 1), 1) != last
+
+
 def test_all_finite_is_isfinite_all():
     """The one-reduction latent check equals isfinite().all(): NaN, +inf, -inf, both infs (their sum is NaN), and
     float32 values whose float32 sum would overflow but which are finite."""
