@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .noise_level import HandoverPoint
 from .pairing import ModelInfo
 
 
@@ -17,6 +18,7 @@ class Handover:
     noise_seed: int  # seed of the continuation's own noise stream (derive_seed(seed, 1))
     source: ModelInfo  # the model that produced the latent, for the pair check
     schedule_from: str = "base_model"  # whose model_sampling made the schedule: "base_model" or "distilled_model"
+    point: HandoverPoint | None = None  # where and why the base segment handed over (k, sigma, A, the rule)
 
 
 def read_handover(latent, key: str) -> Handover | None:

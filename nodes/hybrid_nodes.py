@@ -7,8 +7,16 @@ from dataclasses import replace
 
 from ..ddistill import protocol
 from ..ddistill.handover import Handover, read_handover
+from ..ddistill.noise_level import PAPER_AMPLIFICATION, resolve_handover
 from ..ddistill.pairing import check_pair, sampling_note
-from ..ddistill.schedules import derive_seed, skip_first_schedule, split_at_sigma, split_schedule, unit_noise_scale
+from ..ddistill.schedules import (
+    check_schedule,
+    derive_seed,
+    skip_first_schedule,
+    split_at_sigma,
+    split_schedule,
+    unit_noise_scale,
+)
 from ..ddistill.trajectory import Trajectory
 from .api import io
 from .io_types import Trajectory_IO
@@ -24,6 +32,7 @@ from .sampling import (
     no_noise,
     output_latent,
     run_segment,
+    schedule_amplification,
 )
 
 CATEGORY = "sampling/diversity distillation"
@@ -50,6 +59,48 @@ def _label_input(role: str):
         f"'{role}', the node's role. Set it when another model sits here, e.g. the distilled model in "
         "Base First Step (the distilled-alone baseline, or Table E.1's replace-final order).",
     )
+
+
+RULE_TIP = (
+    "0 hands over by noise level: after the first step of the distilled model's schedule whose amplification "
+    "A is at most handover_amplification (A = sigma^2 in SD/SDXL's sigma space, (sigma / (1 - sigma))^2 in "
+    "rectified flow: how much an error of the model's prediction grows in x̂0, the paper's Appendix A), or at "
+    "the first sigma at or below handover_sigma when that is above 0. With the default A* 18.2 (SDXL at t = 759, "
+    "the paper's handover): SDXL + DMD2 lcm 4 steps k = 1; SD3.5 Large Turbo 4 steps k = 2; Wan 2.2 Lightning 4 "
+    "steps (shift 5) k = 3; Z-Image-Turbo and Qwen-Image-Lightning 8 steps (shift 3) k = 4 (sigma 0.75); "
+    "FLUX.1-schnell k = 1. The log and the x̂0 frames say which k, sigma and A were chosen."
+)
+
+
+def _handover_inputs():
+    """The noise-level handover's two widgets (Base First Step and Skip First Step), after the node's old inputs so
+    that workflows saved before them keep their widget values."""
+    return [
+        io.Float.Input(
+            "handover_amplification",
+            default=PAPER_AMPLIFICATION,
+            min=0.0,
+            max=1.0e6,
+            step=0.1,
+            round=0.001,
+            optional=True,
+            tooltip="A*: with the step count at 0, hand over at the first step whose amplification A is at most "
+            f"this. {PAPER_AMPLIFICATION} = SDXL's A at t = 759, the paper's handover. Lower: later handover, the "
+            "base model shapes more of the image (more diversity, more of its look); higher: earlier. Calibrate "
+            "your pair with the handover sweep (README).",
+        ),
+        io.Float.Input(
+            "handover_sigma",
+            default=0.0,
+            min=0.0,
+            max=1000.0,
+            step=0.001,
+            round=0.0001,
+            optional=True,
+            tooltip="0: use handover_amplification. Above 0 (with the step count at 0): hand over at the first "
+            "sigma of the schedule at or below this value instead (e.g. 0.75 on a shift-3 flow schedule).",
+        ),
+    ]
 
 
 def frame_label(model_label: str | None, role: str) -> str:
@@ -116,11 +167,11 @@ class BaseFirstStepSampler(io.ComfyNode):
                 ),
                 io.Int.Input(
                     "base_steps",
-                    default=1,
-                    min=1,
+                    default=0,
+                    min=0,
                     max=999,
-                    tooltip="k: how many steps of the schedule the base model takes. 1 is the paper's "
-                    "setting and the sweet spot (Fig. 7).",
+                    tooltip="k: how many steps of the schedule the base model takes (1: the paper's setting on "
+                    "SDXL, the sweet spot of Fig. 7). " + RULE_TIP,
                 ),
                 *_schedule_inputs(),
                 _label_input(protocol.BASE_LABEL),
@@ -132,6 +183,7 @@ class BaseFirstStepSampler(io.ComfyNode):
                     "patch on the distilled side). Not connected: base_model's sampling, which is the same for "
                     "pairs that share a noise schedule (SDXL / DMD2, SD 2.1 / SD-Turbo).",
                 ),
+                *_handover_inputs(),
             ],
             outputs=[
                 io.Latent.Output(
@@ -159,6 +211,8 @@ class BaseFirstStepSampler(io.ComfyNode):
         sigmas=None,
         model_label="",
         distilled_model=None,
+        handover_amplification=PAPER_AMPLIFICATION,
+        handover_sigma=0.0,
     ) -> io.NodeOutput:
         info = model_info(base_model)
         latent_image = check_inputs(base_model, latent_image, positive, negative, info, "base_model")
@@ -167,7 +221,12 @@ class BaseFirstStepSampler(io.ComfyNode):
         if distilled_model is not None:
             check_pair(info, model_info(distilled_model))
         full = model_schedule(distilled_model or base_model, steps, scheduler, sigmas)
-        head, tail = split_schedule(full, base_steps, "sigmas" if sigmas is not None else "steps")
+        source = "sigmas" if sigmas is not None else "steps"
+        check_schedule(full, max(base_steps, 1), source)
+        amps = schedule_amplification(distilled_model or base_model, full)
+        point = resolve_handover(full, amps, base_steps, handover_amplification, handover_sigma)
+        head, tail = split_schedule(full, point.k, source)
+        log.info("Base First Step: hands over to the distilled model at %s", point.describe(full.numel() - 1))
         samples, frames = run_segment(
             base_segment_model(base_model, distilled_model, (positive, negative)),  # LoRA pairs: no reload
             positive,
@@ -184,11 +243,12 @@ class BaseFirstStepSampler(io.ComfyNode):
         trajectory = Trajectory(frames)
         handover = Handover(
             sigmas=tail,
-            step_offset=base_steps,
+            step_offset=point.k,
             sampler_name=sampler_name,
             noise_seed=derive_seed(seed, CONTINUE_STREAM),
             source=info,
             schedule_from=schedule_from,
+            point=point,
         )
         return io.NodeOutput(output_latent(latent_image, samples, trajectory, handover), trajectory)
 
@@ -315,6 +375,18 @@ class SkipFirstStep(io.ComfyNode):
                 io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01),
                 *_schedule_inputs(),
                 _label_input(protocol.DISTILLED_LABEL),
+                io.Int.Input(
+                    "skip_steps",
+                    default=1,
+                    min=0,
+                    max=999,
+                    optional=True,
+                    tooltip="How many steps of the schedule to skip (1: Table 4's skip first timestep, for SDXL's "
+                    "schedules). 0 skips to a noise level instead, chosen as Base First Step's handover: the first "
+                    "step with A <= handover_amplification, or the first sigma <= handover_sigma (flow schedules: "
+                    "one step leaves A far above the paper's, see Base First Step's base_steps).",
+                ),
+                *_handover_inputs(),
             ],
             outputs=[io.Latent.Output(display_name="LATENT"), Trajectory_IO.Output(display_name="x0_trajectory")],
         )
@@ -333,12 +405,21 @@ class SkipFirstStep(io.ComfyNode):
         sampler_name,
         sigmas=None,
         model_label="",
+        skip_steps=1,
+        handover_amplification=PAPER_AMPLIFICATION,
+        handover_sigma=0.0,
     ) -> io.NodeOutput:
         info = model_info(model)
         latent_image = check_inputs(model, latent_image, positive, negative, info, "model")
         check_seed(model, seed)
         full = model_schedule(model, steps, scheduler, sigmas)
-        rest = skip_first_schedule(full, "sigmas" if sigmas is not None else "steps")
+        source = "sigmas" if sigmas is not None else "steps"
+        skip_first_schedule(full, source)  # at least 2 steps, the schedule's own checks
+        names = ("skip_steps", "handover_amplification", "handover_sigma")
+        amps = schedule_amplification(model, full)
+        point = resolve_handover(full, amps, skip_steps, handover_amplification, handover_sigma, names)
+        rest = full[point.k :]
+        log.info("Skip First Step: starts from pure noise at %s", point.describe(full.numel() - 1))
         sigma1 = float(rest[0])
         # sample_custom scales the noise by sigma_1 below sigma_max; the paper starts from unit-variance noise.
         noise = initial_noise(latent_image, seed) * (unit_noise_scale(sigma1, info.variance_preserving_noise) / sigma1)
@@ -353,7 +434,7 @@ class SkipFirstStep(io.ComfyNode):
             rest,
             seed,
             frame_label(model_label, protocol.DISTILLED_LABEL),
-            1,
+            point.k,
         )
         trajectory = Trajectory(frames)
         return io.NodeOutput(output_latent(latent_image, samples, trajectory, None), trajectory)

@@ -24,6 +24,7 @@ import latent_preview
 import torch
 from comfy_execution.utils import get_executing_context
 
+from ..ddistill.noise_level import amplification_from_scaling
 from ..ddistill.protocol import LIVE_X0_EVENT
 from ..ddistill.trajectory import Frame, Trajectory
 
@@ -141,6 +142,17 @@ def model_timesteps(model_sampling, sigmas: torch.Tensor) -> list[float]:
     return model_sampling.timestep(sigmas.to(device)).flatten().float().cpu().tolist()
 
 
+def noise_amplification(model_sampling, sigmas: torch.Tensor) -> torch.Tensor:
+    """A at each sigma (``ddistill.noise_level``), from how this model_sampling writes a noisy latent:
+    x = a * x0 + b * eps read off its own ``noise_scaling`` (a from x0 = 1, b from eps = 1), so every
+    parameterisation ComfyUI has (and any shift or noise scale on it) is measured, not assumed."""
+    s = sigmas.detach().to("cpu", torch.float64).reshape(-1)
+    ones, zeros = torch.ones(s.numel(), 1, dtype=torch.float64), torch.zeros(s.numel(), 1, dtype=torch.float64)
+    noise = model_sampling.noise_scaling(s, ones, zeros).reshape(-1)
+    signal = model_sampling.noise_scaling(s, zeros, ones).reshape(-1)
+    return amplification_from_scaling(signal, noise)
+
+
 class StepRecorder:
     """Sampler callback: records x̂0 (VAE latent space, CPU), sends the live frame, forwards to ``forward``."""
 
@@ -150,6 +162,7 @@ class StepRecorder:
         self.sigmas = sigmas.detach().to("cpu", torch.float32)
         self.timesteps = model_timesteps(model_sampling, sigmas)
         self.flow = any(c.__name__ == "CONST" for c in type(model_sampling).__mro__)  # rectified flow
+        self.amplification = noise_amplification(model_sampling, self.sigmas).tolist()
         self.process_out = latent_format.process_out
         self.label, self.offset, self.forward = label, step_offset, forward
         self.frames: list[Frame] = []
@@ -158,7 +171,15 @@ class StepRecorder:
     def __call__(self, step, x0, x, total_steps):
         sigma, timestep = float(self.sigmas[step]), self.timesteps[step]
         self.frames.append(
-            Frame(self.offset + step, sigma, timestep, self.label, to_host(self.process_out(x0.detach())), self.flow)
+            Frame(
+                self.offset + step,
+                sigma,
+                timestep,
+                self.label,
+                to_host(self.process_out(x0.detach())),
+                self.flow,
+                self.amplification[step],
+            )
         )
         self.live(self.offset + step, sigma, timestep, x0, self.frames[-1].level)
         if self.forward is not None:

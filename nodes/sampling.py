@@ -18,7 +18,7 @@ from ..ddistill.pairing import NOISE_FAMILY, ModelInfo, all_finite, check_latent
 from ..ddistill.protocol import HANDOVER_KEY, TRAJECTORY_KEY
 from ..ddistill.schedules import SEED_LIMIT, TIMESTEP_SCHEDULES, ScheduleError, sigmas_from_timesteps
 from ..ddistill.trajectory import Frame, Trajectory
-from .recorder import patcher_recorder
+from .recorder import noise_amplification, patcher_recorder
 
 PACK_SCHEDULERS = list(TIMESTEP_SCHEDULES)
 SCHEDULERS = PACK_SCHEDULERS + [s for s in comfy.samplers.SCHEDULER_NAMES if s not in PACK_SCHEDULERS]
@@ -72,6 +72,10 @@ def model_schedule(model, steps: int, scheduler: str, sigmas: torch.Tensor | Non
     if scheduler not in comfy.samplers.SCHEDULER_NAMES:
         raise ScheduleError(f"scheduler: unknown scheduler '{scheduler}'; choose one of {SCHEDULERS}")
     return comfy.samplers.calculate_sigmas(ms, scheduler, steps).cpu().float()
+
+
+def schedule_amplification(model, sigmas: torch.Tensor) -> torch.Tensor:
+    return noise_amplification(model.get_model_object("model_sampling"), sigmas)
 
 
 def check_inputs(
@@ -152,7 +156,7 @@ def check_seed(model, seed: int, name: str = "seed") -> None:
     device = getattr(model, "load_device", None) or torch.device("cpu")
     try:
         comfy.k_diffusion.sampling.default_noise_sampler(torch.zeros(1, device=device), seed=int(seed))
-    except (OverflowError, RuntimeError):
+    except (OverflowError, RuntimeError, ValueError):
         raise ValueError(
             f"{name}: {SEED_LIMIT} (2^64 - 1) is one more than this ComfyUI's noise sampler accepts on {device} "
             f"(it seeds its generator with seed + 1); use a seed up to {SEED_LIMIT - 1}"

@@ -75,8 +75,10 @@ def test_hybrid_equals_two_stock_segments(hn, sampling, models, kind):
     assert torch.equal(out["samples"], ref), kind
     assert out["samples"].shape == samples.shape and len(traj) == 4
     assert [f.model for f in traj.frames] == ["base", "distilled", "distilled", "distilled"]
-    # flow steps are labelled by sigma (the timestep is sigma or 1000 sigma there and adds nothing)
-    assert [f.level for f in traj.frames] == [f"sigma {s:.3f}" for s in sigmas[:-1].tolist()]
+    # flow steps are labelled by sigma (the timestep is sigma or 1000 sigma there and adds nothing) and by the
+    # amplification (sigma / (1 - sigma))^2 the handover rule reads, infinite at the pure-noise start
+    want = [f"sigma {s:.3f} · A {'inf' if s == 1 else f'{(s / (1 - s)) ** 2:.3g}'}" for s in sigmas[:-1].tolist()]
+    assert [f.level for f in traj.frames] == want
 
 
 def test_schedule_is_the_distilled_models_own(hn, models, caplog):
@@ -286,7 +288,7 @@ def test_live_filmstrip_on_video_latents(pack, hn, models, kind, monkeypatch):
     assert [f["step"] for f in frames] == [0, 1, 2, 3]
     assert [f["model"] for f in frames] == ["base", "distilled", "distilled", "distilled"]
     assert [f["level"] for f in frames] == [f.level for f in traj.frames]
-    assert all(f["level"].startswith("sigma 0.") or f["level"] == "sigma 1.000" for f in frames)
+    assert all(f["level"].startswith("sigma 0.") or f["level"] == "sigma 1.000 · A inf" for f in frames)
     h, w = latent["samples"].shape[-2:]
     for f in frames:
         assert f["image"].startswith("data:image/jpeg;base64,")

@@ -31,7 +31,7 @@ def base_step(hn, model, latent, kind="sdxl", k=1, steps=4, sigmas=None, pos=Non
         (torch.tensor([]), 1, "sigmas: the schedule is empty"),
         (torch.tensor([14.6, 0.0]), 1, "sigmas: the schedule has 1 step"),
         (torch.tensor([14.6, 4.2, 1.6, 0.0]), 3, "base_steps: 3 leaves no step for the distilled model"),
-        (torch.tensor([14.6, 4.2, 1.6, 0.0]), 0, "base_steps: must be at least 1"),
+        (torch.tensor([14.6, 4.2, 1.6, 0.0]), -1, "base_steps: 0 hands over by noise level, >= 1 after that many"),
     ],
 )
 def test_bad_schedules(hn, models, sigmas, k, needle):
@@ -44,7 +44,7 @@ def test_step_rules_one_place_each(hn, models):
     between inputs is checked when the node runs and names the input and the fix."""
     for node in (hn.BaseFirstStepSampler, hn.SkipFirstStep):
         assert node.INPUT_TYPES()["required"]["steps"][1]["min"] == 2
-    assert hn.BaseFirstStepSampler.INPUT_TYPES()["required"]["base_steps"][1]["min"] == 1
+    assert hn.BaseFirstStepSampler.INPUT_TYPES()["required"]["base_steps"][1]["min"] == 0  # 0: by noise level
     assert hn.DistilledSchedule.INPUT_TYPES()["required"]["steps"][1]["min"] == 1
     assert not any(hasattr(n, "validate_inputs") and "validate_inputs" in vars(n) for n in hn.NODES)
     with pytest.raises(
@@ -145,3 +145,36 @@ def test_errors_leave_no_state_behind(hn, models):
         base_step(hn, model, {"samples": torch.ones(1, 16, 8, 8)})
     assert model.model_options == opts
     assert torch.equal(base_step(hn, model, tm.empty_latent()).result[0]["samples"], before)
+
+
+def test_seeds_at_the_top_of_the_range(hn, models, pack):
+    """The seed whose continuation stream used to be 2^64 - 1 (an overflow in ComfyUI 0.33's CPU noise sampler,
+    which seeds seed + 1) runs on every host; the user's own 2^64 - 1 runs where the host's noise sampler takes it
+    (0.3.75) and is one named error on the seed where it does not (0.33 on the CPU), as stock KSampler cannot run it
+    there either."""
+    import comfy.k_diffusion.sampling as kds
+
+    last = 2**64 - 1
+    landing = last - 0x9E3779B97F4A7C15  # 7046029254386353130: seed + C = 2^64 - 1
+    latent = tm.empty_latent(batch=2)
+    pos = tm.make_conditioning("sdxl")
+    for seed in (landing, last - 1):
+        args = (models["sdxl"], pos, pos, latent, seed, 1.0, 1, 4, "lcm", "lcm")
+        first = hn.BaseFirstStepSampler.execute(*args).result[0]
+        assert first["diversity_distillation_handover"].noise_seed < last
+        out, _ = hn.DistilledContinueSampler.execute(models["sdxl"], pos, pos, first, 1.0).result
+        assert torch.isfinite(out["samples"]).all()
+    try:
+        kds.default_noise_sampler(torch.zeros(1), seed=last)
+        host_takes_it = True
+    except (OverflowError, RuntimeError, ValueError):
+        host_takes_it = False
+    for node, args in (
+        (hn.BaseFirstStepSampler, (models["sdxl"], pos, pos, latent, last, 1.0, 1, 4, "lcm", "lcm")),
+        (hn.SkipFirstStep, (models["sdxl"], pos, pos, latent, last, 1.0, 4, "lcm", "lcm")),
+    ):
+        if host_takes_it:
+            assert torch.isfinite(node.execute(*args).result[0]["samples"]).all()
+        else:
+            with pytest.raises(ValueError, match=r"^seed: 18446744073709551615 \(2\^64 - 1\) is one more than"):
+                node.execute(*args)

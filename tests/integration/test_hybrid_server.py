@@ -22,7 +22,7 @@ def node_errors(body):
 @pytest.mark.parametrize(
     "inputs,bad_input,needle",
     [
-        ({"base_steps": 0}, "base_steps", "smaller than min of 1"),
+        ({"base_steps": -1}, "base_steps", "smaller than min of 0"),
         ({"steps": 0}, "steps", "smaller than min of 2"),
         ({"steps": 1}, "steps", "smaller than min of 2"),
         ({"latent_image": ["1", 0]}, "latent_image", "MODEL"),  # a MODEL output linked to a LATENT input
@@ -44,6 +44,27 @@ def test_rule_between_inputs_is_one_named_error_when_run(server):
     err = execution_error(server.run(prompt))
     assert "base_steps: 4 leaves no step for the distilled model" in err["exception_message"], err
     assert err["node_type"] == "DDistill_BaseFirstStepSampler"
+
+
+@pytest.mark.parametrize(
+    "inputs,needle",
+    [
+        ({"handover_amplification": 0.001}, "handover_amplification: no step before the last reaches A <= 0.001"),
+        ({"handover_amplification": 0.0}, "handover_amplification: must be above 0, got 0.0"),
+        ({"handover_sigma": 20.0}, "handover_sigma: 20 is above the schedule's start (sigma 14.61)"),
+        ({"handover_sigma": 0.1}, "handover_sigma: the schedule reaches sigma <= 0.1 only at its last step"),
+    ],
+)
+def test_noise_level_handover_errors_then_server_keeps_serving(server, inputs, needle):
+    """A handover the schedule never reaches (or a non-positive one) is one named error on the input; the next
+    prompt, the rule's default, runs: SDXL's lcm schedule hands over at t = 759 (k = 1), as the paper does."""
+    prompt = hybrid_prompt()
+    prompt["5"]["inputs"].update(base_steps=0, **inputs)
+    err = execution_error(server.run(prompt))
+    assert needle in err["exception_message"] and err["node_type"] == "DDistill_BaseFirstStepSampler", err
+    prompt["5"]["inputs"].update(handover_amplification=18.2, handover_sigma=0.0)
+    assert server.run(prompt)["status"]["status_str"] == "success"
+    assert "hands over to the distilled model at k = 1 of 4 steps, sigma 4.261, A 18.2" in server.log_text()
 
 
 @pytest.mark.parametrize(
