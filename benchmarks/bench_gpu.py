@@ -9,6 +9,8 @@ Timings are medians of warm runs (models loaded), each reported as a ratio to "d
 
   python benchmarks/bench_gpu.py main --out table.md
   python benchmarks/bench_gpu.py lowvram --cap-gb 12 --out lowvram.md   # ComfyUI's --reserve-vram caps free VRAM
+  python benchmarks/bench_gpu.py handover --out handover.md   # Z-Image pair: the noise-level handover's cost
+  python benchmarks/bench_gpu.py handover --smoke --repeats 3   # the same methods, tiny Z-Image on the CPU (a check)
 
 Needs a ComfyUI root in $COMFYUI_PATH (default .host/ComfyUI) and a CUDA GPU.
 """
@@ -27,13 +29,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def parse():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["main", "lowvram"])
+    ap.add_argument("mode", choices=["main", "lowvram", "handover"])
     ap.add_argument("--out", type=Path)
     ap.add_argument("--cap-gb", type=float, default=12.0, help="lowvram: VRAM left free for ComfyUI")
     ap.add_argument("--archs", default="sdxl,sd21")
-    ap.add_argument("--batches", default="1,4,16")
+    ap.add_argument("--batches", default=None, help="default 1,4,16 (handover: 1,4)")
     ap.add_argument("--repeats", type=int, default=15, help="timed runs at batch 1 (a third of it, at least 3, above)")
-    return ap.parse_args()
+    ap.add_argument("--base-cfg", type=float, default=None, help="handover: the base's cfg (default: Z-Image's, 4)")
+    ap.add_argument("--smoke", action="store_true", help="handover: tiny Z-Image on the CPU, to check the mode")
+    args = ap.parse_args()
+    args.batches = args.batches or ("1,4" if args.mode == "handover" else "1,4,16")
+    return args
 
 
 def boot(args):
@@ -43,7 +49,7 @@ def boot(args):
 
         total = torch.cuda.get_device_properties(0).total_memory / 2**30
         extra = ("--reserve-vram", f"{max(total - args.cap_gb, 0):.1f}")
-    comfy_host.boot(extra_args=extra, cpu=False)
+    comfy_host.boot(extra_args=extra, cpu=args.smoke)
     return comfy_host.load_pack()
 
 
@@ -86,19 +92,22 @@ def timed_interleaved(fns, repeats):
     that run every function once in turn, so that clock or load drift hits all methods alike."""
     import torch
 
+    cuda = torch.cuda.is_available()  # False only in handover --smoke (CPU): no sync, peak 0
+    sync = torch.cuda.synchronize if cuda else lambda: None
     times = {name: [] for name, _ in fns}
     peaks = {}
     for name, fn in fns:
-        torch.cuda.reset_peak_memory_stats()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         fn()
-        torch.cuda.synchronize()
-        peaks[name] = torch.cuda.max_memory_allocated() / 2**30
+        sync()
+        peaks[name] = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
     for _ in range(repeats):
         for name, fn in fns:
-            torch.cuda.synchronize()
+            sync()
             t = time.perf_counter()
             fn()
-            torch.cuda.synchronize()
+            sync()
             times[name].append(time.perf_counter() - t)
     return {name: (statistics.median(times[name]), peaks[name]) for name, _ in fns}
 
@@ -186,9 +195,128 @@ def loads_per_run(pack, base, distilled, arch, batch):
     return {k: sum(b[k] > a[k] for a, b in zip(snapshots, snapshots[1:])) for k in pair}
 
 
+def handover_pair(smoke):
+    """(base, distilled, conditioning(batch), latent shape): full-size Z-Image DiTs, or tiny ones on the CPU."""
+    if not smoke:
+        base, distilled = make_pair("zimage")
+        _, _, _, channels, size, _ = ARCHS["zimage"]
+        return base, distilled, lambda batch: conditioning("zimage", batch), (channels, size, size)
+    from ddistill_dev import tiny_models as tm
+
+    base, distilled = (tm.make_family_model("zimage", seed) for seed in (1, 2))
+    return base, distilled, lambda batch: tm.family_conditioning("zimage"), tm.FAMILIES["zimage"][4]
+
+
+def handover_methods(pack, base, distilled, cond, shape, batch, base_cfg):
+    """Issue 23 item 5: (a) distilled alone, (b) the noise-level handover (base_steps 0) at base cfg 1, (c) the same
+    at the base's cfg, (d) base_steps 1 at cfg 1, and the stock two-sampler chain at the rule's k as a reference.
+    Returns [(name, fn, expected ratio)], the expected ratio being model passes / the distilled model's steps (a
+    base step at cfg > 1 is two passes: cond and uncond), and the rule's handover point."""
+    import importlib
+
+    import comfy.sample
+    import comfy.samplers
+    import latent_preview
+    import torch
+
+    hn = importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
+    cb = importlib.import_module(pack.__name__ + ".nodes.sampling")
+    ho = importlib.import_module(pack.__name__ + ".ddistill.handover")
+    protocol = importlib.import_module(pack.__name__ + ".ddistill.protocol")
+    scheduler, sampler_name, steps, *_ = ARCHS["zimage"]
+    latent = {"samples": torch.zeros(batch, *shape)}
+    sigmas = cb.model_schedule(distilled, steps, scheduler)
+    euler = comfy.samplers.sampler_object(sampler_name)
+
+    def base_first(cfg, base_steps):
+        return hn.BaseFirstStepSampler.execute(
+            base, cond, cond, latent, 0, cfg, base_steps, steps, scheduler, sampler_name, None, "", distilled
+        ).result[0]
+
+    point = ho.read_handover(base_first(1.0, 0), protocol.HANDOVER_KEY).point  # the rule's k on this schedule
+    k = point.k
+
+    def stock(model, noise, cfg, sig, x, seed):  # as SamplerCustomAdvanced runs it, preview callback included
+        cbk = latent_preview.prepare_callback(model, len(sig) - 1)
+        return comfy.sample.sample_custom(
+            model, noise, cfg, euler, sig, cond, cond, x, callback=cbk, disable_pbar=True, seed=seed
+        )
+
+    def noise():  # as RandomNoise makes it, inside the timing as for the pack's nodes
+        return comfy.sample.prepare_noise(latent["samples"], 0)
+
+    def distilled_alone():
+        stock(distilled, noise(), 1.0, sigmas, latent["samples"], 0)
+
+    def stock_two():
+        mid = stock(base, noise(), 1.0, sigmas[: k + 1], latent["samples"], 0)
+        stock(distilled, torch.zeros_like(mid), 1.0, sigmas[k:], mid, 1)
+
+    def hybrid(cfg, base_steps):
+        def run():
+            hn.DistilledContinueSampler.execute(distilled, cond, cond, base_first(cfg, base_steps), 1.0)
+
+        return run
+
+    def expected(k_base, cfg):
+        return (steps - k_base + k_base * (2 if cfg != 1.0 else 1)) / steps
+
+    rule = f"base_steps 0 -> k = {k}"
+    return [
+        (f"(a) distilled alone (stock, {steps} {sampler_name} steps {scheduler})", distilled_alone, 1.0),
+        (f"(b) pack hybrid, {rule}, base cfg 1", hybrid(1.0, 0), expected(k, 1.0)),
+        (f"(c) pack hybrid, {rule}, base cfg {base_cfg:g}", hybrid(base_cfg, 0), expected(k, base_cfg)),
+        ("(d) pack hybrid, base_steps 1 (k = 1), base cfg 1", hybrid(1.0, 1), expected(1, 1.0)),
+        (f"(ref) stock two samplers at k = {k} (base sigmas[0:{k + 1}] + distilled sigmas[{k}:]), cfg 1", stock_two,
+         expected(k, 1.0)),
+    ], point  # fmt: skip
+
+
+def run_handover(args, pack):
+    import comfy.model_management as mm
+    import torch
+
+    from ddistill_dev.workflow_families import ZIMAGE
+
+    base_cfg = ZIMAGE.cfg if args.base_cfg is None else args.base_cfg
+    card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (smoke: tiny Z-Image)"
+    base, distilled, cond_of, shape = handover_pair(args.smoke)
+    head = [
+        f"Card: {card}; torch {torch.__version__}; ComfyUI {comfy_version()}; mode handover; "
+        f"{'tiny Z-Image pair (smoke)' if args.smoke else 'Z-Image + Z-Image-Turbo architecture (6B DiT each)'}, "
+        f"random {'fp32' if args.smoke else 'bf16'} weights, latent {'x'.join(map(str, shape))}; "
+        f"median of {args.repeats} warm runs at batch 1, {max(args.repeats // 3, 3)} above (methods interleaved)",
+    ]
+    rows = [
+        "| batch | method | time (s) | x (a) | expected x (model passes / 8) | peak VRAM (GiB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for batch in [int(b) for b in args.batches.split(",")]:
+        fns, point = handover_methods(pack, base, distilled, cond_of(batch), shape, batch, base_cfg)
+        if len(head) == 1:
+            head.append(f"Rule's handover on the distilled schedule: {point.describe(ARCHS['zimage'][2])}")
+        repeats = args.repeats if batch == 1 else max(args.repeats // 3, 3)
+        results = timed_interleaved([(n, f) for n, f, _ in fns], repeats)
+        ref = results[fns[0][0]][0]
+        for name, _, exp in fns:
+            t, peak = results[name]
+            rows.append(f"| {batch} | {name} | {t:.3f} | {t / ref:.3f} | {exp:.3f} | {peak:.1f} |")
+            print(rows[-1], flush=True)
+    del base, distilled
+    mm.unload_all_models()
+    mm.soft_empty_cache()
+    return head + [""] + rows
+
+
 def main():
     args = parse()
     pack = boot(args)
+    if args.mode == "handover":
+        text = "\n".join(run_handover(args, pack)) + "\n"
+        print(text)
+        if args.out:
+            args.out.write_text(text)
+        return
     import comfy.model_management as mm
     import torch
 

@@ -5,13 +5,14 @@
 # BENCHMARKS.md).
 #   bash benchmarks/run_gpu.sh [OUT_DIR]                      # every part, full repeats
 #   PARTS="profile lora_server main" QUICK=1 bash benchmarks/run_gpu.sh OUT_DIR   # some parts, fewer repeats
-# Parts: main lowvram x0 diversity lora lora_server profile profile_lora. QUICK=1 fits one host in about 10 minutes of an H200.
+# Parts: main lowvram x0 diversity lora lora_server profile profile_lora handover (Z-Image pair: the noise-level
+# handover's cost, issue 23; about 4 minutes of an H100 with model building). QUICK=1 fits one host in about 10 minutes of an H200.
 # UNTIL_S=N starts no further part once N seconds have passed (to stay inside a machine's time limit per command).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="$(realpath -m "${1:-bench_out}")"
 mkdir -p "$out"
-parts="${PARTS:-main lowvram x0 diversity lora lora_server profile profile_lora}"
+parts="${PARTS:-main lowvram x0 diversity lora lora_server profile profile_lora handover}"
 quick="${QUICK:-}"
 if [ -d .bench/diversity_wheels_min ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .bench/diversity_wheels_min/*.whl
@@ -42,6 +43,8 @@ for part in $parts; do
     profile) python3 benchmarks/profile_batch1.py --arch sdxl --rounds "$(r 40 30)" --out "$out/profile.md" 2>&1 | quiet ;;
     profile_lora) python3 benchmarks/profile_batch1.py --arch sdxl --pair lora --rounds "$(r 40 30)" \
               --out "$out/profile_lora.md" 2>&1 | quiet ;;
+    handover) python3 benchmarks/bench_gpu.py handover --batches 1,4 --repeats "$(r 9 6)" \
+              --out "$out/handover.md" 2>&1 | quiet ;;
     *) echo "unknown part: $part" ;;
     esac
 done
