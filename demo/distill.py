@@ -7,6 +7,12 @@ with x_t = x + sigma_t * eps. Here both denoisers are exact: D_real is the base 
 over the training digits and D_fake is the posterior mean over the student's own current samples (the
 denoiser DMD's "fake score" network is trained to approximate). Reverse KL is mode seeking: a student
 trained this way drops modes, which is the collapse the paper reports for DMD/DMD2 students.
+
+Both demo pairs use the same objective in digit space. The flow pair's student runs its chain in flow form
+(``lcm_chain_inputs`` with ``noising=flow_noising``), but its x0 is diffused for the gradient exactly as the eps
+student's is (x0 + sigma_d * eps at digit-space levels): the exact flow denoiser at flow sigma s is the same
+function as the eps one at sigma_d = s / ((1 - s) sqrt(48)), so the gradient does not depend on the
+parameterisation of the noisy latent (demo/TRAINING.md, flow pair).
 """
 
 from __future__ import annotations
@@ -30,14 +36,27 @@ def dmd_target(
     return x0 - grad
 
 
-def lcm_chain_inputs(student, sigmas_d: list[float], batch: int, g: torch.Generator) -> list[torch.Tensor]:
-    """Backward simulation: the student's own 4-step lcm chain from noise; the input [B, 64] of every step."""
+def ve_noising(x0: torch.Tensor, sigma, noise: torch.Tensor) -> torch.Tensor:
+    """The eps pair's digit-space noisy latent x0 + sigma_d * noise (sigma_d a float or a broadcastable tensor)."""
+    return x0 + sigma * noise
+
+
+def lcm_chain_inputs(
+    student, sigmas: list[float], batch: int, g: torch.Generator, noising=ve_noising
+) -> list[torch.Tensor]:
+    """Backward simulation: the student's own lcm chain from noise; the input [B, 64] of every step.
+
+    ``sigmas`` are the student's noise levels in its own units (digit-space sigma_d for the eps student, flow
+    sigma for the flow student) and ``noising(x0, sigma, noise)`` writes a noisy latent as ComfyUI's lcm sampler
+    does between steps (model_sampling.noise_scaling): pure noise at the first level, then fresh noise around
+    the student's x0 prediction.
+    """
     inputs = []
-    y = torch.randn(batch, 64, generator=g) * sigmas_d[0]
+    y = noising(torch.zeros(batch, 64), sigmas[0], torch.randn(batch, 64, generator=g))
     with torch.no_grad():
-        for k, s in enumerate(sigmas_d):
+        for k, s in enumerate(sigmas):
             inputs.append(y)
-            if k + 1 < len(sigmas_d):
+            if k + 1 < len(sigmas):
                 x0 = student.predict_x0(y, torch.full((batch,), s))
-                y = x0 + sigmas_d[k + 1] * torch.randn(batch, 64, generator=g)
+                y = noising(x0, sigmas[k + 1], torch.randn(batch, 64, generator=g))
     return inputs

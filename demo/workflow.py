@@ -1,12 +1,22 @@
 """The demo experiment as one API-format workflow for the runner (titles per runner/CONVENTIONS.md).
 
-Methods (all from the same initial noise per seed, 32x32 digits, cfg 1):
-- base:          stock SamplerCustom, euler, 'normal' schedule, BASE_STEPS steps, on the base model;
-- distilled:     the student alone on the paper's 4-step lcm schedule (t = 999, 759, 499, 259), lcm sampler;
-- hybrid:        the base takes step 1, the student steps 2-4 (Base First Step -> Distilled Continue);
-- skip first:    the student on steps 2-4 only, from pure noise (Skip First Step);
-- replace final: the student takes step 1, the base steps 2-4 (Table E.1's control).
-Every method ends in Save Image + Diversity Meter + x̂0 Preview titled 'method: NAME'.
+Two offline pairs (Demo Digit Models' ``pair`` input), every method from the same initial noise per seed, 32x32
+digits, cfg 1:
+
+The eps pair (SD's sigma space; the student's 4-step lcm schedule t = 999, 759, 499, 259):
+- base:                stock SamplerCustom, euler, 'normal' schedule, BASE_STEPS steps, on the base model;
+- distilled:           the student alone, lcm sampler;
+- hybrid:              the base takes step 1 (k = 1, the paper's), the student steps 2-4;
+- hybrid k2, k3:       the base takes 2 or 3 steps;
+- hybrid noise level:  the base until the rule's noise level (base_steps 0, A* = 18.2);
+- skip first:          the student on steps 2-4 only, from pure noise (Skip First Step);
+- skip to noise level: the student from pure noise at the rule's noise level (skip_steps 0);
+- replace final:       the student takes step 1, the base steps 2-4 (Table E.1's control).
+The flow pair (rectified flow, the student's 8-step shift-3 'simple' schedule, lcm sampler): the same methods
+prefixed 'flow ', the base with euler on its own shift-3 'simple' schedule, the hybrid at k = 1..4 and by noise
+level, skip first and skip to the noise level.
+Every method ends in Save Image + Diversity Meter; the paper's methods (and the noise-level hybrids) also in
+x̂0 Preview; all titled 'method: NAME'.
 """
 
 from __future__ import annotations
@@ -16,112 +26,142 @@ from ddistill.protocol import EFFNET_BACKEND
 
 BASE_STEPS = 40
 EFFNET = EFFNET_BACKEND
-LCM = {"steps": 4, "scheduler": "lcm", "sampler_name": "lcm"}
+EPS_PAIR, FLOW_PAIR = "digits eps (4-step lcm)", "digits flow (shift 3, 8-step)"  # nodes/demo_nodes.py PAIRS
+EPS = {"steps": 4, "scheduler": "lcm", "sampler_name": "lcm"}
+FLOW = {"steps": 8, "scheduler": "simple", "sampler_name": "lcm"}
+RULE = {"base_steps": 0}  # hand over by noise level, the default A* (the paper's 18.2)
+EPS_METHODS = [
+    "base",
+    "distilled",
+    "hybrid",
+    "hybrid k2",
+    "hybrid k3",
+    "hybrid noise level",
+    "skip first",
+    "skip to noise level",
+    "replace final",
+]
+FLOW_METHODS = [
+    "flow base",
+    "flow distilled",
+    "flow hybrid k1",
+    "flow hybrid k2",
+    "flow hybrid k3",
+    "flow hybrid k4",
+    "flow hybrid noise level",
+    "flow skip first",
+    "flow skip to noise level",
+]
+WITH_X0 = {"base", "distilled", "hybrid", "skip first", "replace final", "hybrid noise level"}
+WITH_X0 |= {"flow base", "flow distilled", "flow hybrid k1", "flow hybrid noise level"}
 
 
-def _outputs(g: dict, nid: int, method: str, image_src: list, vae: list, x0: dict) -> None:
-    title = {"title": f"method: {method}"}
-    g[str(nid)] = {"class_type": "VAEDecode", "inputs": {"samples": image_src, "vae": vae}}
-    g[str(nid + 1)] = {
-        "class_type": "SaveImage",
-        "_meta": title,
-        "inputs": {"images": [str(nid), 0], "filename_prefix": f"ddistill_demo/{method.replace(' ', '_')}"},
-    }
-    g[str(nid + 2)] = {
-        "class_type": P.DIVERSITY_METER,
-        "_meta": title,
-        "inputs": {"images": [str(nid), 0], "backend": EFFNET, "bootstrap_seed": 0},
-    }
-    g[str(nid + 3)] = {
-        "class_type": P.X0_PREVIEW,
-        "_meta": title,
-        "inputs": {"vae": vae, "max_cells": 48, "cell_size": 64, "metric": EFFNET, **x0},
-    }
+class _Graph:
+    def __init__(self, batch: int):
+        self.g: dict = {
+            "2": {"class_type": P.DEMO_PROMPT, "_meta": {"title": "prompt"}, "inputs": {"text": "a handwritten digit"}},
+            "3": {
+                "class_type": "EmptyChromaRadianceLatentImage",
+                "_meta": {"title": "batch"},
+                "inputs": {"width": 32, "height": 32, "batch_size": batch},
+            },
+        }
+        self.next = 10
+        self.pos, self.latent = ["2", 0], ["3", 0]
 
+    def add(self, class_type: str, inputs: dict, title: str | None = None) -> str:
+        nid = str(self.next)
+        self.next += 1
+        self.g[nid] = {"class_type": class_type, "inputs": inputs, **({"_meta": {"title": title}} if title else {})}
+        return nid
 
-def _first_then(g: dict, nid: int, first: list, then: list, pos: list, latent: list, labels: tuple[str, str]) -> None:
-    """Base First Step on ``first``, Distilled Continue on ``then``; ``labels`` name the models on the x̂0 frames."""
-    seed = {"title": "seed"}
-    g[str(nid)] = {
-        "class_type": P.BASE_FIRST_STEP,
-        "_meta": seed,
-        "inputs": {
-            "base_model": first,
-            "positive": pos,
-            "negative": pos,
-            "latent_image": latent,
-            "seed": 0,
-            "base_cfg": 1.0,
-            "base_steps": 1,
-            **LCM,
-            "model_label": labels[0],
-        },
-    }
-    g[str(nid + 1)] = {
-        "class_type": P.DISTILLED_CONTINUE,
-        "inputs": {
-            "distilled_model": then,
-            "positive": pos,
-            "negative": pos,
-            "latent": [str(nid), 0],
-            "cfg": 1.0,
-            "model_label": labels[1],
-        },
-    }
+    def outputs(self, method: str, samples: list, vae: list, x0: dict) -> None:
+        title = f"method: {method}"
+        image = [self.add("VAEDecode", {"samples": samples, "vae": vae}), 0]
+        prefix = f"ddistill_demo/{method.replace(' ', '_')}"
+        self.add("SaveImage", {"images": image, "filename_prefix": prefix}, title)
+        self.add(P.DIVERSITY_METER, {"images": image, "backend": EFFNET, "bootstrap_seed": 0}, title)
+        if method in WITH_X0:
+            self.add(P.X0_PREVIEW, {"vae": vae, "max_cells": 48, "cell_size": 64, "metric": EFFNET, **x0}, title)
 
-
-def build(batch: int = 100, base_steps: int = BASE_STEPS) -> dict:
-    base, student, vae, pos, latent = ["1", 0], ["1", 1], ["1", 2], ["2", 0], ["3", 0]
-    g = {
-        "1": {"class_type": P.DEMO_MODEL_LOADER, "inputs": {}},
-        "2": {"class_type": P.DEMO_PROMPT, "_meta": {"title": "prompt"}, "inputs": {"text": "a handwritten digit"}},
-        "3": {
-            "class_type": "EmptyChromaRadianceLatentImage",
-            "_meta": {"title": "batch"},
-            "inputs": {"width": 32, "height": 32, "batch_size": batch},
-        },
-        # base: stock sampler path, recorded for the x̂0 preview
-        "10": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
-        "11": {"class_type": P.RECORD_X0_SAMPLER, "inputs": {"sampler": ["10", 0], "label": P.BASE_LABEL}},
-        "12": {
-            "class_type": "BasicScheduler",
-            "inputs": {"model": base, "scheduler": "normal", "steps": base_steps, "denoise": 1.0},
-        },
-        "13": {
-            "class_type": "SamplerCustom",
-            "_meta": {"title": "seed"},
-            "inputs": {
+    def stock_base(self, method: str, base: list, vae: list, scheduler: str, steps: int) -> None:
+        sampler = self.add("KSamplerSelect", {"sampler_name": "euler"})
+        record = self.add(P.RECORD_X0_SAMPLER, {"sampler": [sampler, 0], "label": P.BASE_LABEL})
+        sigmas = self.add("BasicScheduler", {"model": base, "scheduler": scheduler, "steps": steps, "denoise": 1.0})
+        out = self.add(
+            "SamplerCustom",
+            {
                 "model": base,
                 "add_noise": True,
                 "noise_seed": 0,
                 "cfg": 1.0,
-                "positive": pos,
-                "negative": pos,
-                "sampler": ["11", 0],
-                "sigmas": ["12", 0],
-                "latent_image": latent,
+                "positive": self.pos,
+                "negative": self.pos,
+                "sampler": [record, 0],
+                "sigmas": [sigmas, 0],
+                "latent_image": self.latent,
             },
-        },
-    }
-    _outputs(g, 14, "base", ["13", 0], vae, {"recording": ["11", 1], "latent": ["13", 0]})
-    _first_then(g, 20, student, student, pos, latent, (P.DISTILLED_LABEL, P.DISTILLED_LABEL))
-    _outputs(g, 22, "distilled", ["21", 0], vae, {"trajectory": ["21", 1], "latent": ["21", 0]})
-    _first_then(g, 30, base, student, pos, latent, (P.BASE_LABEL, P.DISTILLED_LABEL))
-    _outputs(g, 32, "hybrid", ["31", 0], vae, {"trajectory": ["31", 1], "latent": ["31", 0]})
-    g["40"] = {
-        "class_type": P.SKIP_FIRST_STEP,
-        "_meta": {"title": "seed"},
-        "inputs": {
+            "seed",
+        )
+        self.outputs(method, [out, 0], vae, {"recording": [record, 1], "latent": [out, 0]})
+
+    def first_then(self, method: str, first: list, then: list, vae: list, schedule: dict, handover: dict, labels):
+        """Base First Step (``first``) -> Distilled Continue (``then``); ``labels`` name the models on x̂0 frames."""
+        inputs = {
+            "base_model": first,
+            "positive": self.pos,
+            "negative": self.pos,
+            "latent_image": self.latent,
+            "seed": 0,
+            "base_cfg": 1.0,
+            **schedule,
+            **handover,
+            "model_label": labels[0],
+        }
+        head = self.add(P.BASE_FIRST_STEP, inputs, "seed")
+        cont = {
+            "distilled_model": then,
+            "positive": self.pos,
+            "negative": self.pos,
+            "latent": [head, 0],
+            "cfg": 1.0,
+            "model_label": labels[1],
+        }
+        tail = self.add(P.DISTILLED_CONTINUE, cont)
+        self.outputs(method, [tail, 0], vae, {"trajectory": [tail, 1], "latent": [tail, 0]})
+
+    def skip(self, method: str, student: list, vae: list, schedule: dict, skip_steps: int) -> None:
+        inputs = {
             "model": student,
-            "positive": pos,
-            "negative": pos,
-            "latent_image": latent,
+            "positive": self.pos,
+            "negative": self.pos,
+            "latent_image": self.latent,
             "seed": 0,
             "cfg": 1.0,
-            **LCM,
-        },
-    }
-    _outputs(g, 42, "skip first", ["40", 0], vae, {"trajectory": ["40", 1], "latent": ["40", 0]})
-    _first_then(g, 50, student, base, pos, latent, (P.DISTILLED_LABEL, P.BASE_LABEL))
-    _outputs(g, 52, "replace final", ["51", 0], vae, {"trajectory": ["51", 1], "latent": ["51", 0]})
-    return g
+            **schedule,
+            "skip_steps": skip_steps,
+        }
+        out = self.add(P.SKIP_FIRST_STEP, inputs, "seed")
+        self.outputs(method, [out, 0], vae, {"trajectory": [out, 1], "latent": [out, 0]})
+
+    def pair(self, prefix: str, pair: str, schedule: dict, base_scheduler: str, base_steps: int, ks, control: bool):
+        loader = self.add(P.DEMO_MODEL_LOADER, {"pair": pair})
+        base, student, vae = [loader, 0], [loader, 1], [loader, 2]
+        labels = (P.BASE_LABEL, P.DISTILLED_LABEL)
+        self.stock_base(f"{prefix}base", base, vae, base_scheduler, base_steps)
+        self.first_then(f"{prefix}distilled", student, student, vae, schedule, {"base_steps": 1}, (labels[1],) * 2)
+        for k in ks:
+            name = f"{prefix}hybrid" if (k == 1 and not prefix) else f"{prefix}hybrid k{k}"
+            self.first_then(name, base, student, vae, schedule, {"base_steps": k}, labels)
+        self.first_then(f"{prefix}hybrid noise level", base, student, vae, schedule, RULE, labels)
+        self.skip(f"{prefix}skip first", student, vae, schedule, 1)
+        self.skip(f"{prefix}skip to noise level", student, vae, schedule, 0)
+        if control:
+            self.first_then(f"{prefix}replace final", student, base, vae, schedule, {"base_steps": 1}, labels[::-1])
+
+
+def build(batch: int = 100, base_steps: int = BASE_STEPS) -> dict:
+    g = _Graph(batch)
+    g.pair("", EPS_PAIR, EPS, "normal", base_steps, (1, 2, 3), control=True)
+    g.pair("flow ", FLOW_PAIR, FLOW, "simple", base_steps, (1, 2, 3, 4), control=False)
+    return g.g

@@ -1,16 +1,18 @@
 """Demo Digit Models: the bundled base/distilled digit pair as ComfyUI's own MODEL, VAE and CONDITIONING.
 
-The networks (``demo_model.py``) sit inside ``comfy.model_base.BaseModel`` with an EPS
-``model_sampling`` on SD's 1000-step beta schedule, wrapped in a stock ``ModelPatcher``; the VAE is
-ComfyUI's pixel-space VAE (what VAELoader's "pixel_space" builds). So KSampler, the pack's samplers,
-VAE Decode and Save Image treat them as any other model pair. The latent format class is the demo's
-own, so the pack's pair check refuses a demo model next to a real one.
+The networks (``demo_model.py``) sit inside ``comfy.model_base.BaseModel``, wrapped in a stock ``ModelPatcher``:
+the eps pair with an EPS ``model_sampling`` on SD's 1000-step beta schedule, the flow pair with ComfyUI's FLOW
+one (ModelSamplingDiscreteFlow + CONST, shift 3). The VAE is ComfyUI's pixel-space VAE (what VAELoader's
+"pixel_space" builds). So KSampler, the pack's samplers, VAE Decode and Save Image treat them as any other model
+pair. The latent format class is the demo's own, so the pack's pair check refuses a demo model next to a real
+one (and, by the noise parameterisation, an eps demo model next to a flow one).
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import NamedTuple
 
 import comfy.latent_formats
 import comfy.model_base
@@ -22,16 +24,32 @@ import comfy.utils
 import torch
 
 from ..ddistill import protocol
-from ..ddistill.demo_model import IMAGE_SIZE, LINEAR_END, LINEAR_START, DigitStudent, PosteriorMeanDenoiser
+from ..ddistill.demo_model import (
+    FLOW_MULTIPLIER,
+    FLOW_SHIFT,
+    FLOW_STEPS,
+    IMAGE_SIZE,
+    LINEAR_END,
+    LINEAR_START,
+    DigitFlowStudent,
+    DigitStudent,
+    PosteriorMeanDenoiser,
+    PosteriorMeanFlowDenoiser,
+)
 from .api import io
 
 CATEGORY = "sampling/diversity distillation/demo"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "demo" / "weights"
 BASE_FILE, STUDENT_FILE = "digits_base.safetensors", "digits_student.safetensors"
+FLOW_STUDENT_FILE = "digits_flow_student.safetensors"
 WEIGHT_SHA256 = {
     BASE_FILE: "d693b8deab3b02810094e10213290cd8ae098ac2432059baa44af09a542e2d02",
     STUDENT_FILE: "1e45e962f5903e21762ffc0abb8ef0cb93a80e8f575b80f096a25f97268a3448",
+    FLOW_STUDENT_FILE: "a60f1ac0b6e501482687bd39e47f7e3dd9285894244d78a265c68c022a20563e",
 }
+EPS_PAIR = "digits eps (4-step lcm)"
+FLOW_PAIR = f"digits flow (shift {FLOW_SHIFT:g}, {FLOW_STEPS}-step)"
+PAIRS = [EPS_PAIR, FLOW_PAIR]  # the first is the default (workflows saved before the input existed)
 
 
 class DemoWeightsError(RuntimeError):
@@ -56,8 +74,44 @@ class DemoDigitConfig(comfy.supported_models_base.BASE):
     memory_usage_factor = 1.0
 
 
+class DemoDigitFlowConfig(DemoDigitConfig):
+    """The flow pair: ComfyUI's ModelSamplingDiscreteFlow reads shift and multiplier from here."""
+
+    sampling_settings = {"shift": FLOW_SHIFT, "multiplier": FLOW_MULTIPLIER}
+
+
 class DemoDigitModel(comfy.model_base.BaseModel):
     """ComfyUI's BaseModel under its own name, so that messages (e.g. the pair check's) name the demo model."""
+
+
+class DemoDigitFlowModel(DemoDigitModel):
+    """The flow pair's models (their own name in the pair check's messages)."""
+
+
+class _PairSpec(NamedTuple):
+    base: type  # network classes of ddistill/demo_model.py
+    student: type
+    student_file: str
+    config: type
+    model: type
+    model_type: str  # comfy.model_base.ModelType member
+
+
+_PAIRS = {
+    EPS_PAIR: _PairSpec(PosteriorMeanDenoiser, DigitStudent, STUDENT_FILE, DemoDigitConfig, DemoDigitModel, "EPS"),
+    FLOW_PAIR: _PairSpec(
+        PosteriorMeanFlowDenoiser,
+        DigitFlowStudent,
+        FLOW_STUDENT_FILE,
+        DemoDigitFlowConfig,
+        DemoDigitFlowModel,
+        "FLOW",
+    ),
+}
+
+
+def _train_command(name: str) -> str:
+    return "python demo/train.py --pair flow" if name == FLOW_STUDENT_FILE else "python demo/train.py"
 
 
 def verify_weights(name: str, weights_dir: Path = WEIGHTS_DIR, expected: dict | None = None) -> Path:
@@ -65,7 +119,7 @@ def verify_weights(name: str, weights_dir: Path = WEIGHTS_DIR, expected: dict | 
     path = Path(weights_dir) / name
     fix = (
         f"restore it with `git checkout -- demo/weights/{name}` in the pack folder, or retrain the pair with "
-        "`python demo/train.py` and update WEIGHT_SHA256 in nodes/demo_nodes.py"
+        f"`{_train_command(name)}` and update WEIGHT_SHA256 in nodes/demo_nodes.py"
     )
     if not path.is_file():
         raise DemoWeightsError(f"Demo Digit Models: the weight file {path} is missing; {fix}.")
@@ -78,10 +132,11 @@ def verify_weights(name: str, weights_dir: Path = WEIGHTS_DIR, expected: dict | 
     return path
 
 
-def _patcher(unet_cls, state_dict: dict, unet_config: dict, name: str):
-    model = DemoDigitModel(
-        DemoDigitConfig(unet_config),
-        model_type=comfy.model_base.ModelType.EPS,
+def _patcher(unet_cls, state_dict: dict, unet_config: dict, name: str, pair: str = EPS_PAIR):
+    spec = _PAIRS[pair]
+    model = spec.model(
+        spec.config(unet_config),
+        model_type=getattr(comfy.model_base.ModelType, spec.model_type),
         device=comfy.model_management.unet_offload_device(),
         unet_model=unet_cls,
     )
@@ -90,7 +145,7 @@ def _patcher(unet_cls, state_dict: dict, unet_config: dict, name: str):
     except RuntimeError as e:
         raise DemoWeightsError(
             f"Demo Digit Models: {name} does not fit the demo network ({str(e).splitlines()[0]}); "
-            "restore the file with git or retrain with `python demo/train.py`"
+            f"restore the file with git or retrain with `{_train_command(name)}`"
         ) from None
     model.eval()
     return comfy.model_patcher.ModelPatcher(
@@ -100,16 +155,21 @@ def _patcher(unet_cls, state_dict: dict, unet_config: dict, name: str):
     )
 
 
-def load_demo_pair(weights_dir: Path = WEIGHTS_DIR, expected: dict | None = None):
-    """(base MODEL, distilled MODEL) as ModelPatchers, after the sha256 checks."""
+def load_demo_pair(weights_dir: Path = WEIGHTS_DIR, expected: dict | None = None, pair: str = EPS_PAIR):
+    """(base MODEL, distilled MODEL) of ``pair`` (one of PAIRS) as ModelPatchers, after the sha256 checks."""
+    if pair not in _PAIRS:
+        raise ValueError(f"pair: expected one of {PAIRS}, got {pair!r}")
+    spec = _PAIRS[pair]
     base_sd = comfy.utils.load_torch_file(str(verify_weights(BASE_FILE, weights_dir, expected)), safe_load=True)
-    student_sd = comfy.utils.load_torch_file(str(verify_weights(STUDENT_FILE, weights_dir, expected)), safe_load=True)
+    student_sd = comfy.utils.load_torch_file(
+        str(verify_weights(spec.student_file, weights_dir, expected)), safe_load=True
+    )
     base_sd.pop("labels", None)  # the digits' classes (kept for the demo report), not a network weight
     images = base_sd.get("images")
     if images is None or images.ndim != 2:
         raise DemoWeightsError(f"Demo Digit Models: {BASE_FILE} holds no [N, 64] 'images' tensor; restore it with git")
-    base = _patcher(PosteriorMeanDenoiser, base_sd, {"num_images": images.shape[0]}, BASE_FILE)
-    student = _patcher(DigitStudent, student_sd, {}, STUDENT_FILE)
+    base = _patcher(spec.base, base_sd, {"num_images": images.shape[0]}, BASE_FILE, pair)
+    student = _patcher(spec.student, student_sd, {}, spec.student_file, pair)
     return base, student
 
 
@@ -131,27 +191,44 @@ class DemoDigitModels(io.ComfyNode):
             display_name="Demo Digit Models (diversity distillation)",
             category=CATEGORY,
             description=(
-                "The bundled demo pair, no download needed: a base diffusion model of scikit-learn's handwritten "
+                "The bundled demo pairs, no download needed: a base diffusion model of scikit-learn's handwritten "
                 "digits (the exact posterior-mean denoiser of 1297 digits; good with euler, 30-50 steps) and a "
-                "4-step student distilled from it with Distribution Matching Distillation (lcm sampler, lcm "
-                f"schedule). Images are {IMAGE_SIZE}x{IMAGE_SIZE} RGB in pixel space: make the latent with "
+                "student distilled from it with Distribution Matching Distillation. Two pairs (input 'pair'): "
+                "SD-style eps models with a 4-step student (lcm sampler, lcm schedule), or rectified-flow models "
+                f"(ComfyUI's FLOW sampling, shift {FLOW_SHIFT:g}) with an {FLOW_STEPS}-step student (lcm sampler, "
+                f"simple schedule). Images are {IMAGE_SIZE}x{IMAGE_SIZE} RGB in pixel space: make the latent with "
                 f"EmptyChromaRadianceLatentImage at {IMAGE_SIZE}x{IMAGE_SIZE} (or, for stock samplers, Empty Latent "
                 f"Image at {IMAGE_SIZE * 8}x{IMAGE_SIZE * 8}, since ComfyUI divides by 8). "
                 "The models are unconditional: give them a Demo Digit Prompt."
             ),
-            inputs=[],
+            inputs=[
+                io.Combo.Input(
+                    "pair",
+                    options=PAIRS,
+                    default=EPS_PAIR,
+                    optional=True,
+                    tooltip=(
+                        f"'{EPS_PAIR}': EPS models on SD's 1000-step schedule, the student takes 4 lcm steps "
+                        f"(lcm schedule). '{FLOW_PAIR}': rectified-flow models (ComfyUI's FLOW sampling, shift "
+                        f"{FLOW_SHIFT:g}), the student takes {FLOW_STEPS} lcm steps on the simple schedule. "
+                        "Both share the same digits and latents; a base of one pair cannot run with the other "
+                        "pair's student (the pair check refuses it)."
+                    ),
+                )
+            ],
             outputs=[
                 io.Model.Output(display_name="base_model", tooltip="Base (teacher): exact posterior-mean denoiser."),
                 io.Model.Output(
-                    display_name="distilled_model", tooltip="4-step DMD student (lcm sampler and schedule)."
+                    display_name="distilled_model",
+                    tooltip=f"DMD student: 4 steps (eps pair) or {FLOW_STEPS} steps (flow pair), lcm sampler.",
                 ),
                 io.Vae.Output(display_name="vae", tooltip="ComfyUI's pixel-space VAE (32x32 latents are the images)."),
             ],
         )
 
     @classmethod
-    def execute(cls) -> io.NodeOutput:
-        base, student = load_demo_pair()
+    def execute(cls, pair: str = EPS_PAIR) -> io.NodeOutput:
+        base, student = load_demo_pair(pair=pair)
         return io.NodeOutput(base, student, pixel_space_vae())
 
 
