@@ -1,4 +1,5 @@
-"""The command line: `python -m runner WORKFLOW --prompts FILE --seeds N --server HOST:PORT [--server ...] --out DIR`.
+"""The command line: `python -m runner WORKFLOW --prompts FILE --seeds N --server HOST:PORT [--server ...] --out DIR
+[--sweep k=0..4 | sigma=0.9,0.8 | A=400,80,18.2]`.
 
 Exit status: 0 = complete report; 1 = report written but INCOMPLETE (rerun to finish); 2 = bad input, nothing run."""
 
@@ -14,6 +15,7 @@ from .client import ComfyClient, ServerError
 from .job import Job
 from .progress import Progress
 from .report import write_report
+from .sweep import PROBE_CLASS, parse_sweep, sweep_workflow
 from .work import RunState, StateError, WorkQueue, fingerprint, plan, run_items
 from .workflow import METER, X0_PREVIEW, WorkflowError, load_prompts, load_workflow
 
@@ -68,6 +70,16 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--report-only", action="store_true", help="write the report from finished items, run nothing")
     p.add_argument("--revive-tries", type=int, default=3, help="reconnect tries before a lost server is dropped")
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="KIND=VALUES",
+        help="handover sweep of the Base First Step titled 'handover': k=0..4 (base steps; 0 = the distilled model "
+        "alone), sigma=0.9,0.8,0.75 (handover_sigma) or A=400,80,18.2 (handover_amplification); repeat to combine. "
+        "Each point runs as a method 'k=2' / 'sigma=0.75' / 'A=18.2', the workflow's other methods once as "
+        "references; the report adds sweep.md/.csv/.json and plots/sweep.png",
+    )
     return p
 
 
@@ -98,6 +110,8 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         workflow = load_workflow(args.workflow)
+        if args.sweep:
+            workflow = sweep_workflow(workflow, parse_sweep(args.sweep))
         prompts = load_prompts(args.prompts)
         batch = args.batch or workflow.default_batch
         items = plan(list(workflow.methods), prompts, args.seeds, batch, args.seed_start)
@@ -106,10 +120,17 @@ def main(argv=None) -> int:
         clients = [ComfyClient(u) for u in (args.server or ["127.0.0.1:8188"])]
         sinks = frozenset()
         if pending and not args.report_only:
-            sinks = check_servers(clients, {n["class_type"] for n in workflow.graph.values()})
+            needed = {n["class_type"] for n in workflow.graph.values()} | ({PROBE_CLASS} if args.sweep else set())
+            sinks = check_servers(clients, needed)
     except (WorkflowError, StateError, ServerError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.sweep:
+        print(
+            f"sweep of node {workflow.node} (method {workflow.template!r}): {', '.join(workflow.points)}; "
+            f"references: {', '.join(workflow.references) or 'none'}",
+            file=sys.stderr,
+        )
     print(
         f"{len(items)} items ({len(workflow.methods)} methods x {len(prompts)} prompts x "
         f"{-(-args.seeds // batch)} chunks of up to {batch}); {len(items) - len(pending)} already done; "
@@ -148,6 +169,7 @@ def main(argv=None) -> int:
         "backend": args.backend,
         "device": args.device,
         "dreamsim_dir": args.dreamsim_dir,
+        "sweep": args.sweep,
     }
     report = write_report(Path(args.out), workflow, prompts, items, state, settings, dict(queue.failed), stopped)
     for url, why in stopped.items():

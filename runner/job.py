@@ -52,7 +52,7 @@ class Job:
             path = item.image_path(self.out, i)
             write_atomic(path, client.view(ref))
             images.append(str(path.relative_to(self.out)))
-        rec = {"images": images, "meter": None, "x0": None}
+        rec = {"images": images, "meter": None, "x0": None, **execution_time(entry)}
         extras = self.out / "node_images" / slug(item.method, 24) / slug(item.prompt) / f"seed{item.seed}"
         for key, nid in (("meter", m.meter_node), ("x0", m.x0_node)):
             if nid and nid in outputs:
@@ -64,4 +64,21 @@ class Job:
                 raise ExecutionFailed(
                     "", f"server {client.url}: method {item.method!r}: node {nid} returned no output in /history"
                 )
+        try:
+            rec.update(self.workflow.collect_extra(item.method, outputs, f"server {client.url}: "))
+        except ValueError as e:
+            raise ExecutionFailed("", str(e)) from None
         return rec
+
+
+def execution_time(entry: dict) -> dict:
+    """The server's own clock for one graph: seconds from execution_start to execution_success (its status
+    messages' timestamps, ms) and the nodes it served from its cache."""
+    stamps, cached = {}, []
+    for kind, msg in (entry.get("status") or {}).get("messages") or []:
+        if isinstance(msg, dict) and isinstance(msg.get("timestamp"), (int, float)):
+            stamps[kind] = msg["timestamp"]
+        if kind == "execution_cached" and isinstance(msg, dict):
+            cached = [str(n) for n in msg.get("nodes") or []]
+    start, end = stamps.get("execution_start"), stamps.get("execution_success")
+    return {"seconds": None if start is None or end is None else (end - start) / 1000.0, "cached": cached}

@@ -130,3 +130,55 @@ def line_plot(
             draw.ellipse([p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3], fill=color)
         _text(draw, (x1 + 10, y0 + 16 * k), name[:20], fill=color)
     return img
+
+
+def _dashed(draw, y, x0, x1, fill, dash=6):
+    for x in range(int(x0), int(x1), 2 * dash):
+        draw.line([(x, y), (min(x + dash, x1), y)], fill=fill, width=1)
+
+
+def sweep_plot(points: list[dict], references: list[dict], title: str, size=(720, 420)) -> Image.Image:
+    """Diversity per handover point, earliest handover on the left. points: {label, sub, value, ci, picked}: a dot with
+    its interval, joined by a line; references: {label, value, ci}: a horizontal line at the value, dashed lines at
+    its interval (the base and the distilled model alone)."""
+    w, h = size
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    _text(draw, (w // 2, 8), title, anchor="ma")
+    tops = [p["value"] for p in points] + [r["value"] for r in references]
+    tops += [c[1] for c in [p.get("ci") for p in points] + [r.get("ci") for r in references] if c]
+    ymax = max([t for t in tops if t == t] + [1e-6]) * 1.12
+    box = (70, 40, w - 150, h - 70)
+    _axes(draw, box, ymax, "mean pairwise distance")
+    x0, y0, x1, y1 = box
+    scale = lambda v: y1 - (y1 - y0) * max(0.0, v) / ymax  # noqa: E731
+    ref_colors = {"base": (44, 160, 44), "distilled": (214, 39, 40)}
+    for k, r in enumerate(references):
+        color = ref_colors.get(r["label"], COLORS[(k + 4) % len(COLORS)])
+        y = scale(r["value"])
+        draw.line([(x0 + 1, y), (x1, y)], fill=color, width=2)
+        for c in r.get("ci") or ():
+            _dashed(draw, scale(c), x0 + 1, x1, color)
+        _text(draw, (x1 + 6, y), f"{r['label'][:16]} {r['value']:.3f}", fill=color, anchor="lm")
+    slot = (x1 - x0) / max(1, len(points))
+    xy = [(x0 + slot * (i + 0.5), scale(p["value"])) for i, p in enumerate(points)]
+    if len(xy) > 1:
+        draw.line(xy, fill=COLORS[0], width=2)
+    for (cx, cy), p in zip(xy, points):
+        if p.get("ci"):
+            lo, hi = scale(p["ci"][0]), scale(p["ci"][1])
+            draw.line([(cx, lo), (cx, hi)], fill=(0, 0, 0), width=2)
+            draw.line([(cx - 5, lo), (cx + 5, lo)], fill=(0, 0, 0), width=2)
+            draw.line([(cx - 5, hi), (cx + 5, hi)], fill=(0, 0, 0), width=2)
+        draw.ellipse([cx - 4, cy - 4, cx + 4, cy + 4], fill=COLORS[0])
+        if p.get("picked"):
+            draw.ellipse([cx - 8, cy - 8, cx + 8, cy + 8], outline=(255, 127, 14), width=2)
+        _text(draw, (cx, y1 + 6), p["label"][:14], anchor="ma")
+        _text(draw, (cx, y1 + 20), (p.get("sub") or "")[:16], fill=(90, 90, 90), anchor="ma")
+    _text(
+        draw,
+        ((x0 + x1) // 2, y1 + 38),
+        "handover (earliest on the left); circled: the earliest that reaches base",
+        anchor="ma",
+    )
+    return img

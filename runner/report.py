@@ -95,9 +95,15 @@ def write_report(
         workflow, prompts, items, state, backend, settings["device"], settings.get("dreamsim_dir")
     )
     problems += [f"failed: {k}: {v}" for k, v in failures.items()]
-    complete = not problems
     table = paper.pick_table(settings.get("paper", "auto"), methods, prompts)
     averages = {m: average(list(cells[m].values())) for m in methods if len(cells[m]) == len(prompts)}
+    sweep = None
+    if getattr(workflow, "points", None):  # a handover sweep (runner/sweep.py): its table, files and plot
+        from .sweep import write_sweep
+
+        sweep = write_sweep(out, workflow, items, state, averages, curves, backend)
+        problems += sweep["problems"]
+    complete = not problems
     ref_avg = (paper.TABLES[table].get("average") or {}) if table else {}
     if table and not ref_avg and len(prompts) == 1:
         ref_avg = paper.paper_row(table, prompts[0]) or {}
@@ -182,6 +188,8 @@ def write_report(
         "plots": plots,
         "x0_convergence": curves,
     }
+    if sweep is not None:
+        report["sweep"] = {k: sweep[k] for k in ("rows", "pick", "files", "markdown")}
     (out / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     md = summary_markdown(report, methods, prompts, cells, averages, table, ref_avg)
     (out / "summary.md").write_text(md, encoding="utf-8")
@@ -213,6 +221,8 @@ def summary_markdown(report, methods, prompts, cells, averages, table, ref_avg) 
         f"(mean pairwise distance; 95% percentile bootstrap interval over images).",
         "",
     ]
+    if report.get("sweep"):
+        lines += report["sweep"]["markdown"]
     if "not DreamSim" in report["backend"]:
         lines += [
             "Note: this metric is not DreamSim, so its values are not on the paper's scale; compare the "

@@ -16,6 +16,8 @@ X0_PREVIEW = protocol.X0_PREVIEW
 IMAGE_OUTPUTS = ("SaveImage", "PreviewImage")
 PROMPT_INPUTS = ("text", "text_g", "text_l", "prompt")
 SEED_INPUTS = ("seed", "noise_seed")
+HANDOVER_TITLE = "handover"  # the hybrid (Base First Step) that --sweep varies (runner/sweep.py); a seed node too
+SEED_TITLES = ("seed", HANDOVER_TITLE)
 METHOD_NAME = re.compile(r"^[A-Za-z0-9 _.+\-]+$")
 
 
@@ -71,6 +73,10 @@ class Workflow:
             if nid in graph:
                 graph[nid]["inputs"]["batch_size"] = int(batch)
         return graph
+
+    def collect_extra(self, method: str, outputs: dict, where: str = "") -> dict:
+        """What an item records beyond images, meter and x̂0 (a sweep: the handover point the server used)."""
+        return {}
 
 
 def _title(node: dict) -> str:
@@ -140,12 +146,12 @@ def parse_workflow(data, path: str = "<workflow>") -> Workflow:
             f"(e.g. CLIPTextEncode) the title 'prompt' so the runner can set the prompt" + hint
         )
 
-    seed_nodes = [nid for nid, n in graph.items() if _title(n).lower() == "seed"]
+    seed_nodes = [nid for nid, n in graph.items() if _title(n).lower() in SEED_TITLES]
     for nid in seed_nodes:
         if not any(_literal_int(graph[nid]["inputs"].get(k)) for k in SEED_INPUTS):
             raise WorkflowError(
-                f"workflow: {_describe(nid, graph[nid])} is titled 'seed' but has no literal "
-                f"seed/noise_seed input" + hint
+                f"workflow: {_describe(nid, graph[nid])} is titled {_title(graph[nid]).lower()!r} but has no "
+                f"literal seed/noise_seed input" + hint
             )
     if not seed_nodes:
         raise WorkflowError(
