@@ -1,6 +1,6 @@
 """Full-size random-weight model files of the 2025-26 families (Z-Image, Qwen-Image, FLUX.1, Wan 2.2 A14B, SD3.5
-Large, their text encoders, VAEs and distillation LoRAs) under the names of the released files, for
-``gpu_workflows.py``.
+Large, Krea 2, their text encoders, VAEs and distillation LoRAs) under the names of the released files, for
+``gpu_workflows.py``. The Krea 2 files need ComfyUI 0.33.0 or later (its model and text-encoder classes; ``KREA2``).
 
 Each file is first a *spec*: an ordered ``{key: TensorSpec}`` read off ComfyUI's own model class built on the
 ``meta`` device (so the keys and shapes are exactly what ComfyUI's loaders expect, and nothing is allocated), with
@@ -74,6 +74,18 @@ SD35_LARGE = {
     "qk_norm": "rms",
     "pos_embed_scaling_factor": None,
     "x_block_self_attn_layers": [],
+}
+# Krea 2 RAW / Turbo (12.9 B): ComfyUI 0.33's detection reads all of these from the file (comfy/model_detection.py).
+KREA2_DIT = {
+    "image_model": "krea2",
+    "features": 6144,
+    "channels": 16,
+    "patch": 2,
+    "layers": 28,
+    "heads": 48,
+    "kvheads": 12,
+    "txtlayers": 12,
+    "txtdim": 2560,
 }
 # The 16-channel KL VAE of FLUX.1 / Z-Image (ae.safetensors) and SD3 (inside its checkpoints): no quant convs.
 VAE16_DDCONFIG = {**VAE_DDCONFIG, "z_channels": 16}
@@ -180,6 +192,8 @@ def diffusion_model(config_name: str, unet_config: dict):
     """ComfyUI's diffusion model of ``supported_models.<config_name>`` with ``unet_config``, on meta."""
     import comfy.supported_models as sm
 
+    if not hasattr(sm, config_name):
+        raise RuntimeError(f"this ComfyUI has no {config_name} model class (Krea 2: ComfyUI 0.33.0 or later)")
     cfg = dict(unet_config)
     if cfg.get("image_model") == "flux":
         import comfy.ldm.flux.model
@@ -230,6 +244,15 @@ def text_encoder_module(name: str):
     import comfy.text_encoders.wan
     import comfy.text_encoders.z_image
 
+    if name == "qwen3vl_4b":  # Krea 2's encoder: Qwen3-VL-4B with its vision tower (ComfyUI 0.33+)
+        try:
+            import comfy.text_encoders.krea2
+        except ImportError as e:
+            raise RuntimeError(f"this ComfyUI has no Krea 2 text encoder (ComfyUI 0.33.0 or later): {e}") from None
+
+        return comfy.text_encoders.krea2.Krea2Qwen3VLClipModel(
+            device=torch.device("meta"), dtype=torch.bfloat16
+        ).transformer
     cls = {
         "qwen3_4b": comfy.text_encoders.z_image.Qwen3_4BModel,
         "qwen25_7b": comfy.text_encoders.qwen_image.Qwen25_7BVLIModel,
@@ -248,23 +271,34 @@ def spiece_model() -> bytes:
     return (Path(comfy.text_encoders.wan.__file__).parent / "t5_pile_tokenizer" / "tokenizer.model").read_bytes()
 
 
+# Qwen3-VL files keep the Hugging Face layout, which ComfyUI's loader maps back to its modules' names.
+HF_QWEN3VL = (("model.", "model.language_model."), ("visual.", "model.visual."))
+
+
 def _te(name: str, dtype: torch.dtype, scaled_fp8: bool = False) -> Callable[[], Spec]:
     def build() -> Spec:
-        fp8 = _all if scaled_fp8 else None
+        fp8 = (_language_model if name == "qwen3vl_4b" else _all) if scaled_fp8 else None
         spec = module_spec(text_encoder_module(name), dtype, fp8=fp8, scaled=scaled_fp8, marker=0)
         if name == "umt5_xxl":
             data = spiece_model()
             spec["spiece_model"] = TensorSpec((len(data),), torch.uint8, "bytes", data=data)
+        if name == "qwen3vl_4b":
+            spec = {_renamed(k, HF_QWEN3VL): t for k, t in spec.items()}
         return spec
 
     return build
 
 
+def _renamed(key: str, prefixes) -> str:
+    return next((new + key[len(old) :] for old, new in prefixes if key.startswith(old)), key)
+
+
 def lora_spec(model, fmt: str, only: str, rank: int = LORA_RANK, dtype=torch.bfloat16) -> Spec:
     """A rank-``rank`` LoRA over every Linear weight of ``model`` (a ComfyUI BaseModel on meta) under ``only``:
-    ``fmt`` "diffusers" (``transformer_blocks.N.<path>.lora_A/lora_B.weight``, as Qwen-Image-Lightning) or "comfy"
-    (``diffusion_model.<path>.lora_down/lora_up.weight`` + ``alpha``, as the lightx2v Wan 2.2 LoRAs ComfyUI ships).
-    Its update is small (up ~ N(0, 1e-3 / rank))."""
+    ``fmt`` "diffusers" (``transformer_blocks.N.<path>.lora_A/lora_B.weight``, as Qwen-Image-Lightning), "comfy"
+    (``diffusion_model.<path>.lora_down/lora_up.weight`` + ``alpha``, as the lightx2v Wan 2.2 LoRAs ComfyUI ships) or
+    "peft" (``diffusion_model.<path>.lora_A/lora_B.weight``, no alpha: Krea 2's ComfyUI LoRAs, krea-ai/krea-2
+    ``docs/lora_conversion.md``). Its update is small (up ~ N(0, 1e-3 / rank))."""
     dm = model.diffusion_model
     spec: Spec = {}
     shapes = {k: tuple(v.shape) for k, v in dm.state_dict().items()}
@@ -276,6 +310,8 @@ def lora_spec(model, fmt: str, only: str, rank: int = LORA_RANK, dtype=torch.bfl
         up = TensorSpec((n_out, rank), dtype, "normal", std=1e-3 / rank)
         if fmt == "diffusers":
             spec[f"{name}.lora_A.weight"], spec[f"{name}.lora_B.weight"] = down, up
+        elif fmt == "peft":
+            spec[f"diffusion_model.{name}.lora_A.weight"], spec[f"diffusion_model.{name}.lora_B.weight"] = down, up
         else:
             base = f"diffusion_model.{name}"
             spec[f"{base}.lora_down.weight"], spec[f"{base}.lora_up.weight"] = down, up
@@ -289,6 +325,11 @@ def _fp8_blocks(key: str) -> bool:
 
 def _all(key: str) -> bool:
     return True
+
+
+def _language_model(key: str) -> bool:
+    """The language model's Linear layers, not the vision tower's (Comfy-Org's qwen3vl_4b_fp8_scaled: 5.24 GB)."""
+    return key.startswith("model.")
 
 
 FILES: dict[str, FamilyFile] = {
@@ -343,6 +384,18 @@ FILES: dict[str, FamilyFile] = {
         "lora", "Wan 2.2", lambda: lora_spec(diffusion_model("WAN21_T2V", WAN22_A14B_T2V), "comfy", "blocks.")
     ),
 }
+# Krea 2 (Comfy-Org/Krea-2's names): ComfyUI 0.33+ only, the spec builders need its Krea 2 classes.
+KREA2 = {
+    "krea2_raw_bf16.safetensors": FamilyFile("diffusion_model", "Krea 2", _dit("Krea2", KREA2_DIT)),
+    "krea2_turbo_bf16.safetensors": FamilyFile("diffusion_model", "Krea 2", _dit("Krea2", KREA2_DIT)),
+    "krea2_turbo_lora_rank_64_bf16.safetensors": FamilyFile(
+        "lora", "Krea 2", lambda: lora_spec(diffusion_model("Krea2", KREA2_DIT), "peft", "blocks."), "PEFT keys"
+    ),
+    "qwen3vl_4b_fp8_scaled.safetensors": FamilyFile(
+        "text_encoder", "krea2", _te("qwen3vl_4b", torch.bfloat16, scaled_fp8=True), "HF layout, vision tower"
+    ),
+}
+FILES.update(KREA2)
 
 
 def spec_of(name: str) -> Spec:

@@ -191,6 +191,27 @@ FAMILIES = {
         (16, 3, 16, 16),
     ),
 }
+# Krea 2 (ComfyUI 0.33+: supported_models.Krea2, a single-stream DiT with Krea's mu 1.15 time shift and Wan 2.1
+# latents). Its detection reads every one of these back from a state dict (heads = wq rows / 128, so 128-wide heads;
+# txtlayers x txtdim is the conditioning width), so a tiny file loads through UNETLoader as it is. The text-fusion
+# stage keeps the class's 20 heads (txtdim a multiple of 20), tdim 256 and multiplier 4.
+FAMILIES["krea2"] = (
+    "Krea2",
+    {
+        "image_model": "krea2",
+        "features": 256,
+        "channels": 16,
+        "patch": 2,
+        "layers": 1,
+        "heads": 2,
+        "kvheads": 1,
+        "txtlayers": 2,
+        "txtdim": 40,
+    },
+    80,
+    None,
+    (16, 1, 16, 16),
+)
 # Wan as ComfyUI's detection reads it back from a state dict (UNETLoader): heads = dim / 128, freq_dim 256 and the
 # class's text_dim 4096 are fixed there, so this one loads from a file with its tiny config intact.
 FAMILIES["wan22"] = (
@@ -202,6 +223,13 @@ FAMILIES["wan22"] = (
 )
 
 
+def has_family(kind: str) -> bool:
+    """Whether this ComfyUI has the model class of ``kind`` (Krea 2: 0.33+)."""
+    import comfy.supported_models
+
+    return hasattr(comfy.supported_models, FAMILIES[kind][0])
+
+
 def make_family_model(kind: str, seed: int = 0):
     """A ModelPatcher around a tiny random model of a flow / video family (see FAMILIES), on the CPU."""
     import comfy.model_management
@@ -209,6 +237,8 @@ def make_family_model(kind: str, seed: int = 0):
     import comfy.supported_models
 
     cls_name, unet_config, *_ = FAMILIES[kind]
+    if not has_family(kind):
+        raise RuntimeError(f"this ComfyUI has no {cls_name} model class ({kind}: ComfyUI 0.33.0 or later)")
     unet_config = dict(unet_config)
     if unet_config.get("image_model") == "flux":
         import comfy.ldm.flux.model

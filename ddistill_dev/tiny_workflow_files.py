@@ -1,8 +1,8 @@
-"""Tiny model files under the names the example workflows 10a-10e load, for CPU runs of those graphs through a real
+"""Tiny model files under the names the example workflows 10a-10g load, for CPU runs of those graphs through a real
 server: ComfyUI's own classes with tiny random weights, in the files the stock loaders read. ComfyUI's detection
-keeps a tiny config for Wan diffusion models (UNETLoader), SD3 checkpoints (CheckpointLoaderSimple), LoRAs and
-VAEs; it fixes the full width of Flux, Z-Image and Qwen-Image diffusion models, which tests take from a fixture
-node instead (as the text encoders)."""
+keeps a tiny config for Wan and Krea 2 (0.33+) diffusion models (UNETLoader), SD3 checkpoints
+(CheckpointLoaderSimple), LoRAs and VAEs; it fixes the full width of Flux, Z-Image and Qwen-Image diffusion models,
+which tests take from a fixture node instead (as the text encoders)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ddistill import protocol as P
+from ddistill.noise_level import PAPER_AMPLIFICATION
 
 from .workflow_graph import Graph
 
@@ -20,12 +21,30 @@ NEG = ""
 
 
 @dataclass(frozen=True)
+class RulePoint:
+    """Where Base First Step's noise-level rule (``base_steps`` 0, ``handover_amplification`` A* = the paper's 18.2)
+    hands over on a family's schedule: after step ``k``, at ``sigma`` with amplification ``a``; ``before`` is A at
+    the step before (sigma_(k-1); inf at pure noise). The numbers the notes and row labels show, computed from
+    ComfyUI's own model_sampling by ``tests/integration/test_handover_rule_families.py``."""
+
+    k: int
+    sigma: float
+    a: float
+    before: float
+
+    def why(self, steps: int, a_star: float) -> str:
+        at = f"A {self.a:.3g} <= {a_star:g} at sigma {self.sigma:.4g}"
+        return f"k = {self.k} of {steps}: {at}" + ("" if self.k == 1 else f", A {self.before:.3g} at the step before")
+
+
+@dataclass(frozen=True)
 class Family:
     """A distilled family: its model file, the schedule and update rule (hybrid and distilled alone), its native
     resolution, its steps and guidance, the shift node on its side (ModelSamplingAuraFlow / ModelSamplingSD3 value,
     None: none) and whether Base First Step takes its schedule from it (``distilled_model`` connected: the flow
-    families, whose base and distilled sampling may differ). Values of the flow families: README "Settings per
-    family"."""
+    families, whose base and distilled sampling may differ). ``rule``: the hybrid hands over by noise level
+    (``base_steps`` 0) and this is where that lands on the family's schedule; None: after one base step (the paper's
+    ``base_steps`` 1). Values of the flow families: README "Settings per family"."""
 
     label: str
     file: str | None
@@ -36,6 +55,12 @@ class Family:
     cfg: float = 1.0
     shift: float | None = None
     schedule_from_distilled: bool = False
+    rule: RulePoint | None = None
+
+    @property
+    def base_steps(self) -> int:
+        """The hybrid's ``base_steps``: 0 (by noise level) where ``rule`` is set, else 1."""
+        return 0 if self.rule else 1
 
 
 DMD2 = Family("SDXL-DMD2", "dmd2_sdxl_4step_lora_fp16.safetensors", "lcm", "lcm")
@@ -93,11 +118,15 @@ class Canvas:
         self.rows = 0
         self.col_y = {0: 0, 460: 0}
 
-    def fit_filmstrip(self, frames: int) -> None:
-        """Move the columns right of Distilled Continue so that its live filmstrip of ``frames`` frames fits."""
+    COLUMNS = ("X_SAMPLER", "X_CONTINUE", "X_DECODE", "X_SAVE", "X_METER", "X_EXTRA")
+
+    def fit_filmstrip(self, frames: int, at: str = "X_CONTINUE") -> None:
+        """Move the columns right of the sampler column ``at`` (Distilled Continue; ``X_SAMPLER``: Base First Step)
+        so that its live filmstrip of ``frames`` frames fits."""
         pad, per, most = self.STRIP_PX
-        extra = max(0, min(most, pad + per * frames) - (self.X_DECODE - self.X_CONTINUE - 20))
-        for col in ("X_DECODE", "X_SAVE", "X_METER", "X_EXTRA"):
+        after = self.COLUMNS[self.COLUMNS.index(at) + 1 :]
+        extra = max(0, min(most, pad + per * frames) - (getattr(self, after[0]) - getattr(self, at) - 20))
+        for col in after:
             setattr(self, col, getattr(self, col) + extra)
 
     @classmethod
@@ -169,12 +198,13 @@ def ksampler(c: Canvas, y, m: dict, latent, steps, cfg, sampler, scheduler):
 
 
 def hybrid(
-    c: Canvas, y, first: dict, rest: dict, latent, fam: Family, base_cfg=1.0, base_steps=1, steps=None, labels=None
+    c: Canvas, y, first: dict, rest: dict, latent, fam: Family, base_cfg=1.0, base_steps=None, steps=None, labels=None
 ):
-    """Base First Step Sampler (``first`` takes ``base_steps``) -> Distilled Continue Sampler (``rest``).
-    ``labels`` (first, rest): the ``model_label`` of each node where it holds the other model than its role (the
-    name its x̂0 frames carry); None keeps the roles."""
+    """Base First Step Sampler (``first`` takes ``base_steps``; None: the family's, see ``Family.base_steps``) ->
+    Distilled Continue Sampler (``rest``). ``labels`` (first, rest): the ``model_label`` of each node where it holds
+    the other model than its role (the name its x̂0 frames carry); None keeps the roles."""
     first_label, rest_label = labels or ("", "")
+    base_steps = fam.base_steps if base_steps is None else base_steps
     a = c.g.add(
         P.BASE_FIRST_STEP,
         {
@@ -337,11 +367,18 @@ def distilled_row(c: Canvas, d: dict, latent, fam: Family, method="distilled"):
     return c.finish(method, y, distilled_sampler(c, y, d, latent, fam)[0], d["vae"])
 
 
-def hybrid_row(c: Canvas, base: dict, d: dict, latent, fam: Family, method="hybrid", base_cfg=1.0, base_steps=1):
-    label = (
-        f"Hybrid: base takes {'step 1' if base_steps == 1 else f'steps 1-{base_steps}'} (cfg {base_cfg:g}), "
-        f"{fam.label} the rest ('{fam.scheduler}' schedule, {fam.sampler})"
-    )
+def hybrid_row(c: Canvas, base: dict, d: dict, latent, fam: Family, method="hybrid", base_cfg=1.0, base_steps=None):
+    base_steps = fam.base_steps if base_steps is None else base_steps
+    then = f"{fam.label} the rest ('{fam.scheduler}' schedule, {fam.sampler})"
+    if base_steps == 0 and fam.rule:  # by noise level: the row says where the rule lands on this schedule
+        k = fam.rule.k
+        takes = (
+            f"{'step 1' if k == 1 else f'steps 1-{k}'} (by noise level, {fam.rule.why(fam.steps, PAPER_AMPLIFICATION)})"
+        )
+        label = f"Hybrid: base takes {takes}, cfg {base_cfg:g}; {then}"
+    else:
+        takes = "step 1" if base_steps == 1 else f"steps 1-{base_steps}"
+        label = f"Hybrid: base takes {takes} (cfg {base_cfg:g}), {then}"
     y = c.row(label)
     _, rest = hybrid(c, y, base, d, latent, fam, base_cfg=base_cfg, base_steps=base_steps)
     return c.finish(method, y, rest[0], d["vae"])

@@ -28,6 +28,7 @@ from pathlib import Path
 from ddistill.protocol import METER_UI_KEY
 
 from .workflow_catalog import EXPERIMENTS, MODELS, PACK_ID, PACK_NODE_PREFIX, PACK_VERSION
+from .workflow_families import with_newer_options
 from .workflow_graph import complete_inputs, to_api, to_ui
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +64,10 @@ def node_properties(node) -> dict:
 
 
 def build_all(object_info: dict) -> dict[str, tuple[dict, dict]]:
-    """{name: (ui_workflow, api_prompt)} for every experiment whose nodes the server knows."""
+    """{name: (ui_workflow, api_prompt)} for every experiment whose nodes the server knows. Combo options that only a
+    newer ComfyUI lists (``workflow_families.NEWER_OPTIONS``: CLIPLoader type ``krea2``, 0.33+) are added to the
+    server's node definitions first, so the pinned host writes the Krea 2 workflows as a newer one does."""
+    object_info = with_newer_options(object_info)
     out = {}
     for exp in EXPERIMENTS:
         graph = exp.build()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ddistill import protocol
+from ddistill.noise_level import PAPER_AMPLIFICATION
 
 from . import workflow_blocks as b
 from . import workflow_families as wf
@@ -124,6 +125,8 @@ ZIT, QWEN = (
     COMFY_ORG + "Qwen-Image_ComfyUI/resolve/main/split_files/",
 )
 WAN22 = COMFY_ORG + "Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/"
+KREA2 = COMFY_ORG + "Krea-2/resolve/main/"  # no split_files/ folder in this repository
+KREA2_LICENCE = "Krea 2 Community License (weights)"
 LIGHTX2V = HF + "lightx2v/Qwen-Image-Lightning/resolve/main/"
 GATED = "gated: accept the licence on the model's Hugging Face page first"
 MODELS.update(
@@ -164,7 +167,9 @@ MODELS.update(
         "qwen_2.5_vl_7b_fp8_scaled.safetensors": Model(
             "text_encoders", QWEN + "text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors", "Apache-2.0"
         ),
-        "qwen_image_vae.safetensors": Model("vae", QWEN + "vae/qwen_image_vae.safetensors", "Apache-2.0"),
+        "qwen_image_vae.safetensors": Model(
+            "vae", QWEN + "vae/qwen_image_vae.safetensors", "Apache-2.0", "Qwen-Image's VAE; Krea 2 uses it too"
+        ),
         "sd3.5_large.safetensors": Model(
             "checkpoints",
             HF + "stabilityai/stable-diffusion-3.5-large/resolve/main/sd3.5_large.safetensors",
@@ -212,6 +217,19 @@ MODELS.update(
             "Apache-2.0",
         ),
         "wan_2.1_vae.safetensors": Model("vae", WAN22 + "vae/wan_2.1_vae.safetensors", "Apache-2.0"),
+        **{
+            f: Model("diffusion_models", KREA2 + "diffusion_models/" + f, KREA2_LICENCE, note)
+            for f, note in (
+                (wf.KREA2_RAW_FILE, "Krea 2 RAW, the undistilled base model"),
+                (wf.KREA2_TURBO_FILE, "Krea 2 Turbo, the 8-step distilled model"),
+            )
+        },
+        wf.KREA2_TURBO_LORA: Model(
+            "loras", KREA2 + "loras/" + wf.KREA2_TURBO_LORA, KREA2_LICENCE, "Krea 2 Turbo as a LoRA on Krea 2 RAW"
+        ),
+        wf.KREA2_TE: Model(
+            "text_encoders", KREA2 + "text_encoders/" + wf.KREA2_TE, "Apache-2.0 (Qwen3-VL-4B)", "Krea 2's encoder"
+        ),
     }
 )
 
@@ -348,6 +366,18 @@ FLOW_COMPARE = "diversity: hybrid close to {0}, {1} lower (the paper's pattern);
 FLOW_NOTE = (
     "Distilled alone: stock SamplerCustom + KSamplerSelect + BasicScheduler on the distilled model, the same "
     "schedule (simple) and rule (euler) as the hybrid. Settings and sources: README, 'Settings per family'."
+)
+
+
+KREA2_NEEDS = (
+    f"**Needs ComfyUI {wf.KREA2_COMFYUI} or later** (Krea 2's model class and the CLIPLoader type `krea2`; an older "
+    "ComfyUI refuses the workflow when it is queued). "
+)
+KREA2_NOTE = (
+    "Both sides are ComfyUI Krea2 models with Krea's fixed time shift mu 1.15 (ModelSamplingFlux, no shift node), so "
+    "the schedules agree: 1, .957, .905, .840, .760, .655, .513, .311, 0 (Krea's reference sampler gives RAW a "
+    "resolution-dependent mu instead, 0.91 at 1024 px). One Qwen3-VL-4B encoder (CLIPLoader type krea2) and the "
+    "Qwen-Image VAE serve both; 1024 px (RAW was trained up to 1K, Turbo 1K-2K). "
 )
 
 
@@ -550,8 +580,11 @@ EXPERIMENTS = [
                 three_way("zimage", wf.ZIMAGE_TURBO, wf.ZIMAGE),
                 "Z-Image (50 res_multistep steps, cfg 4 with a negative) against Z-Image-Turbo (Decoupled-DMD: 8 "
                 "euler steps, cfg 1, its negative the zeroed prompt, as its template) and the hybrid, where Z-Image "
-                "takes the first of Turbo's 8 steps at cfg 1 and Turbo the other 7. Both carry ModelSamplingAuraFlow "
-                "3, so the schedules agree: 1, .955, .9, .833, .75, .643, .5, .3, 0. " + FLOW_NOTE,
+                "takes the first steps of Turbo's 8 at cfg 1 and Turbo the rest. Both carry ModelSamplingAuraFlow "
+                "3, so the schedules agree: 1, .955, .9, .833, .75, .643, .5, .3, 0. "
+                + wf.rule_note(wf.ZIMAGE_TURBO, "Z-Image", "Turbo")
+                + " "
+                + FLOW_NOTE,
                 (),
             ),
             (
@@ -570,8 +603,10 @@ EXPERIMENTS = [
                 "model with the Lightning 8-step LoRA (strength 1) and ModelSamplingAuraFlow 3, the shift it was "
                 "distilled at: 8 steps, cfg 1. The hybrid follows the Lightning side's schedule (connected to "
                 "distilled_model); without a shift node ComfyUI would fall back to ModelSamplingFlux, another curve. "
-                "**4-step alternative:** select `Qwen-Image-Lightning-4steps-V1.0.safetensors` in the LoRA loader "
-                "and set steps to 4 in the distilled row's BasicScheduler and in Base First Step. " + FLOW_NOTE,
+                + wf.rule_note(wf.QWEN_LIGHTNING, "Qwen-Image", "Lightning")
+                + " **4-step alternative:** select `Qwen-Image-Lightning-4steps-V1.0.safetensors` in the LoRA loader "
+                "and set steps to 4 in the distilled row's BasicScheduler and in Base First Step (the rule then "
+                "hands over after step 2 of 4, at sigma .75). " + FLOW_NOTE,
                 (wf.QWEN_4STEP,),
             ),
             (
@@ -591,7 +626,10 @@ EXPERIMENTS = [
                 "Large Turbo (adversarial diffusion distillation: 4 euler steps, cfg 1) and the hybrid. Both are SD3 "
                 "models with shift 3, so the schedules agree (ComfyUI's simple: timesteps 1000, 750, 500, 250). The "
                 "checkpoints hold no text encoders: one TripleCLIPLoader (clip_l, clip_g, t5xxl_fp16) encodes for "
-                "both; each model decodes with its checkpoint's VAE. " + FLOW_NOTE,
+                "both; each model decodes with its checkpoint's VAE. "
+                + wf.rule_note(wf.SD35_TURBO, "SD3.5 Large", "Turbo")
+                + " "
+                + FLOW_NOTE,
                 (),
             ),
             (
@@ -607,7 +645,10 @@ EXPERIMENTS = [
                 "and no teacher): dev and schnell are siblings, not teacher and student. They share the latent space "
                 "(the same autoencoder, ae.safetensors), which is what the hybrid needs. Their schedules differ "
                 "(schnell, unshifted: 1, .75, .5, .25, 0; dev's shift 1.15: 1, .905, .76, .513, 0): schnell is "
-                "connected to distilled_model, so the hybrid runs schnell's. " + FLOW_NOTE,
+                "connected to distilled_model, so the hybrid runs schnell's. "
+                + wf.rule_note(wf.SCHNELL, "dev", "schnell")
+                + " "
+                + FLOW_NOTE,
                 (),
             ),
             (
@@ -626,13 +667,55 @@ EXPERIMENTS = [
                 "Wan 2.2 A14B has two experts. Base alone as ComfyUI's template: 20 euler steps, cfg 3.5, "
                 "ModelSamplingSD3 8, the high-noise expert for steps 1-10 and the low-noise one for 11-20 "
                 "(KSamplerAdvanced). Lightning (lightx2v 4-step LoRAs, one per expert, strength 1, ModelSamplingSD3 "
-                "5): 4 steps, cfg 1, 2 + 2. Hybrid, on Lightning-high's schedule (1, .9375, .833, .625, 0): the base "
-                "high-noise expert takes 1 to .9375, Lightning-high runs to the boundary (end_at_sigma 0.875, Wan's "
-                "own switch at t = 875), Lightning-low the rest. 832x480, 33 frames (9 latent frames): 8 clips of the "
+                "5): 4 steps, cfg 1, 2 + 2. Hybrid, on Lightning-high's schedule (1, .9375, .833, .625, 0), "
+                "handing over by noise level: A = (sigma / (1 - sigma))^2 is 225, 25 and 2.78 after steps 1, 2 and "
+                f"3, so the rule (A* = {PAPER_AMPLIFICATION:g}) hands over after step k = 3 of 4, at sigma .625, "
+                "below the experts' boundary (Wan's own switch at t = 875). The base runs both of its experts on "
+                "their own ranges: Base First Step on the base high-noise expert down to the boundary "
+                "(base_steps 0, handover_sigma 0.875: steps 1-2, to .833), a Distilled Continue on the base "
+                "low-noise expert (model_label 'base', cfg 1) down to the rule's sigma (end_at_sigma "
+                f"{wf.FLOW_RULE_SIGMA:g}, where A = {PAPER_AMPLIFICATION:g} in rectified flow: step 3, to .625), "
+                "and Lightning-low the last step; Lightning-high only sets the schedule (distilled_model). For the "
+                "paper's single base step: Base First Step with base_steps 1 -> Lightning-high (end_at_sigma "
+                "0.875) -> Lightning-low. 832x480, 33 frames (9 latent frames): 8 clips of the "
                 "template's 81 frames would cost about 2.5 times the time and memory of the whole batch, for the "
-                "same first step that decides the layout; for 81 frames set length 81 and the three meters' "
+                "same first steps that decide the layout; for 81 frames set length 81 and the three meters' "
                 "frames_per_video to 81. VAE Decode returns the 8 clips as one batch of 8 x 33 frames; the meter "
                 "(frames_per_video 33) takes each clip as one sample (28 pairs). " + FLOW_NOTE,
+                (),
+            ),
+            (
+                "10f_krea2_turbo",
+                "2025-26 distills: Krea 2 RAW + Krea 2 Turbo",
+                "flow matching",
+                FLOW_COMPARE.format("Krea 2 RAW", "Turbo"),
+                (wf.KREA2_RAW_FILE, wf.KREA2_TURBO_FILE, wf.KREA2_TE, wf.KREA2_VAE),
+                three_way("krea2", wf.KREA2_TURBO, wf.KREA2_RAW),
+                KREA2_NEEDS + "Krea 2 RAW (the undistilled base: 52 euler steps, cfg 3.5, empty negative) against "
+                "Krea 2 Turbo (its 8-step distillation: 8 euler steps, cfg 1, its negative the zeroed prompt, as "
+                "Comfy-Org's template) and the hybrid. "
+                + KREA2_NOTE
+                + wf.rule_note(wf.KREA2_TURBO, "RAW", "Turbo")
+                + " RAW + the Turbo LoRA in place of the Turbo model: workflow 10g. "
+                + FLOW_NOTE,
+                (),
+            ),
+            (
+                "10g_krea2_turbo_lora",
+                "2025-26 distills: Krea 2 RAW + Turbo LoRA",
+                "flow matching, LoRA",
+                FLOW_COMPARE.format("Krea 2 RAW", "RAW + Turbo LoRA"),
+                (wf.KREA2_RAW_FILE, wf.KREA2_TURBO_LORA, wf.KREA2_TE, wf.KREA2_VAE),
+                three_way("krea2", wf.KREA2_TURBO_LORA_FAMILY, wf.KREA2_RAW),
+                KREA2_NEEDS + "Krea 2 RAW (52 euler steps, cfg 3.5, empty negative) against RAW with Comfy-Org's "
+                "Turbo LoRA at strength 1 (rank 64: RAW + this LoRA samples as Turbo: 8 euler steps, cfg 1, the "
+                "zeroed prompt as negative) and the hybrid. One diffusion model in memory instead of two (26 GB "
+                "each in bf16): the base steps run on RAW, the rest on the same model with the LoRA (README, "
+                "'LoRA-distilled pairs'). "
+                + KREA2_NOTE
+                + wf.rule_note(wf.KREA2_TURBO_LORA_FAMILY, "RAW", "RAW + LoRA")
+                + " The Turbo model itself in place of the LoRA: workflow 10f. "
+                + FLOW_NOTE,
                 (),
             ),
         )
@@ -650,3 +733,10 @@ def readme_table() -> str:
         where = " — ".join(x for x in (m.url, m.note) if x)
         rows.append(f"| `{f}` | `models/{m.folder}/` | {where} | {m.licence} |")
     return "\n".join(rows)
+
+
+# the handover sweep template (ddistill_dev/workflow_sweep.py), last in EXPERIMENTS; imported here, after Experiment
+# and DEMO_NOTE exist, so that neither module imports the other at its top
+from .workflow_sweep import sweep_experiment  # noqa: E402
+
+EXPERIMENTS.append(sweep_experiment(Experiment, DEMO_NOTE))

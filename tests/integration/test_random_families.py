@@ -7,10 +7,24 @@ VAE file written by it loads and decodes."""
 import json
 import logging
 
+import comfy.supported_models
 import pytest
 import torch
 
 from ddistill_dev import random_families as rf
+from ddistill_dev.comfy_host import comfyui_version
+
+# Krea 2's files need its ComfyUI classes (0.33.0 and later): on an older host their specs cannot be built
+KREA2_SKIP = pytest.mark.skipif(
+    not hasattr(comfy.supported_models, "Krea2"),
+    reason=f"ComfyUI {comfyui_version()} has no Krea 2 model class (Krea 2 files: ComfyUI 0.33.0 or later)",
+)
+
+
+def params(table: dict) -> list:
+    """The table's file names as test parameters, the Krea 2 ones skipped on a host without Krea 2."""
+    return [pytest.param(n, marks=KREA2_SKIP) if n in rf.KREA2 else n for n in sorted(table)]
+
 
 DIFFUSION = {  # file: (ComfyUI config class, config the detection must read, parameters in billions)
     "z_image_bf16.safetensors": ("ZImage", rf.ZIMAGE_DIT, 6.15),
@@ -22,6 +36,8 @@ DIFFUSION = {  # file: (ComfyUI config class, config the detection must read, pa
     "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors": ("WAN21_T2V", rf.WAN22_A14B_T2V, 14.29),
     "sd3.5_large.safetensors": ("SD3", rf.SD35_LARGE, 8.15),
     "sd3.5_large_turbo.safetensors": ("SD3", rf.SD35_LARGE, 8.15),
+    "krea2_raw_bf16.safetensors": ("Krea2", rf.KREA2_DIT, 12.82),
+    "krea2_turbo_bf16.safetensors": ("Krea2", rf.KREA2_DIT, 12.82),
 }
 TEXT = {  # file: (TEModel, CLIPLoader type, ComfyUI's text-encoder class, scaled fp8)
     "qwen_3_4b.safetensors": ("QWEN3_4B", "LUMINA2", "ZImageTEModel_", False),
@@ -29,6 +45,7 @@ TEXT = {  # file: (TEModel, CLIPLoader type, ComfyUI's text-encoder class, scale
     "umt5_xxl_fp8_e4m3fn_scaled.safetensors": ("T5_XXL", "WAN", "WanTEModel", True),
     "clip_l.safetensors": ("CLIP_L", "SD3", "SD3ClipModel_", False),
     "clip_g.safetensors": ("CLIP_G", "SD3", "SD3ClipModel_", False),
+    "qwen3vl_4b_fp8_scaled.safetensors": ("QWEN3VL_4B", "KREA2", "Krea2TEModel_", True),
 }
 VAES = {  # file: (first-stage class, latent channels, latent dims, dtype)
     "ae.safetensors": ("AutoencodingEngine", 16, 2, torch.float32),
@@ -46,6 +63,8 @@ LORAS = {  # file: (model file it patches, layers patched)
         "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
         40 * 10,
     ),
+    # Krea 2's main blocks: attention q, k, v, gate, out and the SwiGLU's gate, up, down
+    "krea2_turbo_lora_rank_64_bf16.safetensors": ("krea2_raw_bf16.safetensors", 28 * 8),
 }
 
 
@@ -58,7 +77,7 @@ def _empty(spec, prefix=""):
     return {k[len(prefix) :]: torch.empty(t.shape, dtype=t.dtype) for k, t in spec.items() if k.startswith(prefix)}
 
 
-@pytest.mark.parametrize("name", sorted(DIFFUSION))
+@pytest.mark.parametrize("name", params(DIFFUSION))
 def test_diffusion_model_is_what_comfyui_detects(pack, name):
     import comfy.model_detection
     import comfy.utils
@@ -97,7 +116,7 @@ def test_diffusion_model_is_what_comfyui_detects(pack, name):
         assert type(vae.first_stage_model).__name__ == "AutoencodingEngine" and vae.latent_channels == 16
 
 
-@pytest.mark.parametrize("name", sorted(TEXT))
+@pytest.mark.parametrize("name", params(TEXT))
 def test_text_encoder_is_what_comfyui_loads(pack, name, caplog):
     import comfy.sd
     import comfy.utils
@@ -133,7 +152,7 @@ def test_sd3_text_encoders_load_as_a_pair(pack, caplog):
     assert "clip missing" not in caplog.text and "clip unexpected" not in caplog.text
 
 
-@pytest.mark.parametrize("name", sorted(VAES))
+@pytest.mark.parametrize("name", params(VAES))
 def test_vae_is_what_comfyui_detects(pack, name, caplog):
     import comfy.sd
 
@@ -147,7 +166,7 @@ def test_vae_is_what_comfyui_detects(pack, name, caplog):
     assert "Missing VAE keys" not in caplog.text and "Leftover VAE keys" not in caplog.text
 
 
-@pytest.mark.parametrize("name", sorted(LORAS))
+@pytest.mark.parametrize("name", params(LORAS))
 def test_lora_patches_every_block_linear(pack, name, caplog):
     import comfy.lora
 

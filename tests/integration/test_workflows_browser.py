@@ -15,6 +15,9 @@ from ddistill_dev.comfy_server import ComfyServer
 from ddistill_dev.workflow_catalog import EXPERIMENTS, MODELS, PACK_ID
 
 WORKFLOWS = PACK_ROOT / "workflows"
+FIXTURE_WORKFLOWS = (
+    PACK_ROOT / "tests" / "integration" / "fixture_workflows"
+)  # files as an earlier release shipped them
 PACK_FOLDER = "ComfyUI-DiversityDistillation"
 NAMES = [e.name for e in EXPERIMENTS]
 # Chromium here has no internet: the frontend's calls to outside hosts fail by name. Anything else logged is ours.
@@ -244,3 +247,26 @@ def test_template_browser_dialog_shows_the_packs_workflows_with_thumbnails(serve
     assert len(thumbs) >= 4, seen
     assert all(status == 200 and ctype == "image/jpeg" for _, status, ctype in thumbs), thumbs
     assert {url.rsplit("/", 1)[1][:-4] for url, _, _ in thumbs} <= set(NAMES)
+
+
+def test_a_workflow_saved_before_the_handover_inputs_keeps_its_settings(frontend, server):
+    """09a as the pack shipped it on 2026-12-02, before Base First Step had handover_amplification / handover_sigma
+    (and Demo Digit Models its pair): the frontend keeps every saved widget value (base_steps 1: one base step, as
+    before), gives the new inputs their defaults, and builds the same prompt as today's 09a, which the server
+    accepts."""
+    name = "09a_demo_mode_collapse"
+    old = json.loads((FIXTURE_WORKFLOWS / "09a_demo_mode_collapse_saved_2026-12-02.json").read_text())
+    result = load(frontend, name, old)
+    assert result["missing"] == [] and result["log"] == [], result["log"]
+    today = {str(n["id"]): n["widgets_values"] for n in ui_file(name)["nodes"]}
+    for node in old["nodes"]:
+        widgets, saved = result["widgets"][str(node["id"])], node["widgets_values"]
+        assert widgets[: len(saved)] == saved, node["type"]  # every saved value where it was
+        assert widgets == today[str(node["id"])], node["type"]  # the inputs added since: their defaults
+        if node["type"] == "DDistill_BaseFirstStepSampler":
+            assert widgets[3] == 1 and widgets[len(saved) :] == [18.2, 0.0]  # base_steps as saved; A*, no sigma
+    assert_builds_twin(server, result["output"], name)
+    status, body = server.queue(result["output"])
+    assert status == 200 and body["node_errors"] == {}, json.dumps(body)[:1500]
+    server.post("/queue", {"clear": True})
+    server.post("/interrupt")
