@@ -72,6 +72,13 @@ RULE_TIP = (
 )
 
 
+def _sigma_input(name: str, tooltip: str):
+    """An optional sigma widget whose 0 means "not set" (handover_sigma, end_at_sigma)."""
+    return io.Float.Input(
+        name, default=0.0, min=0.0, max=1000.0, step=0.001, round=0.0001, optional=True, tooltip=tooltip
+    )
+
+
 def _handover_inputs():
     """The noise-level handover's two widgets (Base First Step and Skip First Step), after the node's old inputs so
     that workflows saved before them keep their widget values."""
@@ -89,15 +96,9 @@ def _handover_inputs():
             "base model shapes more of the image (more diversity, more of its look); higher: earlier. Calibrate "
             "your pair with the handover sweep (README).",
         ),
-        io.Float.Input(
+        _sigma_input(
             "handover_sigma",
-            default=0.0,
-            min=0.0,
-            max=1000.0,
-            step=0.001,
-            round=0.0001,
-            optional=True,
-            tooltip="0: use handover_amplification. Above 0 (with the step count at 0): hand over at the first "
+            "0: use handover_amplification. Above 0 (with the step count at 0): hand over at the first "
             "sigma of the schedule at or below this value instead (e.g. 0.75 on a shift-3 flow schedule).",
         ),
     ]
@@ -279,15 +280,9 @@ class DistilledContinueSampler(io.ComfyNode):
                     tooltip="Guidance of the distilled model; distilled models are made for 1.0.",
                 ),
                 _label_input(protocol.DISTILLED_LABEL),
-                io.Float.Input(
+                _sigma_input(
                     "end_at_sigma",
-                    default=0.0,
-                    min=0.0,
-                    max=1000.0,
-                    step=0.001,
-                    round=0.0001,
-                    optional=True,
-                    tooltip="0: finish the schedule. Above 0: stop at the first sigma at or below this value and "
+                    "0: finish the schedule. Above 0: stop at the first sigma at or below this value and "
                     "hand the rest over to another Distilled Continue Sampler (a chain of experts: Wan 2.2's "
                     "high-noise model down to its boundary, 0.875 for text-to-video, then the low-noise model).",
                 ),

@@ -11,16 +11,6 @@ from ddistill_dev.tiny_models import make_conditioning, make_model
 
 
 @pytest.fixture(scope="module")
-def demo(pack):
-    return importlib.import_module(pack.__name__ + ".nodes.demo_nodes")
-
-
-@pytest.fixture(scope="module")
-def dm(pack):
-    return importlib.import_module(pack.__name__ + ".ddistill.demo_model")
-
-
-@pytest.fixture(scope="module")
 def loaded(demo):
     base, student, vae = demo.DemoDigitModels.execute().args
     return base, student, vae, demo.DemoDigitPrompt.execute("a handwritten digit").args[0]

@@ -13,16 +13,6 @@ import torch
 
 
 @pytest.fixture(scope="module")
-def demo(pack):
-    return importlib.import_module(pack.__name__ + ".nodes.demo_nodes")
-
-
-@pytest.fixture(scope="module")
-def dm(pack):
-    return importlib.import_module(pack.__name__ + ".ddistill.demo_model")
-
-
-@pytest.fixture(scope="module")
 def flow(demo):
     base, student, vae = demo.DemoDigitModels.execute(pair=demo.FLOW_PAIR).args
     return base, student, vae, demo.DemoDigitPrompt.execute("a handwritten digit").args[0]

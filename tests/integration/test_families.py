@@ -26,16 +26,6 @@ ALL_KINDS = [
 
 
 @pytest.fixture(scope="module")
-def hn(pack):
-    return importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
-
-
-@pytest.fixture(scope="module")
-def sampling(pack):
-    return importlib.import_module(pack.__name__ + ".nodes.sampling")
-
-
-@pytest.fixture(scope="module")
 def models():
     return {k: (tm.make_family_model(k, 1), tm.make_family_model(k, 2)) for k in KINDS if tm.has_family(k)}
 

@@ -8,7 +8,6 @@ the ones the example workflows' notes and row labels state (``workflow_families`
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import comfy.supported_models
@@ -46,16 +45,6 @@ PRESETS = {
         27.706,
     ),
 }
-
-
-@pytest.fixture(scope="module")
-def hn(pack):
-    return importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
-
-
-@pytest.fixture(scope="module")
-def sampling(pack):
-    return importlib.import_module(pack.__name__ + ".nodes.sampling")
 
 
 def preset_models(fam, kind: str, shift_node: str | None):

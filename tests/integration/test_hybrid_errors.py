@@ -1,16 +1,9 @@
 """Bad input to the sampler nodes: clear errors that name the input and the fix (in process)."""
 
-import importlib
-
 import pytest
 import torch
 
 from ddistill_dev import tiny_models as tm
-
-
-@pytest.fixture(scope="module")
-def hn(pack):
-    return importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 two-segment chain split at the chosen sigma, the handover the LATENT carries, the log line, the amplification
 measured from ComfyUI's model_sampling against the core's closed form, and Skip First Step's noise-level start."""
 
-import importlib
 import logging
 
 import comfy.sample
@@ -14,16 +13,6 @@ from ddistill import noise_level as nl
 from ddistill.protocol import HANDOVER_KEY
 from ddistill.schedules import derive_seed, unit_noise_scale
 from ddistill_dev import tiny_models as tm
-
-
-@pytest.fixture(scope="module")
-def hn(pack):
-    return importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
-
-
-@pytest.fixture(scope="module")
-def sampling(pack):
-    return importlib.import_module(pack.__name__ + ".nodes.sampling")
 
 
 def shifted(model, shift):
