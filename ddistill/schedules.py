@@ -101,12 +101,6 @@ def split_schedule(sigmas: torch.Tensor, base_steps: int, source: str = "sigmas"
     return sigmas[: base_steps + 1], sigmas[base_steps:]
 
 
-def skip_first_schedule(sigmas: torch.Tensor, source: str = "sigmas") -> torch.Tensor:
-    """The schedule without its first timestep (Table 4's "skip first step")."""
-    check_schedule(sigmas, None, source)
-    return sigmas[1:]
-
-
 def split_at_sigma(sigmas: torch.Tensor, boundary: float) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(the steps that start above ``boundary``, the rest) of a remaining schedule, for a chain of experts (Wan 2.2:
     the high-noise model down to its boundary sigma, the low-noise model after). The first part ends at the first

@@ -12,7 +12,6 @@ from ..ddistill.pairing import check_pair, sampling_note
 from ..ddistill.schedules import (
     check_schedule,
     derive_seed,
-    skip_first_schedule,
     split_at_sigma,
     split_schedule,
     unit_noise_scale,
@@ -409,7 +408,7 @@ class SkipFirstStep(io.ComfyNode):
         check_seed(model, seed)
         full = model_schedule(model, steps, scheduler, sigmas)
         source = "sigmas" if sigmas is not None else "steps"
-        skip_first_schedule(full, source)  # at least 2 steps, the schedule's own checks
+        check_schedule(full, None, source)  # at least 2 steps (one skipped, one left), finite, non-increasing
         names = ("skip_steps", "handover_amplification", "handover_sigma")
         amps = schedule_amplification(model, full)
         point = resolve_handover(full, amps, skip_steps, handover_amplification, handover_sigma, names)
