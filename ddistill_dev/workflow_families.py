@@ -83,6 +83,21 @@ def with_newer_options(info: dict) -> dict:
     return info
 
 
+def unlisted_newer_options(info: dict, prompt: dict) -> dict[str, str]:
+    """{node id: option} of the options a workflow uses that only a newer ComfyUI lists (``NEWER_OPTIONS``: Krea 2's
+    CLIPLoader type on 0.3.75) and this server does not."""
+    out = {}
+    for nid, node in prompt.items():
+        for (node_type, name), (options, _) in NEWER_OPTIONS.items():
+            value = node["inputs"].get(name)
+            if node["class_type"] == node_type and value in options:
+                spec = info[node_type]["input"]["required"].get(name) or info[node_type]["input"]["optional"][name]
+                listed = spec[0] if isinstance(spec[0], list) else spec[1]["options"]
+                if value not in listed:
+                    out[nid] = value
+    return out
+
+
 def rule_note(fam: Family, base: str, distilled: str) -> str:
     """The note's paragraph on where the hybrid hands over on this family's schedule, and why."""
     r, n = fam.rule, fam.steps

@@ -138,3 +138,31 @@ def open_frontend(browser, server, timeout_s: float = 90, settings: dict | None 
         yield fe
     finally:
         context.close()
+
+
+# The template dialog shows a page of cards at a time and adds more as its grid is scrolled (1.32.9: 24 at first):
+# scroll every scrollable element of the dialog down step by step, collecting the text each step shows, until
+# ``last`` has been seen. The collected text keeps the order the cards were shown in.
+_DIALOG_TEXT_JS = """async (last) => {
+  const dialogs = () => [...document.querySelectorAll('.p-dialog, [role=dialog]')];
+  let text = '';
+  for (let i = 0; i < 60; i++) {
+    text += '\\n' + dialogs().map((d) => d.innerText).join('\\n');
+    if (text.includes(last)) return text;
+    let moved = false;
+    for (const d of dialogs()) for (const el of [d, ...d.querySelectorAll('*')]) {
+      if (el.scrollHeight > el.clientHeight + 4 && el.scrollTop + el.clientHeight < el.scrollHeight - 1) {
+        el.scrollTop += Math.max(el.clientHeight - 40, 40);
+        el.dispatchEvent(new Event('scroll'));
+        moved = true;
+      }
+    }
+    await new Promise((r) => setTimeout(r, moved ? 300 : 500));
+  }
+  return text;
+}"""
+
+
+def template_dialog_text(page, last: str) -> str:
+    """Everything the open template dialog lists, down to the card ``last`` (see ``_DIALOG_TEXT_JS``)."""
+    return page.evaluate(_DIALOG_TEXT_JS, last)

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from browser import QUIET_SETTINGS, READY_JS
+from browser import QUIET_SETTINGS, READY_JS, template_dialog_text
 
 from ddistill_dev.comfy_host import PACK_ROOT
 from ddistill_dev.comfy_server import ComfyServer
@@ -321,15 +321,33 @@ def test_demo_workflow_after_a_real_run_has_no_overlap_and_whole_meter_panels(de
 
 @pytest.mark.parametrize("name", NAMES)
 def test_model_labels_only_where_a_node_holds_the_other_model(name):
-    """'replace final' rows (04, 09c) swap the models: Base First Step says 'distilled', Distilled Continue 'base';
+    """'replace final' rows (04, 09c) swap the models: Base First Step says 'distilled', Distilled Continue 'base'; a
+    distilled-alone row through the hybrid's nodes (11) has Base First Step say 'distilled';
     10e's hybrid runs the base low-noise expert in a Distilled Continue (the base takes steps 1-3 there, by noise
     level), labelled 'base'; every other sampler keeps its role's label (empty)."""
     api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
-    labels = {n["class_type"]: n["inputs"]["model_label"] for n in api.values() if n["inputs"].get("model_label")}
+    role = {"DDistill_BaseFirstStepSampler": "base", "DDistill_DistilledContinueSampler": "distilled"}
+    labels = {  # a label that repeats the node's role says nothing more
+        n["class_type"]: n["inputs"]["model_label"]
+        for n in api.values()
+        if n["inputs"].get("model_label") and n["inputs"]["model_label"] != role.get(n["class_type"])
+    }
     swapped = any(n["_meta"]["title"] == "method: replace final" for n in api.values())
     want = {"DDistill_BaseFirstStepSampler": "distilled", "DDistill_DistilledContinueSampler": "base"}
-    base_expert = {"DDistill_DistilledContinueSampler": "base"} if name.startswith("10e_") else {}
-    assert labels == (want if swapped else base_expert), name
+    expected = {"DDistill_DistilledContinueSampler": "base"} if name.startswith("10e_") else {}
+    alone = [  # a distilled-alone row through the hybrid's nodes (11's k = 0): its Base First Step holds the distilled
+        h
+        for h in api.values()  # model, the one its Distilled Continue holds
+        if h["class_type"] == "DDistill_BaseFirstStepSampler"
+        and any(
+            c["class_type"] == "DDistill_DistilledContinueSampler"
+            and c["inputs"]["distilled_model"] == h["inputs"]["base_model"]
+            for c in api.values()
+        )
+    ]
+    if alone:
+        expected = {"DDistill_BaseFirstStepSampler": "distilled"}
+    assert labels == (want if swapped else expected), name
 
 
 def test_frames_name_the_model_that_took_each_step(demo_messages):
@@ -362,10 +380,13 @@ def test_template_browser_lists_the_cards_in_experiment_order(page):
     assert listed[PACK_FOLDER] == NAMES  # NAMES is the catalogue's (experiment) order
     page.evaluate("async () => { await window.app.extensionManager.command.execute('Comfy.BrowseTemplates'); }")
     page.get_by_text(PACK_FOLDER).first.click(timeout=30000)  # the pack's category under Extensions
-    dialog = "() => [...document.querySelectorAll('.p-dialog, [role=dialog]')].map((d) => d.innerText).join('\\n')"
-    page.wait_for_function(f"(n) => ({dialog})().includes(n)", arg=NAMES[-1], timeout=30000)
+    page.wait_for_function(
+        "(n) => [...document.querySelectorAll('.p-dialog, [role=dialog]')].some((d) => d.innerText.includes(n))",
+        arg=NAMES[0],
+        timeout=30000,
+    )
     page.wait_for_timeout(500)
-    text = page.evaluate(dialog)
+    text = template_dialog_text(page, NAMES[-1])  # the dialog adds cards as it is scrolled
     shown = sorted((text.index(n), n) for n in NAMES if n in text)
     assert [n for _, n in shown] == NAMES, shown
     page.keyboard.press("Escape")

@@ -15,7 +15,7 @@ from ddistill_dev.comfy_host import PACK_ROOT, PINNED_COMFYUI
 from ddistill_dev.comfy_server import ComfyServer, execution_error
 from ddistill_dev.workflow_build import build_all, dumps
 from ddistill_dev.workflow_catalog import EXPERIMENTS, MODELS
-from ddistill_dev.workflow_families import NEWER_OPTIONS
+from ddistill_dev.workflow_families import unlisted_newer_options
 from runner.workflow import parse_workflow  # noqa: E402
 
 WORKFLOWS = PACK_ROOT / "workflows"
@@ -203,21 +203,6 @@ def test_runner_reads_every_workflow():
         assert {"hybrid"} <= set(wf.methods), e.name
         for method in wf.methods.values():
             assert method.meter_node, f"{e.name}: method {method.name} has no Diversity Meter"
-
-
-def unlisted_newer_options(info: dict, prompt: dict) -> dict[str, str]:
-    """{node id: option} of the options a workflow uses that only a newer ComfyUI lists (``NEWER_OPTIONS``: Krea 2's
-    CLIPLoader type on 0.3.75) and this server does not."""
-    out = {}
-    for nid, node in prompt.items():
-        for (node_type, name), (options, _) in NEWER_OPTIONS.items():
-            value = node["inputs"].get(name)
-            if node["class_type"] == node_type and value in options:
-                spec = info[node_type]["input"]["required"].get(name) or info[node_type]["input"]["optional"][name]
-                listed = spec[0] if isinstance(spec[0], list) else spec[1]["options"]
-                if value not in listed:
-                    out[nid] = value
-    return out
 
 
 def test_api_workflows_pass_server_validation_with_the_model_files(server):

@@ -159,7 +159,7 @@ def test_wrapper_leaves_stock_result_unchanged_and_labels_steps(mods):
     assert [f.sigma for f in traj.frames] == pytest.approx(sigmas[:-1].tolist())
     assert [f.timestep for f in traj.frames] == pytest.approx([float(ms.timestep(s)) for s in sigmas[:-1]])
     assert [f.model for f in traj.frames] == ["distilled"] * 4
-    assert traj.labels()[0].startswith("step 1 | sigma 14.6 | t 999 | distilled")
+    assert traj.labels()[0] == "step 1 | sigma 14.6 | t 999 | A 214 | distilled"
     torch.testing.assert_close(traj.frames[-1].x0, denoised["samples"])  # SamplerCustom's own denoised_output
 
 
