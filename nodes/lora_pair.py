@@ -20,6 +20,10 @@ whose patches differ, and restores the merged ones afterwards:
   diff) ``W_merged - dW_distilled + dW_base`` (one extra rounding of the weight dtype: README "LoRA-distilled
   pairs"), else from the original in ``ModelPatcher.backup`` (exact).
 
+A differing weight that is not a plain tensor whose patches live in the ModelPatcher (one that carries its own
+patches, as ComfyUI-GGUF's quantized ``GGMLTensor``, or another tensor subclass: ``fallback_reason``) keeps ComfyUI's
+stock path for the pair: the base segment runs on the base MODEL as ComfyUI loads it, and the log names the reason.
+
 The pair's extra memory lives as long as both MODEL objects (weak references): when no graph holds them any more,
 the holders are dropped and ComfyUI's ``cleanup_models`` forgets them.
 """
@@ -40,7 +44,7 @@ import comfy.utils
 import comfy.weight_adapter
 import torch
 
-from ..ddistill.lora_maths import differing_keys, gib, patch_lists_equal, shared_prefix, sibling_keys
+from ..ddistill.lora_maths import differing_keys, foreign_weight, gib, patch_lists_equal, shared_prefix, sibling_keys
 
 WRAPPER_KEY = "ddistill_lora_pair"
 RESIDENT_BASE_WEIGHTS = True  # False: never hold base copies; every differing weight is made at forward time
@@ -51,7 +55,7 @@ log = logging.getLogger(__name__)
 _SEEN: dict[int, weakref.ref] = {}  # MODELs a Distilled Continue ran on, oldest first
 _PAIRS: dict[tuple[int, int], LoraPair] = {}
 _SERIAL = itertools.count()
-_FALLBACKS_LOGGED: set[tuple[int, int, str]] = set()
+_FALLBACKS_LOGGED: dict[tuple[int, int], tuple] = {}  # pairs whose stock path was logged: (base, distilled refs, why)
 
 
 def remember_distilled(model) -> None:
@@ -91,7 +95,10 @@ def _partner(base):
 
 def fallback_reason(base, distilled) -> str | None:
     """None when the pair path applies; "" when there is nothing to save (different models, same weights); else why
-    the stock path is kept."""
+    the stock path is kept. A differing weight must be a plain tensor whose patches live in the ModelPatcher
+    (``foreign_weight``): the pair presents base versions by swapping tensors or through ComfyUI's weight functions,
+    which a tensor carrying its own patches (ComfyUI-GGUF: its layers apply ``GGMLTensor.patches`` at each forward,
+    ignore the weight functions, and no original is kept in ``backup``) or a quantized layout defeats."""
     if base is distilled or not base.is_clone(distilled) or base.patches_uuid == distilled.patches_uuid:
         return ""
     for side, m in (("base_model", base), ("distilled_model", distilled)):
@@ -115,6 +122,10 @@ def fallback_reason(base, distilled) -> str | None:
             return f"{key} is not a parameter"
         if hasattr(module, f"set_{name}") or hasattr(module, f"convert_{name}"):
             return f"{key} is stored in a converted (quantized) format"
+        weight = module._parameters[name]
+        foreign = foreign_weight(weight) if weight is not None else None
+        if foreign:
+            return f"{foreign} ({key})"
     return None
 
 
@@ -126,14 +137,32 @@ def pair_for(base, distilled) -> LoraPair | None:
         return pair
     why = fallback_reason(base, distilled)
     if why is not None:
-        if why and (id(base), id(distilled), why) not in _FALLBACKS_LOGGED:
-            _FALLBACKS_LOGGED.add((id(base), id(distilled), why))
-            log.info("DDistill: base_model and distilled_model are clones of one model, but %s: stock loading", why)
+        if why:
+            _log_fallback(base, distilled, why)
         return None
     pair = _PAIRS[key] = LoraPair(base, distilled)
     for owner in (base, distilled):
         weakref.finalize(owner, _drop, key, pair.serial)
     return pair
+
+
+def _log_fallback(base, distilled, why: str) -> None:
+    """One log line per pair of MODELs (and reason) that keeps the stock path; by weak reference, so that two later
+    MODELs at the same addresses get their own line."""
+    key = (id(base), id(distilled))
+    seen = _FALLBACKS_LOGGED.get(key)
+    if seen is not None and seen[0]() is base and seen[1]() is distilled and seen[2] == why:
+        return
+    if seen is None:
+        for owner in (base, distilled):
+            weakref.finalize(owner, _FALLBACKS_LOGGED.pop, key, None)
+    _FALLBACKS_LOGGED[key] = (weakref.ref(base), weakref.ref(distilled), why)
+    log.info(
+        "DDistill: base_model and distilled_model are clones of one %s, but %s: stock loading, the base segment "
+        "runs on ComfyUI's own load of the base model (slower, exact)",
+        type(base.model).__name__,
+        why,
+    )
 
 
 def _drop(key, serial) -> None:
@@ -200,7 +229,7 @@ class _Key:
         n = shared_prefix(base_patches, distilled_patches)
         self.base_rest, self.distilled_rest = list(base_patches[n:]), list(distilled_patches[n:])
         self.additive = all(_additive(q) for q in self.base_rest + self.distilled_rest)
-        self.seed = comfy.model_patcher.string_to_seed(key)
+        self.seed = _string_to_seed(key)
         attr = f"{self.name}_function"
         self.fn_attr = attr if self.name in ("weight", "bias") and hasattr(self.module, attr) else None
 
@@ -220,6 +249,13 @@ class _Key:
         temp = mm.cast_to_device(original, device, compute(device) if compute else torch.float32, copy=True)
         out = comfy.lora.calculate_weight(self.base, temp, self.key)
         return comfy.float.stochastic_rounding(out, self.dtype, seed=self.seed)
+
+
+def _string_to_seed(key: str) -> int:
+    """ComfyUI's seed of a weight's stochastic rounding: ``comfy.utils.string_to_seed`` where it exists (0.33 warns
+    at each call of the old ``comfy.model_patcher`` one), else ``comfy.model_patcher.string_to_seed`` (0.3.75)."""
+    fn = getattr(comfy.utils, "string_to_seed", None) or comfy.model_patcher.string_to_seed
+    return fn(key)
 
 
 def _lora_term(patch):
