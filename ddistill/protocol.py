@@ -42,3 +42,18 @@ DREAMSIM_TYPES = (
 DREAMSIM_BACKEND = "dreamsim_ensemble"  # the paper's metric
 BACKENDS = (EFFNET_BACKEND, *(f"dreamsim_{t}" for t in DREAMSIM_TYPES))
 PIXEL_METRIC = "pixel (RMS, 0..1)"
+
+# extra words the node search finds each node by (V3 ``search_aliases``, ComfyUI 0.33+; the hybrid blueprint's too)
+_HYBRID_WORDS = ("diversity", "seed variety", "hybrid", "DMD2", "turbo", "lightning", "LCM", "distilled")
+HYBRID_BLUEPRINT_ALIASES = (*_HYBRID_WORDS, "base first step", "diversity distillation")
+SEARCH_ALIASES = {
+    BASE_FIRST_STEP: (*_HYBRID_WORDS, "teacher", "base model", "handover"),
+    DISTILLED_CONTINUE: (*_HYBRID_WORDS, "student", "continue"),
+    SKIP_FIRST_STEP: ("diversity", "distilled", "DMD2", "turbo", "lightning", "skip step"),
+    DISTILLED_SCHEDULE: ("distilled", "DMD2", "turbo", "lightning", "LCM", "sigmas", "trailing"),
+    X0_PREVIEW: ("x0", "x0 preview", "preview", "denoised", "prediction", "trajectory"),
+    RECORD_X0_SAMPLER: ("x0", "preview", "record", "trajectory", "SamplerCustom"),
+    DIVERSITY_METER: ("diversity", "seed variety", "DreamSim", "mode collapse", "variety", "meter"),
+    DEMO_MODEL_LOADER: ("demo", "diversity", "digits", "offline"),
+    DEMO_PROMPT: ("demo", "digits", "conditioning"),
+}

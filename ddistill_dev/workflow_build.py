@@ -27,12 +27,14 @@ from pathlib import Path
 
 from ddistill.protocol import METER_UI_KEY
 
+from .workflow_blueprint import BLUEPRINTS, to_blueprint
 from .workflow_catalog import EXPERIMENTS, MODELS, PACK_ID, PACK_NODE_PREFIX, PACK_VERSION
 from .workflow_families import with_newer_options
 from .workflow_graph import complete_inputs, to_api, to_ui
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = PACK_ROOT / "workflows"
+SUBGRAPHS = PACK_ROOT / "subgraphs"  # the pack's subgraph blueprints (ComfyUI serves them at /global_subgraphs)
 LOADER_INPUTS = {  # each loader's model file inputs
     "CheckpointLoaderSimple": ("ckpt_name",),
     "LoraLoaderModelOnly": ("lora_name",),
@@ -73,6 +75,15 @@ def build_all(object_info: dict) -> dict[str, tuple[dict, dict]]:
         graph = exp.build()
         complete_inputs(graph, object_info, MODELS)
         out[exp.name] = (to_ui(graph, object_info, node_properties), to_api(graph, object_info))
+    return out
+
+
+def build_blueprints(object_info: dict) -> dict[str, dict]:
+    """{file name: blueprint JSON} for every subgraph blueprint of the pack (``workflow_blueprint.py``)."""
+    out = {}
+    for make in BLUEPRINTS:
+        bp = make()
+        out[f"{bp.name}.json"] = to_blueprint(bp, object_info, node_properties)
     return out
 
 
@@ -152,19 +163,20 @@ def main() -> int:
         print(readme_table())
         return 0
     with comfy_server(args.url) as url:
-        built = build_all(http(url + "/object_info"))
+        info = http(url + "/object_info")
+        built = build_all(info)
         (WORKFLOWS / "api").mkdir(parents=True, exist_ok=True)
-        stale = []
+        SUBGRAPHS.mkdir(exist_ok=True)
+        files = [(SUBGRAPHS / name, dumps(bp)) for name, bp in build_blueprints(info).items()]
         for name, (ui, api) in built.items():
-            for path, text in (
-                (WORKFLOWS / f"{name}.json", dumps(ui)),
-                (WORKFLOWS / "api" / f"{name}.json", dumps(api)),
-            ):
-                if args.check:
-                    if not path.exists() or path.read_text(encoding="utf-8") != text:
-                        stale.append(str(path.relative_to(PACK_ROOT)))
-                else:
-                    path.write_text(text, encoding="utf-8")
+            files += [(WORKFLOWS / f"{name}.json", dumps(ui)), (WORKFLOWS / "api" / f"{name}.json", dumps(api))]
+        stale = []
+        for path, text in files:
+            if args.check:
+                if not path.exists() or path.read_text(encoding="utf-8") != text:
+                    stale.append(str(path.relative_to(PACK_ROOT)))
+            else:
+                path.write_text(text, encoding="utf-8")
         if not args.check and not args.no_thumbnails:
             from .workflow_thumbnails import draw_all
 
@@ -172,7 +184,10 @@ def main() -> int:
     if stale:
         print("out of date (run `python scripts/build_workflows.py`):\n  " + "\n  ".join(stale))
         return 1
-    print(f"{'checked' if args.check else 'wrote'} {len(built)} workflows (+ API twins) in {WORKFLOWS}")
+    print(
+        f"{'checked' if args.check else 'wrote'} {len(built)} workflows (+ API twins) in {WORKFLOWS} and "
+        f"{len(files) - 2 * len(built)} subgraph blueprint(s) in {SUBGRAPHS}"
+    )
     return 0
 
 

@@ -155,7 +155,7 @@ def to_api(graph: Graph, info: dict) -> dict:
 # ------------------------------------------------------------------------------------------------------- UI format
 def _order(graph: Graph) -> dict[int, int]:
     """Topological execution order of the nodes (notes first), as the frontend stores it in ``order``."""
-    deps = {n.id: {v.node for v in n.inputs.values() if isinstance(v, Out)} for n in graph.nodes}
+    deps = {n.id: {v.node for v in n.inputs.values() if isinstance(v, Out) and v.node > 0} for n in graph.nodes}
     done, order = set(), {}
     while len(done) < len(deps):
         ready = sorted(i for i, d in deps.items() if i not in done and d <= done)
@@ -171,8 +171,11 @@ def _size(n_sockets: int, n_widgets: int, multiline: int) -> list:
     return [320, 46 + 22 * n_sockets + 26 * n_widgets + 90 * multiline]
 
 
-def to_ui(graph: Graph, info: dict, extra_properties=None) -> dict:
-    """The canvas format (schema 0.4). ``extra_properties(node) -> dict`` adds node properties (e.g. models)."""
+def to_ui(graph: Graph, info: dict, extra_properties=None, outside: dict | None = None) -> dict:
+    """The canvas format (schema 0.4). ``extra_properties(node) -> dict`` adds node properties (e.g. models).
+    ``outside`` maps link sources outside the graph (``Out`` with a negative node id: a subgraph's inputs,
+    ``workflow_blueprint.py``) to their types; with it, every input gets its socket, widgets too, in the order of
+    the frontend's slots (a subgraph's links address the slots of its nodes by index)."""
     order = _order(graph)
     links, out_links = [], {}
     ui_nodes = []
@@ -198,10 +201,13 @@ def to_ui(graph: Graph, info: dict, extra_properties=None) -> dict:
             )
             continue
         sockets, widgets_values, multiline = [], [], 0
-        for name, kind, opts, widget, optional in input_list(info, node.type):
+        inputs = input_list(info, node.type)
+        if outside is not None:  # the frontend's slot order: sockets first, then the widgets' sockets
+            inputs = sorted(inputs, key=lambda item: item[3])
+        for name, kind, opts, widget, optional in inputs:
             value = node.inputs.get(name)
             linked = isinstance(value, Out)
-            if not widget or linked:
+            if not widget or linked or outside is not None:
                 sock = {"name": name, "type": kind, "link": None}
                 if optional:
                     sock["shape"] = 7
@@ -209,8 +215,10 @@ def to_ui(graph: Graph, info: dict, extra_properties=None) -> dict:
                     sock["widget"] = {"name": name}
                 if linked:
                     link_id = len(links) + 1
-                    src = graph.nodes[value.node - 1]
-                    out_type = _spec(info, src.type)["output"][value.slot]
+                    if value.node < 0:
+                        out_type = outside[value]
+                    else:
+                        out_type = _spec(info, graph.nodes[value.node - 1].type)["output"][value.slot]
                     links.append([link_id, value.node, value.slot, node.id, len(sockets), out_type])
                     out_links.setdefault((value.node, value.slot), []).append(link_id)
                     sock["link"] = link_id

@@ -8,6 +8,14 @@ nodes (``comfy_extras``) import ``comfy_api.latest``, and the suite runs the pac
 (README: "Tested ComfyUI versions").
 """
 
-from comfy_api.latest import ComfyExtension, io, ui  # noqa: F401
+from dataclasses import fields
 
-__all__ = ["ComfyExtension", "io", "ui"]
+from comfy_api.latest import ComfyExtension, io, ui
+
+__all__ = ["ComfyExtension", "io", "search_aliases", "ui"]
+
+
+def search_aliases(*words: str) -> dict:
+    """``io.Schema`` keywords giving the node search more words to find a node by, where the host's schema has
+    ``search_aliases`` (ComfyUI 0.33); an empty dict on hosts without it (0.3.75), so the pack loads on both."""
+    return {"search_aliases": list(words)} if "search_aliases" in {f.name for f in fields(io.Schema)} else {}

@@ -36,7 +36,7 @@ from ..ddistill.demo_model import (
     PosteriorMeanDenoiser,
     PosteriorMeanFlowDenoiser,
 )
-from .api import io
+from .api import io, search_aliases
 
 CATEGORY = "sampling/diversity distillation/demo"
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "demo" / "weights"
@@ -188,6 +188,7 @@ class DemoDigitModels(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.DEMO_MODEL_LOADER,
+            **search_aliases(*protocol.SEARCH_ALIASES[protocol.DEMO_MODEL_LOADER]),
             display_name="Demo Digit Models (diversity distillation)",
             category=CATEGORY,
             description=(
@@ -237,6 +238,7 @@ class DemoDigitPrompt(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.DEMO_PROMPT,
+            **search_aliases(*protocol.SEARCH_ALIASES[protocol.DEMO_PROMPT]),
             display_name="Demo Digit Prompt",
             category=CATEGORY,
             description=(

@@ -17,7 +17,7 @@ from ..ddistill.schedules import (
     unit_noise_scale,
 )
 from ..ddistill.trajectory import Trajectory
-from .api import io
+from .api import io, search_aliases
 from .io_types import Trajectory_IO
 from .lora_pair import base_segment_model, remember_distilled
 from .sampling import (
@@ -133,6 +133,7 @@ class BaseFirstStepSampler(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.BASE_FIRST_STEP,
+            **search_aliases(*protocol.SEARCH_ALIASES[protocol.BASE_FIRST_STEP]),
             display_name="Base First Step Sampler",
             category=CATEGORY,
             description=(
@@ -258,6 +259,7 @@ class DistilledContinueSampler(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.DISTILLED_CONTINUE,
+            **search_aliases(*protocol.SEARCH_ALIASES[protocol.DISTILLED_CONTINUE]),
             display_name="Distilled Continue Sampler",
             category=CATEGORY,
             description=(
@@ -347,6 +349,7 @@ class SkipFirstStep(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.SKIP_FIRST_STEP,
+            **search_aliases(*protocol.SEARCH_ALIASES[protocol.SKIP_FIRST_STEP]),
             display_name="Skip First Step",
             category=CATEGORY,
             description=(
@@ -442,6 +445,7 @@ class DistilledSchedule(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.DISTILLED_SCHEDULE,
+            **search_aliases(*protocol.SEARCH_ALIASES[protocol.DISTILLED_SCHEDULE]),
             display_name="Distilled Schedule",
             category=CATEGORY,
             description=(

@@ -25,7 +25,7 @@ from ..ddistill.diversity import (
 from ..ddistill.embedding import DEFAULT_CHUNK, check_images
 from ..ddistill.protocol import BACKENDS, DREAMSIM_BACKEND, EFFNET_BACKEND
 from ..ddistill.video import clip_embeddings, group_clips
-from .api import io, ui
+from .api import io, search_aliases, ui
 from .metric_loading import get_backend, register_folder
 
 CATEGORY = "sampling/diversity distillation/inspect"
@@ -70,6 +70,7 @@ class DiversityMeter(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.DIVERSITY_METER,
+            **search_aliases(*protocol.SEARCH_ALIASES[protocol.DIVERSITY_METER]),
             display_name="Diversity Meter",
             category=CATEGORY,
             is_output_node=True,  # shows its numbers and heatmap on the canvas; runs without a consumer

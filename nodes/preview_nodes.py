@@ -25,7 +25,7 @@ from ..ddistill.x0_preview import (
     plan_grid,
     render_curve,
 )
-from .api import io, ui
+from .api import io, search_aliases, ui
 from .io_types import Recording_IO, Trajectory_IO
 from .metric_loading import get_backend
 from .recorder import X0Recording, X0RecordingSampler
@@ -59,6 +59,7 @@ class RecordX0Sampler(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.RECORD_X0_SAMPLER,
+            **search_aliases(*protocol.SEARCH_ALIASES[protocol.RECORD_X0_SAMPLER]),
             display_name="Record x̂0 Sampler",
             category=CATEGORY,
             description=(
@@ -162,6 +163,7 @@ class X0Preview(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.X0_PREVIEW,
+            **search_aliases(*protocol.SEARCH_ALIASES[protocol.X0_PREVIEW]),
             display_name="x̂0 Preview",
             category=CATEGORY,
             description=(
