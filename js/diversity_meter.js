@@ -168,20 +168,8 @@ const extension = {
 
 app.registerExtension(extension);
 
-// The template browser lists a pack's example workflows in the order ComfyUI's /workflow_templates returns them:
-// glob order, i.e. the directory's order on disk (arbitrary on most file systems). The pack's file names start
-// with the experiment number (01_, 02a_, ..., 09e_), so sorting this pack's list by name, numbers compared as
-// numbers, shows the cards in experiment order. Only this pack's own entry is touched.
-const PACK_MODULE = decodeURIComponent(new URL(import.meta.url).pathname.split("/extensions/")[1]?.split("/")[0] ?? "");
-const byExperiment = (a, b) => String(a).localeCompare(String(b), "en", { numeric: true });
-if (PACK_MODULE && typeof api.getWorkflowTemplates === "function" && !api.getWorkflowTemplates.ddistillOrdered) {
-  const original = api.getWorkflowTemplates;
-  const ordered = async function (...args) {
-    const templates = await original.apply(this, args);
-    const ours = templates?.[PACK_MODULE];
-    if (Array.isArray(ours)) templates[PACK_MODULE] = [...ours].sort(byExperiment);
-    return templates;
-  };
-  ordered.ddistillOrdered = true;
-  api.getWorkflowTemplates = ordered;
-}
+// No template ordering here: the frontend's extension API has no hook for the order of a pack's templates, and the
+// one way to reorder them (wrapping api.getWorkflowTemplates) replaces a method every pack and the core call. The
+// cards come in the order ComfyUI's /workflow_templates globs the files; the file names start with the experiment
+// number (01_, 02a_, ..., 11_), so the template dialog's "A → Z" sort shows them in experiment order (README:
+// "Example workflows").
