@@ -41,17 +41,20 @@ def sibling_keys(differing: Sequence[str], patched: Container[str]) -> list[str]
     )
 
 
-def foreign_weight(t: torch.Tensor) -> str | None:
+def foreign_weight(t: torch.Tensor, known: tuple[type, ...] = ()) -> str | None:
     """What keeps a weight from being presented exactly by swapping tensors, judged by what the weight is; None for
     a plain ``torch.Tensor`` / ``nn.Parameter`` (any dtype: fp32, fp16, bf16, fp8), whose patches live in the
-    ModelPatcher. A tensor that carries its own patches (ComfyUI-GGUF's ``GGMLTensor``: ``patches`` attached to the
-    quantized data, applied by its layers at each forward, with no original kept in ComfyUI's backup) or any other
-    tensor subclass (a quantized layout such as ComfyUI 0.33's ``QuantizedTensor``) is described: its class and the
-    package that defines it."""
+    ModelPatcher, and for an instance of a ``known`` tensor subclass (the caller's: ComfyUI's ``QuantizedTensor`` in
+    a layer that converts and sets its weight itself). A tensor that carries its own patches (ComfyUI-GGUF's
+    ``GGMLTensor``: ``patches`` attached to the quantized data, applied by its layers at each forward, with no
+    original kept in ComfyUI's backup) or any other tensor subclass (a quantized layout the caller does not know) is
+    described: its class and the package that defines it."""
     kind = type(t)
     name = f"{kind.__name__} tensors ({kind.__module__.split('.')[0]})"
     if hasattr(t, "patches"):
         return f"its weights are {name} carrying their own patches"
+    if known and isinstance(t, known):
+        return None
     if kind is not torch.Tensor and kind is not torch.nn.Parameter:
         return f"its weights are {name}, a tensor subclass (a quantized layout) that the pack cannot present exactly"
     return None

@@ -20,9 +20,16 @@ whose patches differ, and restores the merged ones afterwards:
   diff) ``W_merged - dW_distilled + dW_base`` (one extra rounding of the weight dtype: README "LoRA-distilled
   pairs"), else from the original in ``ModelPatcher.backup`` (exact).
 
+Weights a layer stores converted (fp8_scaled files: fp8 over a per-layer scale; ComfyUI's ``QuantizedTensor``
+layouts: fp8, int8, nvfp4, mxfp8) are patched by ComfyUI through the layer's own ``convert_weight`` / ``set_weight``:
+their base versions are made with those functions (``set_weight(..., return_weight=True)`` with the key's rounding
+seed), held at their stored size (a QuantizedTensor stays one); at forward time, made per layer from the original
+and swapped in for that layer's forward (README "LoRA-distilled pairs" gives what is exact per format).
+
 A differing weight that is not a plain tensor whose patches live in the ModelPatcher (one that carries its own
-patches, as ComfyUI-GGUF's quantized ``GGMLTensor``, or another tensor subclass: ``fallback_reason``) keeps ComfyUI's
-stock path for the pair: the base segment runs on the base MODEL as ComfyUI loads it, and the log names the reason.
+patches, as ComfyUI-GGUF's quantized ``GGMLTensor``, another tensor subclass, a ``set_weight`` that cannot return
+the weight: ``fallback_reason``) keeps ComfyUI's stock path for the pair: the base segment runs on the base MODEL as
+ComfyUI loads it, and the log names the reason.
 
 The pair's extra memory lives as long as both MODEL objects (weak references): when no graph holds them any more,
 the holders are dropped and ComfyUI's ``cleanup_models`` forgets them.
@@ -30,6 +37,7 @@ the holders are dropped and ComfyUI's ``cleanup_models`` forgets them.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import weakref
@@ -98,7 +106,9 @@ def fallback_reason(base, distilled) -> str | None:
     the stock path is kept. A differing weight must be a plain tensor whose patches live in the ModelPatcher
     (``foreign_weight``): the pair presents base versions by swapping tensors or through ComfyUI's weight functions,
     which a tensor carrying its own patches (ComfyUI-GGUF: its layers apply ``GGMLTensor.patches`` at each forward,
-    ignore the weight functions, and no original is kept in ``backup``) or a quantized layout defeats."""
+    ignore the weight functions, and no original is kept in ``backup``) or an unknown tensor subclass defeats. A
+    layer that converts its weight (``convert_<name>`` / ``set_<name>``: fp8_scaled, ComfyUI's ``QuantizedTensor``)
+    is presented through those functions, which needs ``set_<name>(..., return_weight=True)``."""
     if base is distilled or not base.is_clone(distilled) or base.patches_uuid == distilled.patches_uuid:
         return ""
     for side, m in (("base_model", base), ("distilled_model", distilled)):
@@ -120,13 +130,37 @@ def fallback_reason(base, distilled) -> str | None:
         module = comfy.utils.get_attr(base.model, path) if path else base.model
         if name not in module._parameters:
             return f"{key} is not a parameter"
-        if hasattr(module, f"set_{name}") or hasattr(module, f"convert_{name}"):
-            return f"{key} is stored in a converted (quantized) format"
         weight = module._parameters[name]
-        foreign = foreign_weight(weight) if weight is not None else None
+        converted = bool(path) and (hasattr(module, f"set_{name}") or hasattr(module, f"convert_{name}"))
+        foreign = foreign_weight(weight, _quantized_classes() if converted else ()) if weight is not None else None
         if foreign:
             return f"{foreign} ({key})"
+        if converted and not _returns_weight(getattr(module, f"set_{name}", None)):
+            return f"{key} is stored in a converted (quantized) format whose set_{name} cannot return a weight"
     return None
+
+
+def _quantized_classes() -> tuple[type, ...]:
+    """The tensor subclass of ComfyUI's quantized layouts (``comfy.quant_ops.QuantizedTensor``: ComfyUI 0.33's
+    mixed-precision layers, also in 0.3.75), whose layers convert and set their weights themselves (``convert_weight``
+    dequantizes, ``set_weight`` quantizes): a weight the pair presents exactly through those functions."""
+    try:
+        from comfy.quant_ops import QuantizedTensor
+    except ImportError:
+        return ()
+    return (QuantizedTensor,) if isinstance(QuantizedTensor, type) and issubclass(QuantizedTensor, torch.Tensor) else ()
+
+
+def _returns_weight(set_func) -> bool:
+    """Whether a layer's ``set_<name>`` (if any) can hand back the weight it would store without storing it
+    (``return_weight=True``, as ComfyUI's ``LowVramPatch`` and ``patch_weight_to_device(return_weight=True)`` call
+    it): how the pair makes a base copy in the stored format."""
+    if set_func is None:
+        return True
+    try:
+        return "return_weight" in inspect.signature(set_func).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def pair_for(base, distilled) -> LoraPair | None:
@@ -224,11 +258,20 @@ class _Key:
         path, self.name = key.rsplit(".", 1) if "." in key else ("", key)
         self.module = comfy.utils.get_attr(model, path) if path else model
         p = self.module._parameters[self.name]
-        self.dtype, self.nbytes = p.dtype, p.numel() * p.element_size()
+        # stored size, as ComfyUI's module_size counts a weight (a QuantizedTensor: its quantized data)
+        self.dtype, self.nbytes = p.dtype, p.nbytes
+        # a layer that stores the weight converted (fp8_scaled, ComfyUI's QuantizedTensor layouts): ComfyUI patches
+        # it through the layer's own convert_<name> / set_<name> (comfy.model_patcher.get_key_weight)
+        converted = "." in key
+        self.convert = getattr(self.module, f"convert_{self.name}", None) if converted else None
+        self.set = getattr(self.module, f"set_{self.name}", None) if converted else None
+        self.converted = self.convert is not None or self.set is not None
         self.base = list(base_patches)
         n = shared_prefix(base_patches, distilled_patches)
         self.base_rest, self.distilled_rest = list(base_patches[n:]), list(distilled_patches[n:])
-        self.additive = all(_additive(q) for q in self.base_rest + self.distilled_rest)
+        # the delta path works on the weight as the layer stores it: not for a converted one (rounded at each set)
+        additive = all(_additive(q) for q in self.base_rest + self.distilled_rest)
+        self.additive = additive and not self.converted
         self.seed = _string_to_seed(key)
         attr = f"{self.name}_function"
         self.fn_attr = attr if self.name in ("weight", "bias") and hasattr(self.module, attr) else None
@@ -242,13 +285,37 @@ class _Key:
 
     def exact_base(self, original: torch.Tensor, device) -> torch.Tensor:
         """The base version as ModelPatcher.patch_weight_to_device computes it (same calls, same order, in the
-        host's LoRA compute dtype: float32 in 0.3.75, ``lora_compute_dtype`` of the device in newer ComfyUI)."""
+        host's LoRA compute dtype: float32 in 0.3.75, ``lora_compute_dtype`` of the device in newer ComfyUI), in
+        the format the layer stores: a converted weight through the layer's own ``convert_<name>``, then its
+        ``set_<name>(..., return_weight=True)`` with the key's rounding seed (fp8_scaled: fp8 over the layer's
+        scale; ComfyUI 0.33's layouts: a new QuantizedTensor), while the layer presents the original weight, as it
+        does when ComfyUI patches the base model."""
         if not self.base:
             return original.to(device, copy=True)
         compute = getattr(mm, "lora_compute_dtype", None)
         temp = mm.cast_to_device(original, device, compute(device) if compute else torch.float32, copy=True)
+        if self.convert is not None:
+            temp = self.convert(temp, inplace=True)
         out = comfy.lora.calculate_weight(self.base, temp, self.key)
-        return comfy.float.stochastic_rounding(out, self.dtype, seed=self.seed)
+        if self.set is None:
+            return comfy.float.stochastic_rounding(out, self.dtype, seed=self.seed)
+        params = self.module._parameters
+        current = params[self.name]
+        params[self.name] = original
+        try:
+            return self.set(out, seed=self.seed, return_weight=True)
+        finally:
+            params[self.name] = current
+
+    def as_cast(self, stored: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """A weight in the stored format as ComfyUI's cast path hands it to a layer's weight functions (``like``:
+        what it handed this time): on its device, in its dtype, a QuantizedTensor dequantized (0.33's
+        ``cast_bias_weight``); fp8_scaled weights stay unscaled (the layer scales them in its forward)."""
+        out = stored.to(device=like.device, dtype=like.dtype)
+        quantized = _quantized_classes()
+        if quantized and isinstance(out, quantized):
+            out = out.dequantize()
+        return out.to(like.dtype) if out.dtype != like.dtype else out
 
 
 def _string_to_seed(key: str) -> int:
@@ -300,6 +367,11 @@ class _BaseWeight:
                 down = down.to(device=w.device, dtype=w.dtype, non_blocking=True).flatten(1)
                 flat.addmm_(up, down, alpha=coef)
             return w if same else w.to(weight.dtype)
+        if k.converted:
+            # from the original in its stored format (ModelPatcher.backup, else the layer's own weight), exactly as
+            # a resident copy is made, then cast as the layer's cast path casts its stored weight
+            src = self.source if self.source is not None else k.param()
+            return k.as_cast(k.exact_base(src, weight.device), weight)
         if self.delta is not None:
             undo, redo = self.delta
             w = comfy.lora.calculate_weight(undo, weight.to(torch.float32, copy=True), k.key)
@@ -339,6 +411,7 @@ class _Plan:
         self.swaps: list[tuple[dict, str, torch.nn.Parameter]] = []
         self.funcs: list[tuple[torch.nn.Module, str, list]] = []
         self.transient: list[tuple[dict, str, _BaseWeight]] = []
+        self.layers: list[tuple[_Key, torch.Tensor | None, list]] = []  # converted weights made per layer
 
     def enter(self) -> list:
         saved = []
@@ -355,11 +428,18 @@ class _Plan:
         for m, attr, fl in self.funcs:  # instance attributes: the class-level default list is never touched
             fsaved.append((m, attr, vars(m).get(attr, _MISSING)))
             vars(m)[attr] = fl
-        return [saved, fsaved]
+        handles = []
+        for k, source, kept in self.layers:
+            params = k.module._parameters
+            saved.append((params, k.name, params[k.name]))
+            handles += _made_hooks(k, source, params[k.name], kept)
+        return [saved, fsaved, handles]
 
     @staticmethod
     def exit(state) -> None:
-        saved, fsaved = state
+        saved, fsaved, handles = state
+        for h in handles:
+            h.remove()
         for params, name, old in reversed(saved):
             params[name] = old
         for m, attr, old in reversed(fsaved):
@@ -371,10 +451,34 @@ class _Plan:
     def counts(self) -> tuple[int, int]:
         """(weights swapped in, weights made per layer at forward time)."""
         made = sum(1 for _m, _a, fl in self.funcs if fl and isinstance(fl[0], _BaseWeight))
-        return len(self.swaps), made + len(self.transient)
+        return len(self.swaps), made + len(self.transient) + sum(k.fn_attr is None for k, _s, _k in self.layers)
 
 
 _MISSING = object()
+
+
+def _made_hooks(k: _Key, source: torch.Tensor | None, current: torch.Tensor, kept: list) -> list:
+    """Forward hooks of one layer (removed after the base forward) that present the base version of a converted
+    weight for that layer's forward only: made from the original stored weight (``source``, else the one the layer
+    holds) on the layer's device as a resident copy is made (``_Key.exact_base``), with the layer's weight functions
+    ``kept`` (the plan's own one, which makes the same weight for a cast outside the forward, left out); then the
+    layer's own weight and the plan's functions back."""
+    params, name, module, attr = k.module._parameters, k.name, k.module, k.fn_attr
+    funcs = vars(module).get(attr, _MISSING) if attr is not None else _MISSING
+
+    def made(_module, _args):
+        src = source if source is not None else current
+        w = src.to(current.device) if not k.base else k.exact_base(src, current.device)
+        params[name] = torch.nn.Parameter(w, requires_grad=False)
+        if funcs is not _MISSING:
+            vars(module)[attr] = kept
+
+    def restore(_module, _args, _output):
+        params[name] = current
+        if funcs is not _MISSING:
+            vars(module)[attr] = funcs
+
+    return [module.register_forward_pre_hook(made), module.register_forward_hook(restore)]
 
 
 def _dynamic(module) -> bool:
@@ -684,6 +788,17 @@ class LoraPair:
                 plan.funcs.append((k.module, k.fn_attr, [fn] + kept))
                 continue
             merged = k.key in self.backup  # the layer holds the distilled merge (else the original weight)
+            if k.converted:
+                # a stored-format weight, made from its original just before the layer's forward and swapped in for
+                # that forward only (its weight functions then without ours or the distilled lowvram patch): the
+                # layer runs as on the base model, its own quantized path included, one layer's copy at a time. A
+                # caller that casts the layer's weight without its forward (0.33's linear_input_act for INT8)
+                # gets the same base weight from the weight function, dequantized as ComfyUI's cast path does.
+                src = self.backup[k.key].weight if merged else None
+                if k.fn_attr is not None:
+                    plan.funcs.append((k.module, k.fn_attr, [_BaseWeight(k, source=src)] + kept))
+                plan.layers.append((k, src, kept))
+                continue
             if merged and k.additive:
                 self.delta_keys.append(k)
                 undo = [_on_device(_negated(q), held) for q in k.distilled_rest]
