@@ -39,6 +39,7 @@ class ComfyServer:
         extra_args: tuple[str, ...] = (),
         cpu: bool = True,
         extra_packs: dict[str, Path] | None = None,
+        env: dict[str, str] | None = None,
     ):
         self.base = Path(base_dir)
         self.port = free_port()
@@ -47,6 +48,7 @@ class ComfyServer:
         self.packs = {PACK_NAME: PACK_ROOT, **(extra_packs or {})}  # custom_nodes/<name> -> folder
         self.extra_args = extra_args
         self.cpu = cpu  # False: ComfyUI's own device choice (a GPU, with its default memory management)
+        self.env = dict(env or {})  # set in the server's environment, e.g. {"CUDA_VISIBLE_DEVICES": "1"}
         self.proc = None
         self.log_path = self.base / "server.log"
 
@@ -78,7 +80,7 @@ class ComfyServer:
             web.mkdir(parents=True, exist_ok=True)
             (web / "index.html").write_text("<!doctype html><title>ComfyUI API only</title>")
             cmd += ["--front-end-root", str(web)]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, cwd=root, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + timeout
