@@ -6,13 +6,18 @@
 #   bash benchmarks/run_gpu.sh [OUT_DIR]                      # every part, full repeats
 #   PARTS="profile lora_server main" QUICK=1 bash benchmarks/run_gpu.sh OUT_DIR   # some parts, fewer repeats
 # Parts: main lowvram x0 diversity lora lora_server profile profile_lora handover (Z-Image pair: the noise-level
-# handover's cost, issue 23; about 4 minutes of an H100 with model building). QUICK=1 fits one host in about 10 minutes of an H200.
+# handover's cost, issue 23; about 4 minutes of an H100 with model building) consumer (issue 25: separate checkpoints
+# and LoRA pairs through the server under 12 / 8 GiB caps and none, Z-Image pair under 24 GiB, bytes moved and the
+# floor; its model files go to CONSUMER_BASE (default /tmp/ddistill_consumer_base, outside OUT_DIR), are kept and
+# reused by the next run on the same machine (the other host); CONSUMER_PARTS=unet|zimage, CONSUMER_CAPS=12,8,none,
+# CONSUMER_BUDGET_S (default QUICK 420, else 1800): no new block after that many seconds).
+# QUICK=1 fits one host in about 10 minutes of an H200.
 # UNTIL_S=N starts no further part once N seconds have passed (to stay inside a machine's time limit per command).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="$(realpath -m "${1:-bench_out}")"
 mkdir -p "$out"
-parts="${PARTS:-main lowvram x0 diversity lora lora_server profile profile_lora handover}"
+parts="${PARTS:-main lowvram x0 diversity lora lora_server profile profile_lora handover consumer}"
 quick="${QUICK:-}"
 if [ -d .bench/diversity_wheels_min ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .bench/diversity_wheels_min/*.whl
@@ -45,6 +50,10 @@ for part in $parts; do
               --out "$out/profile_lora.md" 2>&1 | quiet ;;
     handover) python3 benchmarks/bench_gpu.py handover --batches 1,4 --repeats "$(r 9 6)" \
               --out "$out/handover.md" 2>&1 | quiet ;;
+    consumer) python3 benchmarks/bench_consumer_card.py $(r "" --quick) --budget-s "${CONSUMER_BUDGET_S:-$(r 1800 420)}" \
+              --parts "${CONSUMER_PARTS:-unet,zimage}" --caps "${CONSUMER_CAPS:-12,8,none}" \
+              --base "${CONSUMER_BASE:-/tmp/ddistill_consumer_base}" --out "$out/consumer.md" 2>&1 | quiet
+              rm -rf "${CONSUMER_BASE:-/tmp/ddistill_consumer_base}/output" ;;
     *) echo "unknown part: $part" ;;
     esac
 done
