@@ -45,13 +45,15 @@ class Workflow:
     batch_nodes: list[str]
     default_batch: int
     meter_backend: str | None
+    static_nodes: list[str] = field(default_factory=list)  # see static_nodes()
 
     def build(self, method: str, prompt: str, seed: int, batch: int, sinks: frozenset = frozenset()) -> dict:
         """The API prompt that makes `batch` samples of `method` for `prompt`, starting at `seed`. Meter / x̂0
         Preview nodes whose class is in `sinks` (not output nodes on the server: ComfyUI would skip them as
         leaves) get a stock PreviewAny after their first output so that they run."""
         m = self.methods[method]
-        graph = {nid: copy.deepcopy(node) for nid, node in self.graph.items() if nid in m.nodes}
+        keep = m.nodes | set(self.static_nodes)
+        graph = {nid: copy.deepcopy(node) for nid, node in self.graph.items() if nid in keep}
         for nid in (m.meter_node, m.x0_node):
             if nid and graph[nid]["class_type"] in sinks:
                 graph[f"runner_sink_{nid}"] = {
@@ -239,8 +241,35 @@ def parse_workflow(data, path: str = "<workflow>") -> Workflow:
             f" use one backend so that methods are comparable"
         )
     return Workflow(
-        path, graph, methods, prompt_nodes, seed_nodes, batch_nodes, default_batch, backends.pop() if backends else None
+        path,
+        graph,
+        methods,
+        prompt_nodes,
+        seed_nodes,
+        batch_nodes,
+        default_batch,
+        backends.pop() if backends else None,
+        static_nodes(graph, prompt_nodes + seed_nodes + batch_nodes),
     )
+
+
+def static_nodes(graph: dict, varying: list[str]) -> list[str]:
+    """Nodes that feed another node and that no prompt, seed or batch node reaches: loaders, text encoders of fixed
+    text, schedules. Every graph the runner sends carries them, also those another method uses: ComfyUI keeps the
+    cached outputs of the nodes of the prompt it runs and drops the others, so a graph of one method would otherwise
+    make the next method's graph load its model files again. ComfyUI runs only what the graph's outputs need."""
+    consumers: dict[str, set[str]] = {}
+    for nid, node in graph.items():
+        for value in node["inputs"].values():
+            if _is_link(value):
+                consumers.setdefault(str(value[0]), set()).add(nid)
+    reached, todo = set(), list(varying)
+    while todo:
+        nid = todo.pop()
+        if nid not in reached:
+            reached.add(nid)
+            todo.extend(consumers.get(nid, ()))
+    return [nid for nid in graph if nid in consumers and nid not in reached]
 
 
 def _source(graph: dict, nid: str, name: str):

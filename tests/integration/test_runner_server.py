@@ -258,3 +258,26 @@ def test_recompute_equals_the_meter_node_on_the_same_pixels(pack, tmp_path):
     assert mine["mean"] == pytest.approx(node["mean"], abs=1e-6)
     assert mine["ci"] == pytest.approx(tuple(node["ci"]), abs=1e-6)
     assert mine["std"] == pytest.approx(node["std"], abs=1e-6)
+
+
+def _cached(entry: dict) -> set[str]:
+    """Nodes ComfyUI took from its cache in a finished prompt (its execution_cached message)."""
+    return {n for kind, msg in entry["status"]["messages"] if kind == "execution_cached" for n in msg["nodes"]}
+
+
+def test_alternating_methods_keep_the_loaders_cached(server_a):
+    """A graph of one method carries the loaders of the others (``Workflow.static_nodes``): ComfyUI keeps their
+    outputs, so base, hybrid, base, hybrid loads each model once. Without them the base graph makes ComfyUI drop the
+    distilled model's loader (node 2) and the next hybrid graph runs it again."""
+    from runner.workflow import parse_workflow
+
+    wf = parse_workflow(tiny_workflow())
+    for static in (wf.static_nodes, []):
+        wf.static_nodes = static
+        entries = []
+        for i, method in enumerate(("hybrid", "base", "hybrid")):
+            entry = server_a.run(wf.build(method, f"cache check {len(static)}", 1000 + i, 2))
+            assert entry["status"]["status_str"] == "success", execution_error(entry)
+            entries.append(entry)
+        kept = "2" in _cached(entries[2])
+        assert kept == bool(static), (static, _cached(entries[2]))
