@@ -359,7 +359,7 @@ class _TimedSocket:
                 raw = self.ws.recv()
             except self._timeout_error:
                 continue
-            except Exception as e:  # noqa: BLE001 - handed to the runner's recv, which turns it into ServerError
+            except Exception as e:
                 if not self.closed:
                     self.q.put(e)
                 return
@@ -383,7 +383,7 @@ class _TimedSocket:
         self.closed = True
         try:
             self.ws.shutdown()
-        except Exception:  # noqa: BLE001 - closing a dead socket
+        except Exception:
             pass
 
 
@@ -931,7 +931,7 @@ def start_servers(bases: list[Path], models: Path, args, layout: list[str]) -> l
     def go(s):
         try:
             s.start(timeout=600)
-        except Exception as e:  # noqa: BLE001 - raised below, after every start has ended
+        except Exception as e:
             errors.append(e)
 
     threads = [threading.Thread(target=go, args=(s,)) for s in servers]
@@ -1074,7 +1074,7 @@ def main(argv=None) -> int:
                     label, servers[:count], args, wf_path, prompts_path, out, 10_000 * (k + 1), depth, variant, kill,
                     monitor, gpu_of,
                 )  # fmt: skip
-            except Exception:  # noqa: BLE001 - the runs so far are still reported
+            except Exception:
                 failed = traceback.format_exc()
                 meta["failed"] = f"{label}: {failed.strip().splitlines()[-1]}"
                 print(f"== {label} FAILED:\n{failed}", file=sys.stderr)

@@ -74,7 +74,7 @@ def comfy_quant_available(fmt: str) -> str | None:
         return f"this ComfyUI's QUANT_ALGOS has no {fmt} (comfy_kitchen too old?)"
     try:
         QuantizedTensor.from_float(torch.randn(32, 64), QUANT_ALGOS[fmt]["comfy_tensor_layout"]).dequantize()
-    except Exception as e:  # noqa: BLE001  (whatever the CPU backend refuses)
+    except Exception as e:
         return f"{fmt} cannot be built on the CPU here: {type(e).__name__}: {e}"
     return None
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from ddistill import demo_model as dm
-from demo import classifier as clf_mod  # noqa: E402
-from demo.common import NUM_TRAIN, SPLIT_SEED, WEIGHTS  # noqa: E402
-from demo.distill import dmd_target, lcm_chain_inputs, ve_noising  # noqa: E402
+from demo import classifier as clf_mod
+from demo.common import NUM_TRAIN, SPLIT_SEED, WEIGHTS
+from demo.distill import dmd_target, lcm_chain_inputs, ve_noising
 
 LCM_TIMESTEPS = [999, 759, 499, 259]
 SEED = 0

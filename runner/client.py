@@ -140,7 +140,7 @@ class ComfyClient:
         if self.ws is not None:
             try:
                 self.ws.close()
-            except Exception:  # noqa: BLE001 - closing a dead socket
+            except Exception:
                 pass
             self.ws = None
 

@@ -57,7 +57,7 @@ def build_cells(
                         seed=workflow.methods[m].meter_seed,
                     )
                     source = f"recomputed over {len(images)} saved images ({backend})"
-            except Exception as e:  # noqa: BLE001 - reported as a problem of this cell, the report says so
+            except Exception as e:
                 problems.append(f"{m} | {p}: numbers could not be computed: {e}")
                 continue
             cells[m][p] = Cell(

@@ -31,7 +31,7 @@ def start_all(servers):
     def go(s):
         try:
             s.start()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             errors.append(e)
 
     threads = [threading.Thread(target=go, args=(s,)) for s in servers]

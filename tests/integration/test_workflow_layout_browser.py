@@ -163,7 +163,7 @@ def open_page(browser, server, **extra_settings):
 
 
 @pytest.fixture(scope="module")
-def page(server, chromium):  # noqa: F811
+def page(server, chromium):
     with open_page(chromium, server) as p:
         yield p
 
@@ -407,7 +407,7 @@ def downloadable(text: str, file: str, folder: str) -> bool:
     return False
 
 
-def test_model_links_are_ones_the_missing_models_dialog_accepts(server, chromium):  # noqa: F811
+def test_model_links_are_ones_the_missing_models_dialog_accepts(server, chromium):
     """Each workflow with model files opens with the missing-models warning on (the server has none of the files):
     the frontend lists every linked file (1.32: a dialog; newer: "View details" of the issues panel) with no 'not
     allowed' error; files without a link say in the workflow's note how to get them."""

@@ -16,7 +16,7 @@ from ddistill_dev.comfy_server import ComfyServer, execution_error
 from ddistill_dev.workflow_build import build_all, dumps
 from ddistill_dev.workflow_catalog import EXPERIMENTS, MODELS
 from ddistill_dev.workflow_families import unlisted_newer_options
-from runner.workflow import parse_workflow  # noqa: E402
+from runner.workflow import parse_workflow
 
 WORKFLOWS = PACK_ROOT / "workflows"
 PACK_FOLDER = "ComfyUI-DiversityDistillation"  # the folder name ddistill_dev/comfy_server.py links the pack under

@@ -49,7 +49,7 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def frontend(server, chromium):  # noqa: F811
+def frontend(server, chromium):
     with open_frontend(chromium, server) as fe:
         yield fe
 
@@ -164,7 +164,7 @@ def bare_server(tmp_path_factory):
         yield s
 
 
-def test_without_the_pack_or_the_models_comfyui_says_what_is_missing(bare_server, chromium):  # noqa: F811
+def test_without_the_pack_or_the_models_comfyui_says_what_is_missing(bare_server, chromium):
     name = "01_mode_collapse_sdxl_dmd2"
     ui, twin = ui_file(name), twin_file(name)
     status, body = bare_server.queue(twin)  # API mode: the server's own message naming a pack node
@@ -224,7 +224,7 @@ def test_api_twin_opens_in_the_frontend_and_round_trips(frontend, name):
     assert comparable(output, set(twin)) == comparable(twin, set(twin))
 
 
-def test_template_browser_dialog_shows_the_packs_workflows_with_thumbnails(server, chromium):  # noqa: F811
+def test_template_browser_dialog_shows_the_packs_workflows_with_thumbnails(server, chromium):
     with open_frontend(chromium, server) as fe:
         seen = []
         fe.page.on(

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from ddistill import demo_model as dm
-from demo import report  # noqa: E402
-from demo.classifier import DigitClassifier, coverage, images_to_digits  # noqa: E402
-from demo.common import WEIGHTS  # noqa: E402
-from demo.distill import dmd_target  # noqa: E402
+from demo import report
+from demo.classifier import DigitClassifier, coverage, images_to_digits
+from demo.common import WEIGHTS
+from demo.distill import dmd_target
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import pytest
 
 from ddistill_dev.comfy_host import PACK_ROOT
 from ddistill_dev.runner_graphs import tiny_workflow
-from runner import paper  # noqa: E402
-from runner.results import Cell, average  # noqa: E402
-from runner.work import Item, RunState, StateError, WorkQueue, fingerprint, plan  # noqa: E402
-from runner.workflow import WorkflowError, load_prompts, load_workflow, parse_workflow  # noqa: E402
+from runner import paper
+from runner.results import Cell, average
+from runner.work import Item, RunState, StateError, WorkQueue, fingerprint, plan
+from runner.workflow import WorkflowError, load_prompts, load_workflow, parse_workflow
 
 
 def test_build_sets_prompt_seed_batch_and_keeps_only_the_method_and_the_static_nodes():
