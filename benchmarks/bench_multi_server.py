@@ -359,7 +359,7 @@ class _TimedSocket:
                 raw = self.ws.recv()
             except self._timeout_error:
                 continue
-            except Exception as e:
+            except Exception as e:  # handed to the runner's recv, which turns it into ServerError
                 if not self.closed:
                     self.q.put(e)
                 return
@@ -383,7 +383,7 @@ class _TimedSocket:
         self.closed = True
         try:
             self.ws.shutdown()
-        except Exception:
+        except Exception:  # closing a dead socket
             pass
 
 
@@ -931,7 +931,7 @@ def start_servers(bases: list[Path], models: Path, args, layout: list[str]) -> l
     def go(s):
         try:
             s.start(timeout=600)
-        except Exception as e:
+        except Exception as e:  # raised below, after every start has ended
             errors.append(e)
 
     threads = [threading.Thread(target=go, args=(s,)) for s in servers]
@@ -1074,7 +1074,7 @@ def main(argv=None) -> int:
                     label, servers[:count], args, wf_path, prompts_path, out, 10_000 * (k + 1), depth, variant, kill,
                     monitor, gpu_of,
                 )  # fmt: skip
-            except Exception:
+            except Exception:  # the runs so far are still reported
                 failed = traceback.format_exc()
                 meta["failed"] = f"{label}: {failed.strip().splitlines()[-1]}"
                 print(f"== {label} FAILED:\n{failed}", file=sys.stderr)

@@ -140,7 +140,7 @@ class ComfyClient:
         if self.ws is not None:
             try:
                 self.ws.close()
-            except Exception:
+            except Exception:  # closing a dead socket
                 pass
             self.ws = None
 

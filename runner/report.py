@@ -57,7 +57,7 @@ def build_cells(
                         seed=workflow.methods[m].meter_seed,
                     )
                     source = f"recomputed over {len(images)} saved images ({backend})"
-            except Exception as e:
+            except Exception as e:  # reported as a problem of this cell, the report says so
                 problems.append(f"{m} | {p}: numbers could not be computed: {e}")
                 continue
             cells[m][p] = Cell(

@@ -222,7 +222,7 @@ def run_items(
                 queue.failed_attempt(item, str(e))
                 if progress:
                     progress.failed(client.url, item, str(e))
-            except Exception as e:
+            except Exception as e:  # server gone (or a runner bug): its items go back, the server stops
                 returned = len(inflight)
                 for item in inflight.values():
                     queue.give_back(item)

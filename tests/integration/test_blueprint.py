@@ -97,7 +97,7 @@ def _open_search(fe, text: str, want: str) -> str:
         try:
             fe.wait_for("() => document.activeElement?.tagName === 'INPUT'", timeout_s=3)
             break
-        except Exception:
+        except Exception:  # the assertion below shows what the search listed instead
             fe.page.keyboard.press("Escape")
     fe.page.keyboard.type(text, delay=20)
     try:
