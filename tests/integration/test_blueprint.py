@@ -97,12 +97,12 @@ def _open_search(fe, text: str, want: str) -> str:
         try:
             fe.wait_for("() => document.activeElement?.tagName === 'INPUT'", timeout_s=3)
             break
-        except Exception:  # the assertion below shows what the search listed instead
+        except Exception:  # not open yet: close whatever opened and click again
             fe.page.keyboard.press("Escape")
     fe.page.keyboard.type(text, delay=20)
     try:
         fe.wait_for(WAIT_JS, [LISTS_JS, want], timeout_s=10)
-    except Exception:
+    except Exception:  # the assertion below shows what the search listed instead
         pass
     return fe.eval(LISTS_JS)
 
