@@ -384,6 +384,35 @@ def hybrid_row(c: Canvas, base: dict, d: dict, latent, fam: Family, method="hybr
     return c.finish(method, y, rest[0], d["vae"])
 
 
+def hybrid_node_row(c: Canvas, base: dict, d: dict, latent, fam: Family, method="hybrid node"):
+    """The hybrid as one node: the pack's blueprint "Diversity Hybrid Sampler" (``subgraphs/``), on the base
+    model's conditioning, the family's schedule and handover."""
+    from .workflow_blueprint import blueprint_id, hybrid_sampler
+
+    bp = hybrid_sampler()
+    y = c.row(f"The same hybrid as one node: {bp.name} (a subgraph blueprint of the pack; double-click to open)")
+    node = c.g.add(
+        blueprint_id(bp.name),
+        {
+            "base_model": base["model"],
+            "distilled_model": d["model"],
+            "positive": base["pos"],
+            "negative": base["neg"],
+            "latent_image": latent,
+            "seed": 0,
+            "steps": fam.steps,
+            "base_steps": fam.base_steps,
+            "base_cfg": 1.0,
+            "cfg": 1.0,
+            "scheduler": fam.scheduler,
+            "sampler_name": fam.sampler,
+        },
+        title=bp.name,
+        pos=(c.X_SAMPLER, y),
+    )
+    return c.finish(method, y, node[0], d["vae"])
+
+
 def skip_first_row(c: Canvas, d: dict, latent, fam: Family):
     y = c.row(f"Skip first step: {fam.label} alone from the second timestep, unit-variance noise")
     s = c.g.add(

@@ -21,6 +21,9 @@ from ddistill import protocol
 from .workflow_graph import Graph, Out, complete_inputs, to_ui
 
 INPUT_NODE, OUTPUT_NODE = -10, -20  # litegraph's ids of a subgraph's input and output nodes
+# Inner node ids: unique across a workflow and its subgraphs, as frontends 1.49+ want them (they renumber clashes),
+# so ids that the pack's workflows (and most graphs) do not use.
+INNER_FIRST_ID = 901
 CATEGORY = "Diversity Distillation"
 
 
@@ -36,6 +39,11 @@ class Blueprint:
 
 def _uid(*parts) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "ddistill-blueprint/" + "/".join(map(str, parts))))
+
+
+def blueprint_id(name: str) -> str:
+    """The subgraph id of blueprint ``name``: the node type of its instances in a workflow."""
+    return _uid(name)
 
 
 def to_blueprint(bp: Blueprint, info: dict, node_properties) -> dict:
@@ -92,9 +100,9 @@ def to_blueprint(bp: Blueprint, info: dict, node_properties) -> dict:
     left = min(n["pos"][0] for n in inner["nodes"])
     right = max(n["pos"][0] + n["size"][0] for n in inner["nodes"])
     definition = {
-        "id": _uid(bp.name),
+        "id": blueprint_id(bp.name),
         "version": 1,
-        "state": {"lastGroupId": 0, "lastNodeId": len(inner["nodes"]), "lastLinkId": len(links), "lastRerouteId": 0},
+        "state": {"lastGroupId": 0, "lastNodeId": inner["last_node_id"], "lastLinkId": len(links), "lastRerouteId": 0},
         "revision": 0,
         "config": {},
         "name": bp.name,
@@ -154,11 +162,11 @@ def hybrid_sampler() -> Blueprint:
         ("sampler_name", "COMBO", None),
     )
     x = {name: Out(INPUT_NODE, i) for i, (name, _kind, _label) in enumerate(inputs)}
-    g = Graph("Diversity Hybrid Sampler")
+    g = Graph("Diversity Hybrid Sampler", first_id=INNER_FIRST_ID)
     base = g.add(
         protocol.BASE_FIRST_STEP,
         {k: x[k] for k in inputs_of(inputs, exclude=("cfg",))},
-        title="Base First Step Sampler",
+        title="handover",  # the runner's title for the node --sweep varies (runner/CONVENTIONS.md); a seed node too
         pos=(0, 0),
     )
     cont = g.add(
@@ -193,3 +201,94 @@ def inputs_of(inputs, exclude=()) -> list[str]:
 
 
 BLUEPRINTS = (hybrid_sampler,)
+
+
+def _definition(blueprint: dict) -> dict:
+    return blueprint["definitions"]["subgraphs"][0]
+
+
+def _inner(definition: dict, link_id: int) -> tuple[dict, dict]:
+    """(inner node, its socket) that link ``link_id`` of ``definition`` ends at."""
+    for node in definition["nodes"]:
+        for sock in node["inputs"]:
+            if sock.get("link") == link_id:
+                return node, sock
+    raise KeyError(link_id)
+
+
+def node_def(blueprint: dict, info: dict) -> dict:
+    """A node definition (as in ``/object_info``) for an instance of ``blueprint`` in a workflow: its inputs in the
+    order of the blueprint's, a promoted widget with the spec of the inner input it feeds (the frontend shows no
+    control_after_generate on it), its outputs. It lets the workflow builder lay out and complete such a node."""
+    definition = _definition(blueprint)
+    required, order = {}, []
+    for inp in definition["inputs"]:
+        node, sock = _inner(definition, inp["linkIds"][0])
+        spec = info[node["type"]]["input"]
+        raw = spec.get("required", {}).get(sock["name"]) or spec.get("optional", {}).get(sock["name"])
+        if "widget" in sock:
+            opts = {k: v for k, v in (raw[1] if len(raw) > 1 else {}).items() if k != "control_after_generate"}
+            required[inp["name"]] = [raw[0], opts]
+        else:
+            required[inp["name"]] = [inp["type"], {}]
+        order.append(inp["name"])
+    return {
+        "input": {"required": required},
+        "input_order": {"required": order},
+        "output": [o["type"] for o in definition["outputs"]],
+        "output_name": [o["name"] for o in definition["outputs"]],
+        "name": definition["id"],
+        "display_name": definition["name"],
+        "python_module": "blueprint",
+    }
+
+
+def expand(prompt: dict, blueprints: dict[str, dict], info: dict) -> dict:
+    """An API prompt with each blueprint instance replaced by its inner nodes, as the frontend queues it: inner node
+    ``i`` of instance ``n`` becomes ``"n:i"`` with every input of the inner node (its widgets' values; a promoted
+    widget's value or an input link from the instance), and links from an instance's output point at the inner
+    node behind it. ``blueprints``: {subgraph id: blueprint JSON}."""
+    from .workflow_graph import input_list
+
+    out: dict = {}
+    outputs: dict[tuple[str, int], list] = {}  # (instance, output slot) -> [inner id, slot]
+    for nid, node in prompt.items():
+        bp = blueprints.get(node["class_type"])
+        if bp is None:
+            out[nid] = node
+            continue
+        definition = _definition(bp)
+        names = [i["name"] for i in definition["inputs"]]
+        for link in definition["links"]:
+            if link["target_id"] == OUTPUT_NODE:
+                outputs[(nid, link["target_slot"])] = [f"{nid}:{link['origin_id']}", link["origin_slot"]]
+        for inner in definition["nodes"]:
+            widgets = iter(inner["widgets_values"])
+            inputs = {}
+            for name, kind, opts, widget, _optional in input_list(info, inner["type"]):
+                if widget:
+                    inputs[name] = next(widgets)
+                    if kind == "INT" and opts.get("control_after_generate"):
+                        next(widgets)
+            for sock in inner["inputs"]:
+                link = next((lk for lk in definition["links"] if lk["id"] == sock.get("link")), None)
+                if link is None:
+                    continue
+                if link["origin_id"] == INPUT_NODE:
+                    value = node["inputs"].get(names[link["origin_slot"]])
+                    if value is None:
+                        inputs.pop(sock["name"], None)
+                        continue
+                    inputs[sock["name"]] = value
+                else:
+                    inputs[sock["name"]] = [f"{nid}:{link['origin_id']}", link["origin_slot"]]
+            out[f"{nid}:{inner['id']}"] = {
+                "inputs": inputs,
+                "class_type": inner["type"],
+                "_meta": {"title": inner.get("title") or info[inner["type"]].get("display_name") or inner["type"]},
+            }
+    for node in out.values():
+        for name, value in node["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and (str(value[0]), value[1]) in outputs:
+                node["inputs"][name] = outputs[(str(value[0]), value[1])]
+    return out

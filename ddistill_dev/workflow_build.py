@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ddistill.protocol import METER_UI_KEY
 
-from .workflow_blueprint import BLUEPRINTS, to_blueprint
+from .workflow_blueprint import BLUEPRINTS, blueprint_id, expand, node_def, to_blueprint
 from .workflow_catalog import EXPERIMENTS, MODELS, PACK_ID, PACK_NODE_PREFIX, PACK_VERSION
 from .workflow_families import with_newer_options
 from .workflow_graph import complete_inputs, to_api, to_ui
@@ -35,6 +35,7 @@ from .workflow_graph import complete_inputs, to_api, to_ui
 PACK_ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = PACK_ROOT / "workflows"
 SUBGRAPHS = PACK_ROOT / "subgraphs"  # the pack's subgraph blueprints (ComfyUI serves them at /global_subgraphs)
+BLUEPRINT_IDS = {blueprint_id(make().name) for make in BLUEPRINTS}
 LOADER_INPUTS = {  # each loader's model file inputs
     "CheckpointLoaderSimple": ("ckpt_name",),
     "LoraLoaderModelOnly": ("lora_name",),
@@ -49,7 +50,10 @@ LOADER_INPUTS = {  # each loader's model file inputs
 
 def node_properties(node) -> dict:
     """Properties the frontend reads: the pack a node comes from and, on loaders, where to get the model file
-    (the frontend's missing-models dialog shows these links)."""
+    (the frontend's missing-models dialog shows these links). A blueprint instance has none (as the frontend saves
+    it)."""
+    if node.type in BLUEPRINT_IDS:
+        return {}
     pack = node.type.startswith(PACK_NODE_PREFIX)
     props = {"cnr_id": PACK_ID if pack else "comfy-core"}
     if pack:
@@ -68,13 +72,24 @@ def node_properties(node) -> dict:
 def build_all(object_info: dict) -> dict[str, tuple[dict, dict]]:
     """{name: (ui_workflow, api_prompt)} for every experiment whose nodes the server knows. Combo options that only a
     newer ComfyUI lists (``workflow_families.NEWER_OPTIONS``: CLIPLoader type ``krea2``, 0.33+) are added to the
-    server's node definitions first, so the pinned host writes the Krea 2 workflows as a newer one does."""
+    server's node definitions first, so the pinned host writes the Krea 2 workflows as a newer one does. A workflow
+    with an instance of one of the pack's blueprints carries its definition (as the frontend saves it); its API
+    twin has the blueprint's inner nodes, as the frontend queues it (``workflow_blueprint.expand``)."""
     object_info = with_newer_options(object_info)
+    blueprints = {bp["definitions"]["subgraphs"][0]["id"]: bp for bp in build_blueprints(object_info).values()}
+    info = {**object_info, **{i: node_def(bp, object_info) for i, bp in blueprints.items()}}
     out = {}
     for exp in EXPERIMENTS:
         graph = exp.build()
-        complete_inputs(graph, object_info, MODELS)
-        out[exp.name] = (to_ui(graph, object_info, node_properties), to_api(graph, object_info))
+        complete_inputs(graph, info, MODELS)
+        ui, prompt = to_ui(graph, info, node_properties), to_api(graph, info)
+        used = sorted({n.type for n in graph.real_nodes()} & set(blueprints))
+        if used:
+            ui["definitions"] = {
+                "subgraphs": [bp["definitions"]["subgraphs"][0] for i in used for bp in [blueprints[i]]]
+            }
+            prompt = expand(prompt, blueprints, object_info)
+        out[exp.name] = (ui, prompt)
     return out
 
 

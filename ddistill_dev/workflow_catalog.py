@@ -290,6 +290,7 @@ ROWS = {  # a method row of a canvas: (canvas, base, distilled, latent, family, 
     "distilled": lambda c, base, d, lat, fam, bcfg: b.distilled_row(c, d, lat, fam),
     "hybrid": lambda c, base, d, lat, fam, bcfg: b.hybrid_row(c, base, d, lat, fam),
     "skip first": lambda c, base, d, lat, fam, bcfg: b.skip_first_row(c, d, lat, fam),
+    "hybrid node": lambda c, base, d, lat, fam, bcfg: b.hybrid_node_row(c, base, d, lat, fam),
     "replace final": lambda c, base, d, lat, fam, bcfg: b.replace_final_row(c, base, d, lat, fam),
     "x0": lambda c, base, d, lat, fam, bcfg: b.x0_rows(c, base, d, lat, fam, bcfg),
     "cfg sweep": lambda c, base, d, lat, fam, bcfg: _hybrid_sweep(c, base, d, lat, fam, base_cfg=(1.0, 2.0, 4.0, 7.0)),
@@ -320,6 +321,7 @@ replace_final = rows("base", "distilled", "hybrid", "replace final")  # Table E.
 x0_viz = rows("x0")  # Fig. 5, F.1, F.2
 cfg_sweep = rows("distilled", "cfg sweep")  # Fig. 7, base guidance
 k_sweep = rows("base", "distilled", "k sweep")  # Fig. 7, number of base steps
+one_node = rows("distilled", "hybrid", "hybrid node")  # the hybrid as the pack's blueprint
 
 
 def control(slider: str):
@@ -565,6 +567,17 @@ EXPERIMENTS = [
         (),
         k_sweep("demo", b.DEMO, b.DEMO_BASE),
         DEMO_NOTE,
+    ),
+    _e(
+        "09f_demo_hybrid_as_one_node",
+        "Offline demo: the hybrid as one node",
+        "twin of 09a's hybrid, as one node",
+        "the one-node hybrid gives the two-node hybrid's samples and diversity, above the distilled model's",
+        (),
+        one_node("demo", b.DEMO, b.DEMO_BASE),
+        DEMO_NOTE + "The third row is the pack's subgraph blueprint Diversity Hybrid Sampler (node library: Subgraph "
+        "Blueprints), the two samplers of the second row packed into one node with the widgets an artist changes; "
+        "its Diversity Meter reads the same numbers as the second row's.",
     ),
     *(
         Experiment(

@@ -47,8 +47,9 @@ class Group:
 
 
 class Graph:
-    def __init__(self, name: str):
+    def __init__(self, name: str, first_id: int = 1):
         self.name = name
+        self.first_id = first_id  # node ids count from here (a blueprint's inner nodes: ids no workflow uses)
         self.nodes: list[Node] = []
         self.groups: list[Group] = []
 
@@ -63,7 +64,14 @@ class Graph:
         properties=None,
     ) -> Node:
         node = Node(
-            len(self.nodes) + 1, class_type, dict(inputs or {}), title, tuple(pos), size, color, dict(properties or {})
+            self.first_id + len(self.nodes),
+            class_type,
+            dict(inputs or {}),
+            title,
+            tuple(pos),
+            size,
+            color,
+            dict(properties or {}),
         )
         self.nodes.append(node)
         return node
@@ -218,7 +226,7 @@ def to_ui(graph: Graph, info: dict, extra_properties=None, outside: dict | None 
                     if value.node < 0:
                         out_type = outside[value]
                     else:
-                        out_type = _spec(info, graph.nodes[value.node - 1].type)["output"][value.slot]
+                        out_type = _spec(info, graph.nodes[value.node - graph.first_id].type)["output"][value.slot]
                     links.append([link_id, value.node, value.slot, node.id, len(sockets), out_type])
                     out_links.setdefault((value.node, value.slot), []).append(link_id)
                     sock["link"] = link_id
@@ -266,7 +274,7 @@ def to_ui(graph: Graph, info: dict, extra_properties=None, outside: dict | None 
     return {
         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "ddistill-workflow/" + graph.name)),
         "revision": 0,
-        "last_node_id": len(graph.nodes),
+        "last_node_id": graph.first_id + len(graph.nodes) - 1,
         "last_link_id": len(links),
         "nodes": ui_nodes,
         "links": links,

@@ -142,13 +142,13 @@ def open_frontend(browser, server, timeout_s: float = 90, settings: dict | None 
 
 # The template dialog shows a page of cards at a time and adds more as its grid is scrolled (1.32.9: 24 at first):
 # scroll every scrollable element of the dialog down step by step, collecting the text each step shows, until
-# ``last`` has been seen. The collected text keeps the order the cards were shown in.
-_DIALOG_TEXT_JS = """async (last) => {
+# every name of ``names`` has been seen. The collected text keeps the order the cards were shown in.
+_DIALOG_TEXT_JS = """async (names) => {
   const dialogs = () => [...document.querySelectorAll('.p-dialog, [role=dialog]')];
   let text = '';
   for (let i = 0; i < 60; i++) {
     text += '\\n' + dialogs().map((d) => d.innerText).join('\\n');
-    if (text.includes(last)) return text;
+    if (names.every((n) => text.includes(n))) return text;
     let moved = false;
     for (const d of dialogs()) for (const el of [d, ...d.querySelectorAll('*')]) {
       if (el.scrollHeight > el.clientHeight + 4 && el.scrollTop + el.clientHeight < el.scrollHeight - 1) {
@@ -163,6 +163,7 @@ _DIALOG_TEXT_JS = """async (last) => {
 }"""
 
 
-def template_dialog_text(page, last: str) -> str:
-    """Everything the open template dialog lists, down to the card ``last`` (see ``_DIALOG_TEXT_JS``)."""
-    return page.evaluate(_DIALOG_TEXT_JS, last)
+def template_dialog_text(page, names: list[str]) -> str:
+    """Everything the open template dialog lists, scrolled until each of the cards ``names`` was shown (ComfyUI
+    lists a pack's templates in the order it finds the files; see ``_DIALOG_TEXT_JS``)."""
+    return page.evaluate(_DIALOG_TEXT_JS, list(names))

@@ -92,13 +92,20 @@ WAIT_JS = "([js, want]) => (new Function('return ' + js)())().includes(want)"
 def _open_search(fe, text: str, want: str) -> str:
     """The node search as an artist opens it (a double click on empty canvas, then typing); what it lists once
     ``want`` is among the results (or after 10 s: the search filters as the typing arrives)."""
-    for _ in range(5):  # right after loading, the canvas may not take the double click yet
+    closed = "() => !document.querySelector('[role=listbox], .p-autocomplete-list, .p-dialog-mask')"
+    for _ in range(5):  # right after loading, or while the last search closes, the canvas may not take the click
+        try:
+            fe.wait_for(closed, timeout_s=5)
+        except Exception:  # still open: close it
+            fe.page.keyboard.press("Escape")
         fe.page.mouse.dblclick(700, 450)
         try:
             fe.wait_for("() => document.activeElement?.tagName === 'INPUT'", timeout_s=3)
             break
         except Exception:  # not open yet: close whatever opened and click again
             fe.page.keyboard.press("Escape")
+    fe.page.keyboard.press("Control+A")  # newer frontends keep the last search's text
+    fe.page.keyboard.press("Backspace")
     fe.page.keyboard.type(text, delay=20)
     try:
         fe.wait_for(WAIT_JS, [LISTS_JS, want], timeout_s=10)
@@ -112,6 +119,23 @@ def _search(fe, text: str, want: str) -> str:
     found = _open_search(fe, text, want)
     fe.page.keyboard.press("Escape")
     return found
+
+
+HAS_NODE_JS = "(name) => window.app.graph.nodes.some((n) => n.title === name)"
+
+
+def _add_from_search(fe) -> None:
+    """The blueprint dropped into the graph from the node search, as an artist does: its whole name typed (on 0.33
+    "hybrid" also finds the samplers by their aliases), its result clicked."""
+    for _ in range(3):
+        _open_search(fe, NAME, NAME)
+        fe.page.locator("[role=option]", has_text=NAME).first.click(timeout=10000)
+        try:
+            fe.wait_for(HAS_NODE_JS, NAME, timeout_s=10)
+            return
+        except Exception:  # the click landed while the list was still changing: search again
+            fe.page.keyboard.press("Escape")
+    fe.wait_for(HAS_NODE_JS, NAME, timeout_s=10)
 
 
 def _hybrid_prompt(seed: int, base_steps: int) -> dict:
@@ -185,9 +209,7 @@ def test_blueprint_from_search_runs_as_the_two_node_hybrid(server, chromium):
             assert "Base First Step Sampler" in _search(fe, "seed variety", "Base First Step Sampler")
         two_nodes = _hybrid_prompt(seed, base_steps)
         fe.eval("() => window.app.graph.clear()")
-        _open_search(fe, "hybrid", NAME)
-        fe.page.keyboard.press("Enter")
-        fe.wait_for("(name) => window.app.graph.nodes.some((n) => n.title === name)", NAME, timeout_s=20)
+        _add_from_search(fe)
         for i, nid in enumerate(("2", "3", "4", "5")):
             node = fe.add_node(two_nodes[nid]["class_type"], pos=(50, 60 + 160 * i))
             for name, value in two_nodes[nid]["inputs"].items():

@@ -71,8 +71,17 @@ def twin_file(name: str) -> dict:
 
 
 def own_titles(ui: dict) -> set[str]:
-    """Ids of the workflow's nodes that have their own title (``seed``, ``method: hybrid``, ...)."""
-    return {str(n["id"]) for n in ui["nodes"] if "title" in n}
+    """Ids of the workflow's nodes that have their own title (``seed``, ``method: hybrid``, ...), with the inner
+    nodes of a blueprint instance as the frontend names them in a prompt (``"<instance>:<inner id>"``)."""
+    definitions = {d["id"]: d for d in ui.get("definitions", {}).get("subgraphs", [])}
+    inner = {
+        f"{n['id']}:{m['id']}"
+        for n in ui["nodes"]
+        if n["type"] in definitions
+        for m in definitions[n["type"]]["nodes"]
+        if "title" in m
+    }
+    return {str(n["id"]) for n in ui["nodes"] if "title" in n} | inner
 
 
 def comparable(prompt: dict, own: set[str]) -> dict:
@@ -239,7 +248,7 @@ def test_template_browser_dialog_shows_the_packs_workflows_with_thumbnails(serve
         fe.page.get_by_text(PACK_FOLDER).first.click(timeout=30000)  # the pack's category under Extensions
         fe.wait_for("() => document.body.innerText.includes('01_mode_collapse_sdxl_dmd2')")
         fe.page.wait_for_timeout(1500)  # the visible cards' thumbnails load lazily
-        text = fe.page.inner_text("body") + template_dialog_text(fe.page, NAMES[-1])  # more cards as it scrolls
+        text = fe.page.inner_text("body") + template_dialog_text(fe.page, NAMES)  # more cards as it scrolls
         fe.eval("() => document.querySelectorAll('.p-dialog *, [role=dialog] *').forEach((el) => (el.scrollTop = 0))")
         pick = "09a_demo_mode_collapse"  # open one as a user does: click its card
         n_nodes = len(json.loads((WORKFLOWS / f"{pick}.json").read_text(encoding="utf-8"))["nodes"])
