@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ddistill import protocol as P
 from ddistill.noise_level import PAPER_AMPLIFICATION
 
+from .workflow_blueprint import blueprint_id, hybrid_sampler
 from .workflow_graph import Graph
 
 PROMPT = "image of a car"  # the prompt of Tables D.1 and E.1
@@ -387,8 +388,6 @@ def hybrid_row(c: Canvas, base: dict, d: dict, latent, fam: Family, method="hybr
 def hybrid_node_row(c: Canvas, base: dict, d: dict, latent, fam: Family, method="hybrid node"):
     """The hybrid as one node: the pack's blueprint "Diversity Hybrid Sampler" (``subgraphs/``), on the base
     model's conditioning, the family's schedule and handover."""
-    from .workflow_blueprint import blueprint_id, hybrid_sampler
-
     bp = hybrid_sampler()
     y = c.row(f"The same hybrid as one node: {bp.name} (a subgraph blueprint of the pack; double-click to open)")
     node = c.g.add(

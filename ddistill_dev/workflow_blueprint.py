@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ddistill import protocol
 
-from .workflow_graph import Graph, Out, complete_inputs, to_ui
+from .workflow_graph import Graph, Out, complete_inputs, input_list, to_ui
 
 INPUT_NODE, OUTPUT_NODE = -10, -20  # litegraph's ids of a subgraph's input and output nodes
 # Inner node ids: unique across a workflow and its subgraphs, as frontends 1.49+ want them (they renumber clashes),
@@ -165,7 +165,7 @@ def hybrid_sampler() -> Blueprint:
     g = Graph("Diversity Hybrid Sampler", first_id=INNER_FIRST_ID)
     base = g.add(
         protocol.BASE_FIRST_STEP,
-        {k: x[k] for k in inputs_of(inputs, exclude=("cfg",))},
+        {k: v for k, v in x.items() if k != "cfg"},  # cfg is the Distilled Continue's
         title="handover",  # the runner's title for the node --sweep varies (runner/CONVENTIONS.md); a seed node too
         pos=(0, 0),
     )
@@ -196,14 +196,11 @@ def hybrid_sampler() -> Blueprint:
     )
 
 
-def inputs_of(inputs, exclude=()) -> list[str]:
-    return [name for name, _kind, _label in inputs if name not in exclude]
-
-
 BLUEPRINTS = (hybrid_sampler,)
 
 
-def _definition(blueprint: dict) -> dict:
+def subgraph_of(blueprint: dict) -> dict:
+    """The subgraph a blueprint file defines."""
     return blueprint["definitions"]["subgraphs"][0]
 
 
@@ -220,7 +217,7 @@ def node_def(blueprint: dict, info: dict) -> dict:
     """A node definition (as in ``/object_info``) for an instance of ``blueprint`` in a workflow: its inputs in the
     order of the blueprint's, a promoted widget with the spec of the inner input it feeds (the frontend shows no
     control_after_generate on it), its outputs. It lets the workflow builder lay out and complete such a node."""
-    definition = _definition(blueprint)
+    definition = subgraph_of(blueprint)
     required, order = {}, []
     for inp in definition["inputs"]:
         node, sock = _inner(definition, inp["linkIds"][0])
@@ -248,8 +245,6 @@ def expand(prompt: dict, blueprints: dict[str, dict], info: dict) -> dict:
     ``i`` of instance ``n`` becomes ``"n:i"`` with every input of the inner node (its widgets' values; a promoted
     widget's value or an input link from the instance), and links from an instance's output point at the inner
     node behind it. ``blueprints``: {subgraph id: blueprint JSON}."""
-    from .workflow_graph import input_list
-
     out: dict = {}
     outputs: dict[tuple[str, int], list] = {}  # (instance, output slot) -> [inner id, slot]
     for nid, node in prompt.items():
@@ -257,7 +252,7 @@ def expand(prompt: dict, blueprints: dict[str, dict], info: dict) -> dict:
         if bp is None:
             out[nid] = node
             continue
-        definition = _definition(bp)
+        definition = subgraph_of(bp)
         names = [i["name"] for i in definition["inputs"]]
         for link in definition["links"]:
             if link["target_id"] == OUTPUT_NODE:

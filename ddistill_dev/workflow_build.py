@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ddistill.protocol import METER_UI_KEY
 
-from .workflow_blueprint import BLUEPRINTS, blueprint_id, expand, node_def, to_blueprint
+from .workflow_blueprint import BLUEPRINTS, blueprint_id, expand, node_def, subgraph_of, to_blueprint
 from .workflow_catalog import EXPERIMENTS, MODELS, PACK_ID, PACK_NODE_PREFIX, PACK_VERSION
 from .workflow_families import with_newer_options
 from .workflow_graph import complete_inputs, to_api, to_ui
@@ -76,7 +76,7 @@ def build_all(object_info: dict) -> dict[str, tuple[dict, dict]]:
     with an instance of one of the pack's blueprints carries its definition (as the frontend saves it); its API
     twin has the blueprint's inner nodes, as the frontend queues it (``workflow_blueprint.expand``)."""
     object_info = with_newer_options(object_info)
-    blueprints = {bp["definitions"]["subgraphs"][0]["id"]: bp for bp in build_blueprints(object_info).values()}
+    blueprints = {subgraph_of(bp)["id"]: bp for bp in build_blueprints(object_info).values()}
     info = {**object_info, **{i: node_def(bp, object_info) for i, bp in blueprints.items()}}
     out = {}
     for exp in EXPERIMENTS:
@@ -85,9 +85,7 @@ def build_all(object_info: dict) -> dict[str, tuple[dict, dict]]:
         ui, prompt = to_ui(graph, info, node_properties), to_api(graph, info)
         used = sorted({n.type for n in graph.real_nodes()} & set(blueprints))
         if used:
-            ui["definitions"] = {
-                "subgraphs": [bp["definitions"]["subgraphs"][0] for i in used for bp in [blueprints[i]]]
-            }
+            ui["definitions"] = {"subgraphs": [subgraph_of(blueprints[i]) for i in used]}
             prompt = expand(prompt, blueprints, object_info)
         out[exp.name] = (ui, prompt)
     return out

@@ -12,10 +12,15 @@ from dataclasses import fields
 
 from comfy_api.latest import ComfyExtension, io, ui
 
+from ..ddistill import protocol
+
 __all__ = ["ComfyExtension", "io", "search_aliases", "ui"]
 
 
-def search_aliases(*words: str) -> dict:
-    """``io.Schema`` keywords giving the node search more words to find a node by, where the host's schema has
-    ``search_aliases`` (ComfyUI 0.33); an empty dict on hosts without it (0.3.75), so the pack loads on both."""
-    return {"search_aliases": list(words)} if "search_aliases" in {f.name for f in fields(io.Schema)} else {}
+def search_aliases(node_id: str) -> dict:
+    """``io.Schema`` keywords giving the node search the words of ``protocol.SEARCH_ALIASES`` to find node
+    ``node_id`` by, where the host's schema has ``search_aliases`` (ComfyUI 0.33); an empty dict on hosts without it
+    (0.3.75), so the pack loads on both."""
+    if "search_aliases" not in {f.name for f in fields(io.Schema)}:
+        return {}
+    return {"search_aliases": list(protocol.SEARCH_ALIASES[node_id])}

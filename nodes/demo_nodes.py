@@ -188,7 +188,7 @@ class DemoDigitModels(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.DEMO_MODEL_LOADER,
-            **search_aliases(*protocol.SEARCH_ALIASES[protocol.DEMO_MODEL_LOADER]),
+            **search_aliases(protocol.DEMO_MODEL_LOADER),
             display_name="Demo Digit Models (diversity distillation)",
             category=CATEGORY,
             description=(
@@ -238,7 +238,7 @@ class DemoDigitPrompt(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.DEMO_PROMPT,
-            **search_aliases(*protocol.SEARCH_ALIASES[protocol.DEMO_PROMPT]),
+            **search_aliases(protocol.DEMO_PROMPT),
             display_name="Demo Digit Prompt",
             category=CATEGORY,
             description=(

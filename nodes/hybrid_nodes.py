@@ -133,7 +133,7 @@ class BaseFirstStepSampler(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.BASE_FIRST_STEP,
-            **search_aliases(*protocol.SEARCH_ALIASES[protocol.BASE_FIRST_STEP]),
+            **search_aliases(protocol.BASE_FIRST_STEP),
             display_name="Base First Step Sampler",
             category=CATEGORY,
             description=(
@@ -259,7 +259,7 @@ class DistilledContinueSampler(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.DISTILLED_CONTINUE,
-            **search_aliases(*protocol.SEARCH_ALIASES[protocol.DISTILLED_CONTINUE]),
+            **search_aliases(protocol.DISTILLED_CONTINUE),
             display_name="Distilled Continue Sampler",
             category=CATEGORY,
             description=(
@@ -349,7 +349,7 @@ class SkipFirstStep(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.SKIP_FIRST_STEP,
-            **search_aliases(*protocol.SEARCH_ALIASES[protocol.SKIP_FIRST_STEP]),
+            **search_aliases(protocol.SKIP_FIRST_STEP),
             display_name="Skip First Step",
             category=CATEGORY,
             description=(
@@ -445,7 +445,7 @@ class DistilledSchedule(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.DISTILLED_SCHEDULE,
-            **search_aliases(*protocol.SEARCH_ALIASES[protocol.DISTILLED_SCHEDULE]),
+            **search_aliases(protocol.DISTILLED_SCHEDULE),
             display_name="Distilled Schedule",
             category=CATEGORY,
             description=(

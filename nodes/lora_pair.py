@@ -37,6 +37,7 @@ the holders are dropped and ComfyUI's ``cleanup_models`` forgets them.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import logging
@@ -126,20 +127,31 @@ def fallback_reason(base, distilled) -> str | None:
     ) != distilled.object_patches.get("manual_cast_dtype"):
         return "the compute dtypes differ"
     for key in differing_keys(base.patches, distilled.patches):
-        path, name = key.rsplit(".", 1) if "." in key else ("", key)
-        module = comfy.utils.get_attr(base.model, path) if path else base.model
+        module, name, convert, set_func = _layer_weight(base.model, key)
         if name not in module._parameters:
             return f"{key} is not a parameter"
         weight = module._parameters[name]
-        converted = bool(path) and (hasattr(module, f"set_{name}") or hasattr(module, f"convert_{name}"))
+        converted = convert is not None or set_func is not None
         foreign = foreign_weight(weight, _quantized_classes() if converted else ()) if weight is not None else None
         if foreign:
             return f"{foreign} ({key})"
-        if converted and not _returns_weight(getattr(module, f"set_{name}", None)):
+        if converted and not _returns_weight(set_func):
             return f"{key} is stored in a converted (quantized) format whose set_{name} cannot return a weight"
     return None
 
 
+def _layer_weight(model, key: str):
+    """(layer, parameter name, the layer's ``convert_<name>``, its ``set_<name>``) of weight ``key``. A layer with
+    either function stores the weight converted (fp8_scaled, ComfyUI's QuantizedTensor layouts) and ComfyUI patches
+    it through them (``comfy.model_patcher.get_key_weight``); a parameter of the model itself has neither."""
+    path, name = key.rsplit(".", 1) if "." in key else ("", key)
+    if not path:
+        return model, name, None, None
+    module = comfy.utils.get_attr(model, path)
+    return module, name, getattr(module, f"convert_{name}", None), getattr(module, f"set_{name}", None)
+
+
+@functools.cache
 def _quantized_classes() -> tuple[type, ...]:
     """The tensor subclass of ComfyUI's quantized layouts (``comfy.quant_ops.QuantizedTensor``: ComfyUI 0.33's
     mixed-precision layers, also in 0.3.75), whose layers convert and set their weights themselves (``convert_weight``
@@ -255,16 +267,10 @@ class _Key:
 
     def __init__(self, model, key: str, base_patches: list, distilled_patches: list, companion: bool = False):
         self.key, self.companion = key, companion
-        path, self.name = key.rsplit(".", 1) if "." in key else ("", key)
-        self.module = comfy.utils.get_attr(model, path) if path else model
+        self.module, self.name, self.convert, self.set = _layer_weight(model, key)
         p = self.module._parameters[self.name]
         # stored size, as ComfyUI's module_size counts a weight (a QuantizedTensor: its quantized data)
         self.dtype, self.nbytes = p.dtype, p.nbytes
-        # a layer that stores the weight converted (fp8_scaled, ComfyUI's QuantizedTensor layouts): ComfyUI patches
-        # it through the layer's own convert_<name> / set_<name> (comfy.model_patcher.get_key_weight)
-        converted = "." in key
-        self.convert = getattr(self.module, f"convert_{self.name}", None) if converted else None
-        self.set = getattr(self.module, f"set_{self.name}", None) if converted else None
         self.converted = self.convert is not None or self.set is not None
         self.base = list(base_patches)
         n = shared_prefix(base_patches, distilled_patches)

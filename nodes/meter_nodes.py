@@ -70,7 +70,7 @@ class DiversityMeter(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.DIVERSITY_METER,
-            **search_aliases(*protocol.SEARCH_ALIASES[protocol.DIVERSITY_METER]),
+            **search_aliases(protocol.DIVERSITY_METER),
             display_name="Diversity Meter",
             category=CATEGORY,
             is_output_node=True,  # shows its numbers and heatmap on the canvas; runs without a consumer

@@ -59,7 +59,7 @@ class RecordX0Sampler(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.RECORD_X0_SAMPLER,
-            **search_aliases(*protocol.SEARCH_ALIASES[protocol.RECORD_X0_SAMPLER]),
+            **search_aliases(protocol.RECORD_X0_SAMPLER),
             display_name="Record x̂0 Sampler",
             category=CATEGORY,
             description=(
@@ -163,7 +163,7 @@ class X0Preview(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id=protocol.X0_PREVIEW,
-            **search_aliases(*protocol.SEARCH_ALIASES[protocol.X0_PREVIEW]),
+            **search_aliases(protocol.X0_PREVIEW),
             display_name="x̂0 Preview",
             category=CATEGORY,
             description=(
