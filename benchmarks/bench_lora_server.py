@@ -11,12 +11,24 @@ queues API graphs: Load Checkpoint → LoraLoaderModelOnly, 1024x1024, 4 lcm ste
 * stock two samplers: SplitSigmas(1) → SamplerCustom (base, add noise) → SamplerCustom (LoRA model, no noise);
 * stock hooks: one SamplerCustom on the base with CreateHookLoraModelOnly keyframed off for step 1.
 
+``--weights`` picks the files: ``checkpoint`` (the SDXL checkpoint above), or a quantized Wan 2.2 A14B expert as
+users run it with the lightx2v 4-step LoRA (random weights of the released layouts, ``ddistill_dev.random_families``;
+conditioning from a benchmark-only node of random 512 x 4096 T5 states, no text encoder file; an empty Wan video
+latent of ``--size`` x ``--height`` x ``--length``; 4 euler steps, simple schedule): ``fp8_scaled``
+(``wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors`` through UNETLoader: 0.3.75's scaled_fp8 ops, 0.33's
+QuantizedTensor) or ``gguf_q8_0`` (the same architecture from bf16 weights quantized to Q8_0, through
+city96/ComfyUI-GGUF's UnetLoaderGGUF, the archive of ``ddistill_dev.gguf_files.pack_archive`` linked into the
+server's custom_nodes). ``--tiny`` writes the tiny Wan 2.2 model instead (the CPU smoke test's).
+
 Each run gets a new seed (ComfyUI re-runs the samplers, the loaders stay cached: steady state from the second run).
 Time = ComfyUI's own execution_start → execution_success timestamps; the LoRA model alone and the hybrid are
 interleaved round by round. "loads/run" counts the server's "loaded completely/partially" log lines per run.
 
   python benchmarks/bench_lora_server.py --out lora_server.md               # uncapped, then capped (12 GiB)
   python benchmarks/bench_lora_server.py --cpu --arch sd15 --size 64 --repeats 2 --stock-repeats 1   # CPU smoke
+  python benchmarks/bench_lora_server.py --weights fp8_scaled --configs uncapped --size 832 --height 480 --length 17
+  python benchmarks/bench_lora_server.py --weights gguf_q8_0 --cpu --tiny --size 128 --length 9 --repeats 1 \
+      --stock-repeats 1 --configs uncapped                         # CPU smoke of the quantized path
 """
 
 from __future__ import annotations
@@ -31,7 +43,8 @@ import time
 from pathlib import Path
 
 import torch
-from bench_lora import target_lines  # the sibling script (this folder is sys.path[0])
+from bench_consumer_card import CONDITIONING, PROBE_PACK  # sibling scripts (this folder is sys.path[0])
+from bench_lora import target_lines
 
 from ddistill import protocol as P
 from ddistill.lora_maths import difference
@@ -40,6 +53,13 @@ from ddistill_dev import comfy_host
 
 CKPT, LORA = "bench_base.safetensors", "bench_distill_lora.safetensors"
 METHODS = ("LoRA model alone", "pack hybrid", "stock two samplers", "stock hooks, one sampler")
+WAN = "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"  # random_families' names of the released files
+WAN_LORA = "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors"
+# --weights: (diffusion-model file, LoRA file) of the quantized pairs
+QUANTIZED = {"fp8_scaled": (WAN, WAN_LORA), "gguf_q8_0": ("wan2.2_t2v_high_noise_14B_Q8_0.gguf", WAN_LORA)}
+TINY = {"fp8_scaled": ("tiny_wan22_fp8_scaled.safetensors", "tiny_wan22_lora.safetensors"),
+        "gguf_q8_0": ("tiny_wan22_Q8_0.gguf", "tiny_wan22_lora.safetensors")}  # fmt: skip
+T5_TOKENS, T5_WIDTH = 512, 4096  # Wan's umt5-xxl context
 
 
 def parse():
@@ -47,7 +67,11 @@ def parse():
     ap.add_argument("--out", type=Path)
     ap.add_argument("--base", type=Path, help="ComfyUI base directory (default: a temporary one)")
     ap.add_argument("--arch", default="sdxl", choices=["sdxl", "sd15"])
-    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--weights", default="checkpoint", choices=["checkpoint", *QUANTIZED])
+    ap.add_argument("--tiny", action="store_true", help="quantized weights: the tiny Wan 2.2 model (CPU smoke)")
+    ap.add_argument("--size", type=int, default=1024, help="width (and height unless --height)")
+    ap.add_argument("--height", type=int, default=None)
+    ap.add_argument("--length", type=int, default=17, help="quantized weights: video frames")
     ap.add_argument("--batches", default="1,4")
     ap.add_argument("--repeats", type=int, default=12)
     ap.add_argument("--stock-repeats", type=int, default=3)
@@ -59,7 +83,47 @@ def parse():
     ap.add_argument("--fast-only", action="store_true", help="only the LoRA model alone and the pack hybrid")
     ap.add_argument("--no-check", dest="check", action="store_false",
                     help="skip the same-seed comparison of the hybrid with the stock chain")  # fmt: skip
-    return ap.parse_args()
+    args = ap.parse_args()
+    args.height = args.height or args.size
+    return args
+
+
+def quantized_names(weights: str, tiny: bool) -> tuple[str, str]:
+    return (TINY if tiny else QUANTIZED)[weights]
+
+
+def write_quantized_files(base: Path, weights: str, tiny: bool, cpu: bool) -> str:
+    """The quantized diffusion model and its LoRA under models/; returns what was written."""
+    from ddistill_dev import gguf_files as gf
+    from ddistill_dev import quantized_files as qf
+    from ddistill_dev import random_families as rf
+    from ddistill_dev import random_lora as rl
+    from ddistill_dev import tiny_models as tm
+
+    name, lora_name = quantized_names(weights, tiny)
+    unet, lora = base / "models" / "diffusion_models" / name, base / "models" / "loras" / lora_name
+    if unet.exists() and lora.exists():
+        return f"{weights} files present"
+    comfy_host.boot(cpu=cpu, import_nodes=False)
+    t = time.perf_counter()
+    device = "cpu" if cpu else "cuda"
+    if tiny:
+        if weights == "gguf_q8_0":
+            gf.write_family_gguf(unet, "wan22", seed=1)
+        else:
+            qf.write_scaled_fp8(unet, "wan22", seed=1)
+        rl.save(lora, rl.lora_state_dict(tm.make_family_model("wan22", 1).model, rank=4, seed=3))
+    else:
+        if weights == "gguf_q8_0":  # quantized from bf16 weights, as released GGUF files are made
+            dit = rf.diffusion_model("WAN21_T2V", rf.WAN22_A14B_T2V).diffusion_model
+            gf.write_spec_gguf(unet, rf.module_spec(dit, torch.bfloat16), "wan", seed=1, device=device)
+        else:
+            rf.write(unet, name, seed=1, device=device, log=lambda s: None)
+        if not lora.exists():
+            rf.write(lora, lora_name, seed=3, device=device, log=lambda s: None)
+    gib = lambda p: p.stat().st_size / 2**30  # noqa: E731
+    took = time.perf_counter() - t
+    return f"{weights}: {name} {gib(unet):.2f} GiB, {lora_name} {gib(lora):.2f} GiB, {took:.0f}s"
 
 
 def write_files(base: Path, arch: str, rank: int, cpu: bool) -> str:
@@ -82,18 +146,39 @@ def write_files(base: Path, arch: str, rank: int, cpu: bool) -> str:
     return f"{arch} checkpoint {gib(ckpt):.2f} GiB, LoRA on {n} weights {gib(lora):.2f} GiB, {took:.0f}s"
 
 
-def graph(method: str, seed: int, batch: int, size: int) -> dict:
+def loaders(args, batch: int) -> tuple[dict, str, str]:
+    """Nodes 1-4 of a prompt (base model, LoRA model, conditioning, empty latent), its scheduler and its sampler."""
+    if args.weights == "checkpoint":
+        size = args.size
+        return {
+            "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
+            "2": {"class_type": "LoraLoaderModelOnly",
+                  "inputs": {"model": ["1", 0], "lora_name": LORA, "strength_model": 1.0}},
+            "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "image of a car", "clip": ["1", 1]}},
+            "4": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": batch}},
+        }, "lcm", "lcm"  # fmt: skip
+    name, lora_name = quantized_names(args.weights, args.tiny)
+    unet = (
+        {"class_type": "UnetLoaderGGUF", "inputs": {"unet_name": name}}
+        if args.weights == "gguf_q8_0"
+        else {"class_type": "UNETLoader", "inputs": {"unet_name": name, "weight_dtype": "default"}}
+    )
+    latent = {"width": args.size, "height": args.height, "length": args.length, "batch_size": batch}
+    return {
+        "1": unet,
+        "2": {"class_type": "LoraLoaderModelOnly",
+              "inputs": {"model": ["1", 0], "lora_name": lora_name, "strength_model": 1.0}},
+        "3": {"class_type": CONDITIONING, "inputs": {"tokens": T5_TOKENS, "width": T5_WIDTH, "seed": 0}},
+        "4": {"class_type": "EmptyHunyuanLatentVideo", "inputs": latent},
+    }, "simple", "euler"  # fmt: skip
+
+
+def graph(args, method: str, seed: int, batch: int) -> dict:
     """One API prompt of ``method``."""
     pos, neg = ["3", 0], ["3", 0]
-    g = {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
-        "2": {"class_type": "LoraLoaderModelOnly",
-              "inputs": {"model": ["1", 0], "lora_name": LORA, "strength_model": 1.0}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "image of a car", "clip": ["1", 1]}},
-        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": batch}},
-        "5": {"class_type": P.DISTILLED_SCHEDULE, "inputs": {"model": ["2", 0], "steps": 4, "scheduler": "lcm"}},
-        "6": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "lcm"}},
-    }  # fmt: skip
+    g, scheduler, sampler = loaders(args, batch)
+    g["5"] = {"class_type": P.DISTILLED_SCHEDULE, "inputs": {"model": ["2", 0], "steps": 4, "scheduler": scheduler}}
+    g["6"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": sampler}}
     common = {"cfg": 1.0, "positive": pos, "negative": neg, "sampler": ["6", 0]}
 
     def custom(model, add_noise, noise_seed, sigmas, latent, **kw):
@@ -105,7 +190,7 @@ def graph(method: str, seed: int, batch: int, size: int) -> dict:
     elif method == "pack hybrid":
         g["10"] = {"class_type": P.BASE_FIRST_STEP, "inputs": {
             "base_model": ["1", 0], "positive": pos, "negative": neg, "latent_image": ["4", 0], "seed": seed,
-            "base_cfg": 1.0, "base_steps": 1, "steps": 4, "scheduler": "lcm", "sampler_name": "lcm",
+            "base_cfg": 1.0, "base_steps": 1, "steps": 4, "scheduler": scheduler, "sampler_name": sampler,
             "distilled_model": ["2", 0]}}  # fmt: skip
         cont = {"distilled_model": ["2", 0], "positive": pos, "negative": neg, "latent": ["10", 0], "cfg": 1.0}
         g["11"] = {"class_type": P.DISTILLED_CONTINUE, "inputs": cont}
@@ -114,7 +199,8 @@ def graph(method: str, seed: int, batch: int, size: int) -> dict:
         g["10"] = custom(["1", 0], True, seed, ["7", 0], ["4", 0])
         g["11"] = custom(["2", 0], False, derive_seed(seed, 1), ["7", 1], ["10", 0])
     else:  # the LoRA as a hook on the base, strength 0 for the first step (lcm: t 999 = 0.1%), 1 from 10% on
-        g["20"] = {"class_type": "CreateHookLoraModelOnly", "inputs": {"lora_name": LORA, "strength_model": 1.0}}
+        lora_name = g["2"]["inputs"]["lora_name"]
+        g["20"] = {"class_type": "CreateHookLoraModelOnly", "inputs": {"lora_name": lora_name, "strength_model": 1.0}}
         g["21"] = {"class_type": "CreateHookKeyframe", "inputs": {"strength_mult": 0.0, "start_percent": 0.0}}
         g["22"] = {"class_type": "CreateHookKeyframe", "inputs": {"strength_mult": 1.0, "start_percent": 0.1,
                                                                  "prev_hook_kf": ["21", 0]}}  # fmt: skip
@@ -127,8 +213,33 @@ def graph(method: str, seed: int, batch: int, size: int) -> dict:
     return g
 
 
+def extra_packs(args) -> dict[str, Path]:
+    """The custom node folders a server of ``--weights`` needs beside the pack: the benchmark-only conditioning
+    node, and ComfyUI-GGUF for GGUF files (extracted once into the base directory)."""
+    if args.weights == "checkpoint":
+        return {}
+    from ddistill_dev import gguf_files
+
+    nodes = args.base / "ddistill_bench_probe"
+    nodes.mkdir(parents=True, exist_ok=True)
+    (nodes / "__init__.py").write_text(PROBE_PACK)
+    packs = {"ddistill_bench_probe": nodes}
+    if args.weights == "gguf_q8_0":
+        root = args.base / "packs" / gguf_files.PACK_MODULE
+        if not root.exists():
+            gguf_files.extract_pack(root.parent)
+        packs[gguf_files.PACK_MODULE] = root
+    return packs
+
+
+def methods(args) -> tuple[str, ...]:
+    """Timed methods: hooks only on the checkpoint (ComfyUI's hook LoRAs patch plain weights)."""
+    return METHODS if args.weights == "checkpoint" else METHODS[:3]
+
+
 def run_config(args, config: str) -> dict:
-    from ddistill_dev.comfy_server import ComfyServer, execution_error, weight_loads
+    from ddistill_dev.comfy_server import execution_error, weight_loads
+    from runner.comfy_server import ComfyServer
 
     extra = ()
     if config == "capped" and not args.cpu:
@@ -137,13 +248,13 @@ def run_config(args, config: str) -> dict:
     extra += tuple(shlex.split(args.server_args))
     seeds = iter(range(1000, 10**6))
     rows, notes = [], []
-    with ComfyServer(args.base, with_fixture_pack=False, extra_args=extra, cpu=args.cpu) as server:
+    with ComfyServer(args.base, extra_args=extra, cpu=args.cpu, extra_packs=extra_packs(args)) as server:
         version = server.comfyui_version()
         dynamic = "DynamicVRAM support detected and enabled" in server.log_text()
 
         def execute(method, batch, seed):
             """One prompt of ``method``; its history entry."""
-            entry = server.run(graph(method, seed, batch, args.size), timeout=900)
+            entry = server.run(graph(args, method, seed, batch), timeout=900)
             err = execution_error(entry)
             if err:
                 raise RuntimeError(f"{method}: {err.get('exception_message')}")
@@ -181,7 +292,7 @@ def run_config(args, config: str) -> dict:
             notes.append(f"batch {batch}: first three hybrid runs " + ", ".join(f"{t:.2f}s" for t in firsts))
             times = {m: [] for m in METHODS}
             counts = {m: [] for m in METHODS}
-            fast, slow = METHODS[:2], ([] if args.fast_only else METHODS[2:])
+            fast, slow = METHODS[:2], ([] if args.fast_only else methods(args)[2:])
             for m in fast:
                 run(m, batch)
             for _ in range(args.repeats):
@@ -197,8 +308,9 @@ def run_config(args, config: str) -> dict:
                     counts[m].append(n)
                 for m2 in fast:  # back to the steady state of the fast methods before the next block
                     run(m2, batch)
-            said = [ln for ln in server.log_text().splitlines() if "DDistill" in ln and "weights differ" in ln]
-            if said:  # the pair's own log line (written when its memory plan changes): the last one so far
+            said = [ln for ln in server.log_text().splitlines()
+                    if "DDistill" in ln and ("weights differ" in ln or "stock loading" in ln)]  # fmt: skip
+            if said:  # the pair's own log line (its memory plan, or why it keeps the stock path): the last one
                 notes.append(f"batch {batch}: the pack logged: {said[-1].split('DDistill', 1)[1].lstrip(':')}")
             if args.check:
                 notes.extend(check(batch))
@@ -218,14 +330,24 @@ def run_config(args, config: str) -> dict:
             "rows": rows, "notes": notes}  # fmt: skip
 
 
+def what(args) -> str:
+    """The models and the sampling of a run, in words."""
+    if args.weights == "checkpoint":
+        return (f"{args.arch} {args.size}x{args.size}, rank-{args.rank} LoRA on every Linear and Conv weight, "
+                "loaded from files; 4 lcm steps")  # fmt: skip
+    name, lora = quantized_names(args.weights, args.tiny)
+    loader = "UnetLoaderGGUF (ComfyUI-GGUF)" if args.weights == "gguf_q8_0" else "UNETLoader"
+    return (f"{name} by {loader} + {lora} by LoraLoaderModelOnly; video latent {args.size}x{args.height}, "
+            f"{args.length} frames; 4 euler steps, simple schedule")  # fmt: skip
+
+
 def table(results: list[dict], args) -> str:
     r0 = results[0]
     lines = [
         f"Card: {r0['device']}; ComfyUI {r0['version']} through its server (main.py), Dynamic VRAM "
         f"{'on (ModelPatcherDynamic)' if r0['dynamic'] else 'off (ModelPatcher)'}; "
-        f"{args.arch} {args.size}x{args.size}, "
-        f"rank-{args.rank} LoRA on every Linear and Conv weight, loaded from files; 4 lcm steps; median of "
-        f"{args.repeats} (stock: {args.stock_repeats}); capped = --reserve-vram leaving {args.cap_gb:g} GiB.",
+        f"{what(args)}; median of {args.repeats} (stock: {args.stock_repeats}); capped = --reserve-vram leaving "
+        f"{args.cap_gb:g} GiB.",
         "",
         "| config | batch | method | time (s) | x LoRA model alone | loads/run |",
         "|---|---|---|---|---|---|",
@@ -247,9 +369,13 @@ def main():
         args.base = Path(tmp.name)
     args.base = args.base.resolve()
     # the files in a child process, so that its GPU memory is free for the server
+    write = (
+        f"b.write_files(Path({str(args.base)!r}), {args.arch!r}, {args.rank}, {args.cpu})"
+        if args.weights == "checkpoint"
+        else f"b.write_quantized_files(Path({str(args.base)!r}), {args.weights!r}, {args.tiny}, {args.cpu})"
+    )
     code = (
-        "import sys; from pathlib import Path; sys.argv = sys.argv[:1]; import bench_lora_server as b; "
-        f"print(b.write_files(Path({str(args.base)!r}), {args.arch!r}, {args.rank}, {args.cpu}))"
+        f"import sys; from pathlib import Path; sys.argv = sys.argv[:1]; import bench_lora_server as b; print({write})"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
     results = [run_config(args, c) for c in args.configs.split(",")]

@@ -1,20 +1,16 @@
-"""LoRA pairs on GGUF models (issue 24, item 1: never a wrong result). city96/ComfyUI-GGUF (commit 795e451, the
-archive beside the checkout: ../shared/comfyui/, HOST.md "GGUF models") is loaded by path as ComfyUI loads a custom
-node folder; a tiny Wan model is written as a Q8_0 ``.gguf`` file (``ddistill_dev.gguf_files``), loaded with its
+"""LoRA pairs on GGUF models: never a wrong result. city96/ComfyUI-GGUF (commit 795e451, the archive beside the
+checkout in ../shared/comfyui/, ``gguf_files.pack_archive``) is loaded by path as ComfyUI loads a custom node folder;
+a tiny Wan model is written as a Q8_0 ``.gguf`` file (``ddistill_dev.gguf_files``), loaded with its
 ``UnetLoaderGGUF`` and given LoRAs with the stock LoraLoaderModelOnly. GGUF attaches a LoRA to each quantized tensor
 (``GGMLTensor.patches``, no backup of the original) and its layers ignore ComfyUI's weight functions, so the pack
 cannot present the base weights: the pair falls back to ComfyUI's stock path, named in the log, and the hybrid must
 equal the stock two-segment chain (measured: bit for bit, as two runs of that chain are), never the LoRA model on
 both segments (what the pair path gave before: bit-equal to it)."""
 
-import hashlib
 import importlib
 import importlib.util
 import logging
-import os
 import sys
-import tarfile
-from pathlib import Path
 
 import comfy.sample
 import comfy.samplers
@@ -27,14 +23,11 @@ import nodes
 from ddistill_dev import gguf_files
 from ddistill_dev import random_lora as rl
 from ddistill_dev import tiny_models as tm
-from ddistill_dev.comfy_host import PACK_ROOT, comfyui_version
+from ddistill_dev.comfy_host import comfyui_version
 
 pytest.importorskip("gguf", reason="the gguf package (tests/requirements.txt) is not installed")
 
-ARCHIVE_NAME = "ComfyUI-GGUF-795e451.tar.gz"
-ARCHIVE_SHA256 = "9fdfa050c2ebb8e8cf9ef50eb9844ecd9bdf410b247a4518bcb1924b7e8ca056"
-ARCHIVE = Path(os.environ.get("DD_GGUF_ARCHIVE") or PACK_ROOT.parent / "shared" / "comfyui" / ARCHIVE_NAME)
-GGUF_MODULE = "ComfyUI-GGUF"  # the module name ComfyUI's load_custom_node gives custom_nodes/ComfyUI-GGUF
+GGUF_MODULE = gguf_files.PACK_MODULE
 KIND, SEED, STEPS = "wan22", 5, 4
 FALLBACK = (
     "clones of one WAN21, but its weights are GGMLTensor tensors (ComfyUI-GGUF) carrying their own patches",
@@ -48,14 +41,10 @@ def gguf_pack(tmp_path_factory):
     (its NODE_CLASS_MAPPINGS are not registered with this process's ComfyUI: the other tests see the stock set)."""
     if GGUF_MODULE in sys.modules:
         return sys.modules[GGUF_MODULE]
-    if not ARCHIVE.is_file():
-        pytest.skip(f"no ComfyUI-GGUF source archive at {ARCHIVE} (HOST.md 'GGUF models'; or set DD_GGUF_ARCHIVE)")
-    digest = hashlib.sha256(ARCHIVE.read_bytes()).hexdigest()
-    assert digest == ARCHIVE_SHA256, f"{ARCHIVE}: sha256 {digest}, expected {ARCHIVE_SHA256}"
-    dest = tmp_path_factory.mktemp("custom_nodes")
-    with tarfile.open(ARCHIVE) as tar:
-        tar.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-    root = dest / GGUF_MODULE
+    archive = gguf_files.pack_archive()
+    if not archive.is_file():
+        pytest.skip(f"no ComfyUI-GGUF source archive at {archive} (../shared/comfyui/; or set DD_GGUF_ARCHIVE)")
+    root = gguf_files.extract_pack(tmp_path_factory.mktemp("custom_nodes"))
     spec = importlib.util.spec_from_file_location(
         GGUF_MODULE, root / "__init__.py", submodule_search_locations=[str(root)]
     )
@@ -259,3 +248,23 @@ def test_plain_weights_of_the_same_model_keep_the_fast_path(mods, caplog):
     assert "string_to_seed has moved" not in caplog.text
     ref = stock_chain(mods, base, distilled)
     assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+
+
+def test_q8_0_quantizer_equals_the_gguf_package():
+    """The benchmarks' Q8_0 quantizer (torch, on the tensor's device) writes the bytes of gguf's own, ties (x.5 of a
+    block's step: away from zero), all-zero blocks and rows of several blocks included."""
+    import gguf
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 96, generator=g)
+    x[1] = 0.0
+    x[2, :32] = torch.arange(32) - 15.5  # d = 16.5 / 127: x / d has .5 values
+    x[3, :32] = torch.tensor([127.0, 0.5, -0.5, 1.5, -2.5] + [0.0] * 27)
+    want = gguf.quants.quantize(x.numpy(), gguf.GGMLQuantizationType.Q8_0)
+    got = gguf_files.q8_0(x)
+    assert got.shape == want.shape == (6, 3 * 34)
+    assert (got == want).all()
+    assert (
+        gguf_files.q8_0(x.to(torch.bfloat16))
+        == gguf.quants.quantize(x.to(torch.bfloat16).float().numpy(), gguf.GGMLQuantizationType.Q8_0)
+    ).all()
