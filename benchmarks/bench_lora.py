@@ -171,11 +171,11 @@ def run_one(args) -> dict:
             return {k: (statistics.median(times[k]), sum(loads[k]) / repeats, max(peaks[k])) for k in fns}
 
         def pair_held():  # GiB the pair's holders have on the load device now (in every row's peak once held)
-            pairs = [p for p in lp.active_pairs() if p.base_ref() is root and p.distilled_ref() is distilled]
-            return sum(p.memory()["copies_loaded"] + p.memory()["factors_loaded"] for p in pairs) / 2**30
+            pair = lp.existing_pair(root, distilled)
+            return (pair.memory()["copies_loaded"] + pair.memory()["factors_loaded"]) / 2**30 if pair else 0.0
 
         def pair_note():
-            pair = next((p for p in lp.active_pairs() if p.base_ref() is root and p.distilled_ref() is distilled), None)
+            pair = lp.existing_pair(root, distilled)
             if pair is None or pair.plan is None:
                 return "stock path"
             swaps, made = pair.plan.counts()

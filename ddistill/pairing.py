@@ -8,7 +8,7 @@ model's own ``model_sampling`` turns its output into x̂0, so SD 2.1 (v) with SD
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -75,9 +75,6 @@ class ModelInfo:
             f"with {self.latent_channels} channels)"
         )
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def check_pair(
     first: ModelInfo, second: ModelInfo, first_role: str = "base_model", second_role: str = "distilled_model"
@@ -143,8 +140,8 @@ def check_latent(
 
 def all_finite(t: torch.Tensor) -> bool:
     """No NaN or inf in ``t``, in one float64 reduction (NaN and inf propagate through a sum; float64 cannot
-    overflow on float32/16 values), without the element-wise mask of ``isfinite(t).all()``, which cost ~5 ms per
-    SDXL latent on the host in the batch-1 profile (benchmarks/profile_batch1.py)."""
+    overflow on float32/16 values), without the element-wise mask of ``isfinite(t).all()``, which costs about 5 ms
+    of host time per SDXL latent at batch 1 (``benchmarks/profile_batch1.py`` measures that path)."""
     if t.device.type == "mps":  # no float64 there
         return bool(torch.isfinite(t).all())
     return bool(torch.isfinite(t.sum(dtype=torch.float64)))

@@ -46,10 +46,6 @@ class Trajectory:
     def __len__(self) -> int:
         return len(self.frames)
 
-    @property
-    def batch_size(self) -> int:
-        return self.frames[0].x0.shape[0] if self.frames else 0
-
     def extended(self, frames) -> "Trajectory":
         return Trajectory(self.frames + tuple(frames))
 
@@ -58,11 +54,3 @@ class Trajectory:
         if not self.frames:
             raise ValueError("trajectory: it is empty; connect the trajectory output of a sampler that ran")
         return torch.stack([f.x0 for f in self.frames])
-
-    def labels(self) -> list[str]:
-        return [f"step {f.step + 1} | {f.level.replace(' · ', ' | ')} | {f.model}" for f in self.frames]
-
-
-def x0_from_eps(x: torch.Tensor, sigma: float, eps: torch.Tensor) -> torch.Tensor:
-    """x̂0 = x - sigma * eps in ComfyUI's sigma space (eq. A.2 with x = x_ddpm * sqrt(1 + sigma^2))."""
-    return x - sigma * eps

@@ -1,8 +1,8 @@
 """Start a real ComfyUI in this process and load the pack as ComfyUI would.
 
-The one place that puts ComfyUI's root on sys.path (in-process ComfyUI needs it; HOST.md). Used by the
-integration tests, the scripts and the benchmarks; ``COMFYUI_PATH`` names the ComfyUI root (default: the one
-``scripts/setup_host.py`` made in ``.host/ComfyUI``).
+The one place that puts ComfyUI's root on sys.path (ComfyUI imports its own modules by top-level name, from its
+root first on sys.path). Used by the integration tests, the scripts and the benchmarks; ``COMFYUI_PATH`` names the
+ComfyUI root (default: the one ``scripts/setup_host.py`` made in ``.host/ComfyUI``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def boot(
     import comfy.options
 
     comfy.options.enable_args_parsing()
-    import utils.extra_config  # noqa: F401  (must come before `import nodes`, see HOST.md)
+    import utils.extra_config  # noqa: F401  (before `import nodes`, or `utils` resolves to another package)
 
     if dynamic_vram:
         _start_dynamic_vram()

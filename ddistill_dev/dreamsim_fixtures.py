@@ -10,7 +10,7 @@
   ``torch.hub.load_state_dict_from_url``, as the real hub repository does) and
   ``checkpoints/dino_vitbase16_pretrain.pth``.
 The LoRA B matrices are random (peft initialises them to zero), so the adapter changes the distances.
-Used by tests/test_diversity_dreamsim.py and benchmarks/bench_diversity.py.
+Used by tests/integration/test_diversity_dreamsim.py and benchmarks/bench_diversity.py.
 """
 
 from __future__ import annotations

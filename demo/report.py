@@ -25,7 +25,7 @@ PAIRS = {  # report section: (methods, what the schedule is)
     "eps pair (SD sigma space, the student's 4-step lcm schedule)": EPS_METHODS,
     "flow pair (rectified flow, the student's 8-step shift-3 simple schedule)": FLOW_METHODS,
 }
-DISTILLED_MAX, HYBRID_MIN = 0.80, 0.90  # the issue's expectation, as fractions of the base's diversity
+DISTILLED_MAX, HYBRID_MIN = 0.80, 0.90  # the checks' bounds, as fractions of the base's diversity
 
 
 def load_pngs(paths: list[Path]) -> torch.Tensor:
@@ -71,7 +71,7 @@ def method_stats(images: torch.Tensor, clf, train_digits: torch.Tensor) -> dict:
 
 
 def checks(values: dict[str, float]) -> list[tuple[str, bool, str]]:
-    """The issue's expectations on one diversity measure (method -> mean)."""
+    """The paper's ordering as checks on one diversity measure (method -> mean): (check, passed, the numbers)."""
     b = values["base"]
     r = {m: values[m] / b for m in values}
     return [

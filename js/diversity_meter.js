@@ -53,7 +53,6 @@ class MeterPanel {
   constructor(node) {
     this.node = node;
     this.widget = null;
-    this.last = null;
     this.height = 0; // the panel's content height at `measuredWidth`
     this.measuredWidth = 0;
     this.onExecuted = (event) => {
@@ -109,7 +108,6 @@ class MeterPanel {
 
   show(p) {
     if (!p || !p.a) return;
-    this.last = p;
     const el = this.element();
     const head = document.createElement("div");
     head.className = "ddistill-diversity-head";
@@ -141,7 +139,6 @@ class MeterPanel {
   dispose() {
     api.removeEventListener("executed", this.onExecuted);
     this.widget = null;
-    this.last = null;
   }
 }
 

@@ -1,5 +1,5 @@
 // x̂0 filmstrip: every sampler node (any node with a LATENT output) shows the x̂0 of each step as it is sampled.
-// The server sends "ddistill.x0_frame" events (nodes/preview_nodes.py, LiveX0Frames) from the pack's samplers
+// The server sends "ddistill.x0_frame" events (nodes/recorder.py, LiveX0Frames) from the pack's samplers
 // and from stock samplers wrapped by "Record x̂0 Sampler". Each node owns one listener, removed with the node.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";

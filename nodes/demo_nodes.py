@@ -49,7 +49,7 @@ WEIGHT_SHA256 = {
 }
 EPS_PAIR = "digits eps (4-step lcm)"
 FLOW_PAIR = f"digits flow (shift {FLOW_SHIFT:g}, {FLOW_STEPS}-step)"
-PAIRS = [EPS_PAIR, FLOW_PAIR]  # the first is the default (workflows saved before the input existed)
+PAIRS = [EPS_PAIR, FLOW_PAIR]  # the first is the default (what a workflow without a `pair` value gets)
 
 
 class DemoWeightsError(RuntimeError):

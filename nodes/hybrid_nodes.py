@@ -79,8 +79,8 @@ def _sigma_input(name: str, tooltip: str):
 
 
 def _handover_inputs():
-    """The noise-level handover's two widgets (Base First Step and Skip First Step), after the node's old inputs so
-    that workflows saved before them keep their widget values."""
+    """The noise-level handover's two widgets (Base First Step and Skip First Step), after the node's other inputs:
+    a saved workflow stores widget values by position, so one that lacks these two keeps the values of the others."""
     return [
         io.Float.Input(
             "handover_amplification",

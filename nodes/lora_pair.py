@@ -31,15 +31,15 @@ patches, as ComfyUI-GGUF's quantized ``GGMLTensor``, another tensor subclass, a 
 the weight: ``fallback_reason``) keeps ComfyUI's stock path for the pair: the base segment runs on the base MODEL as
 ComfyUI loads it, and the log names the reason.
 
-The pair's extra memory lives as long as both MODEL objects (weak references): when no graph holds them any more,
-the holders are dropped and ComfyUI's ``cleanup_models`` forgets them.
+The pair's state lives on ComfyUI's objects: on the base MODEL as an attachment (``set_attachments``; a clone starts
+without it), keyed by the distilled MODEL through a weak reference, so that its extra memory goes when either MODEL
+goes (ComfyUI's ``cleanup_models`` then forgets the holders); the MODELs a Distilled Continue ran on are noted on the
+model their clones share. The weights and their base versions are ``lora_weights``; what a base forward swaps and the
+holders are ``lora_plan``.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-import itertools
 import logging
 import weakref
 
@@ -53,7 +53,18 @@ import comfy.utils
 import comfy.weight_adapter
 import torch
 
-from ..ddistill.lora_maths import differing_keys, foreign_weight, gib, patch_lists_equal, shared_prefix, sibling_keys
+from ..ddistill.lora_maths import differing_keys, foreign_weight, gib, patch_lists_equal, sibling_keys
+from .lora_plan import Held, Plan, dynamic_layer
+from .lora_weights import (
+    BaseWeight,
+    WeightKey,
+    layer_weight,
+    negated,
+    on_device,
+    quantized_classes,
+    returns_weight,
+    tensors_of,
+)
 
 WRAPPER_KEY = "ddistill_lora_pair"
 RESIDENT_BASE_WEIGHTS = True  # False: never hold base copies; every differing weight is made at forward time
@@ -61,18 +72,35 @@ REUSE_DYNAMIC_LOAD = True  # False: under Dynamic VRAM the base segment, too, as
 MEMORY_MARGIN = 1.1  # as load_models_gpu's own margin on what it frees
 log = logging.getLogger(__name__)
 
-_SEEN: dict[int, weakref.ref] = {}  # MODELs a Distilled Continue ran on, oldest first
-_PAIRS: dict[tuple[int, int], LoraPair] = {}
-_SERIAL = itertools.count()
-_FALLBACKS_LOGGED: dict[tuple[int, int], tuple] = {}  # pairs whose stock path was logged: (base, distilled refs, why)
+PARTNERS_ATTR = "ddistill_distilled_models"  # on the BaseModel the clones share: MODELs a Distilled Continue ran on
+
+
+class _Pairs:
+    """Attachment of a base MODEL (``ModelPatcher.set_attachments``): its pairs with distilled MODELs and the stock
+    paths it logged, both keyed by the distilled MODEL through weak references, so that an entry goes when that
+    MODEL goes, and all of them with the base MODEL. A clone of the base MODEL starts with none of them."""
+
+    def __init__(self):
+        self.pairs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # distilled MODEL -> LoraPair
+        self.logged: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # distilled MODEL -> reason logged
+
+    def on_model_patcher_clone(self) -> _Pairs:
+        return _Pairs()
+
+
+def _pairs(base, create: bool = False) -> _Pairs | None:
+    held = base.get_attachment(WRAPPER_KEY)
+    if held is None and create:
+        held = _Pairs()
+        base.set_attachments(WRAPPER_KEY, held)
+    return held
 
 
 def remember_distilled(model) -> None:
-    """Distilled Continue: note its MODEL, so that the next Base First Step on another clone of the same model (its
-    distilled_model input left unconnected) can keep these weights loaded."""
-    key = id(model)
-    _SEEN.pop(key, None)
-    _SEEN[key] = weakref.ref(model, lambda ref, key=key: _SEEN.pop(key) if _SEEN.get(key) is ref else None)
+    """Distilled Continue: note its MODEL on the model its clones share, so that the next Base First Step on another
+    clone of the same model (its distilled_model input left unconnected) can keep these weights loaded."""
+    seen = [r for r in getattr(model.model, PARTNERS_ATTR, ()) if r() is not None and r() is not model]
+    setattr(model.model, PARTNERS_ATTR, [*seen, weakref.ref(model)])  # oldest first
 
 
 def base_segment_model(base, distilled=None, conds=()):
@@ -87,12 +115,8 @@ def base_segment_model(base, distilled=None, conds=()):
     return base if pair is None else pair.runner()
 
 
-def active_pairs() -> list[LoraPair]:
-    return list(_PAIRS.values())
-
-
 def _partner(base):
-    alive = (ref() for ref in reversed(list(_SEEN.values())))
+    alive = (ref() for ref in reversed(getattr(base.model, PARTNERS_ATTR, ())))
     candidates = [
         d for d in alive if d is not None and d is not base and base.is_clone(d) and d.patches_uuid != base.patches_uuid
     ]
@@ -127,58 +151,22 @@ def fallback_reason(base, distilled) -> str | None:
     ) != distilled.object_patches.get("manual_cast_dtype"):
         return "the compute dtypes differ"
     for key in differing_keys(base.patches, distilled.patches):
-        module, name, convert, set_func = _layer_weight(base.model, key)
+        module, name, convert, set_func = layer_weight(base.model, key)
         if name not in module._parameters:
             return f"{key} is not a parameter"
         weight = module._parameters[name]
         converted = convert is not None or set_func is not None
-        foreign = foreign_weight(weight, _quantized_classes() if converted else ()) if weight is not None else None
+        foreign = foreign_weight(weight, quantized_classes() if converted else ()) if weight is not None else None
         if foreign:
             return f"{foreign} ({key})"
-        if converted and not _returns_weight(set_func):
+        if converted and not returns_weight(set_func):
             return f"{key} is stored in a converted (quantized) format whose set_{name} cannot return a weight"
     return None
 
 
-def _layer_weight(model, key: str):
-    """(layer, parameter name, the layer's ``convert_<name>``, its ``set_<name>``) of weight ``key``. A layer with
-    either function stores the weight converted (fp8_scaled, ComfyUI's QuantizedTensor layouts) and ComfyUI patches
-    it through them (``comfy.model_patcher.get_key_weight``); a parameter of the model itself has neither."""
-    path, name = key.rsplit(".", 1) if "." in key else ("", key)
-    if not path:
-        return model, name, None, None
-    module = comfy.utils.get_attr(model, path)
-    return module, name, getattr(module, f"convert_{name}", None), getattr(module, f"set_{name}", None)
-
-
-@functools.cache
-def _quantized_classes() -> tuple[type, ...]:
-    """The tensor subclass of ComfyUI's quantized layouts (``comfy.quant_ops.QuantizedTensor``: ComfyUI 0.33's
-    mixed-precision layers, also in 0.3.75), whose layers convert and set their weights themselves (``convert_weight``
-    dequantizes, ``set_weight`` quantizes): a weight the pair presents exactly through those functions."""
-    try:
-        from comfy.quant_ops import QuantizedTensor
-    except ImportError:
-        return ()
-    return (QuantizedTensor,) if isinstance(QuantizedTensor, type) and issubclass(QuantizedTensor, torch.Tensor) else ()
-
-
-def _returns_weight(set_func) -> bool:
-    """Whether a layer's ``set_<name>`` (if any) can hand back the weight it would store without storing it
-    (``return_weight=True``, as ComfyUI's ``LowVramPatch`` and ``patch_weight_to_device(return_weight=True)`` call
-    it): how the pair makes a base copy in the stored format."""
-    if set_func is None:
-        return True
-    try:
-        return "return_weight" in inspect.signature(set_func).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def pair_for(base, distilled) -> LoraPair | None:
     """The pair state of two clones (made once, kept while both MODELs live), or None for the stock path."""
-    key = (id(base), id(distilled))
-    pair = _PAIRS.get(key)
+    pair = existing_pair(base, distilled)
     if pair is not None and pair.matches(base, distilled) and not (base.hook_patches or distilled.hook_patches):
         return pair
     why = fallback_reason(base, distilled)
@@ -186,23 +174,22 @@ def pair_for(base, distilled) -> LoraPair | None:
         if why:
             _log_fallback(base, distilled, why)
         return None
-    pair = _PAIRS[key] = LoraPair(base, distilled)
-    for owner in (base, distilled):
-        weakref.finalize(owner, _drop, key, pair.serial)
+    pair = _pairs(base, create=True).pairs[distilled] = LoraPair(base, distilled)
     return pair
 
 
+def existing_pair(base, distilled) -> LoraPair | None:
+    """The pair state made for these two MODELs, if any (without checking that it still applies)."""
+    held = _pairs(base)
+    return held.pairs.get(distilled) if held is not None else None
+
+
 def _log_fallback(base, distilled, why: str) -> None:
-    """One log line per pair of MODELs (and reason) that keeps the stock path; by weak reference, so that two later
-    MODELs at the same addresses get their own line."""
-    key = (id(base), id(distilled))
-    seen = _FALLBACKS_LOGGED.get(key)
-    if seen is not None and seen[0]() is base and seen[1]() is distilled and seen[2] == why:
+    """One log line per pair of MODELs (and reason) that keeps the stock path."""
+    held = _pairs(base, create=True)
+    if held.logged.get(distilled) == why:
         return
-    if seen is None:
-        for owner in (base, distilled):
-            weakref.finalize(owner, _FALLBACKS_LOGGED.pop, key, None)
-    _FALLBACKS_LOGGED[key] = (weakref.ref(base), weakref.ref(distilled), why)
+    held.logged[distilled] = why
     log.info(
         "DDistill: base_model and distilled_model are clones of one %s, but %s: stock loading, the base segment "
         "runs on ComfyUI's own load of the base model (slower, exact)",
@@ -211,285 +198,9 @@ def _log_fallback(base, distilled, why: str) -> None:
     )
 
 
-def _drop(key, serial) -> None:
-    pair = _PAIRS.get(key)
-    if pair is not None and pair.serial == serial:
-        del _PAIRS[key]  # its holders go with it; ComfyUI's cleanup_models forgets their LoadedModels
-
-
 def holds_factors(device) -> bool:
     """Whether the delta path's LoRA factors are worth holding on ``device`` (not where they already live)."""
     return device.type != "cpu"
-
-
-def _additive(patch) -> bool:
-    """A patch whose effect does not depend on the weight: ``calculate_weight(p, W) == W + dW``."""
-    _strength, v, strength_model, offset, function = patch
-    if strength_model != 1.0 or offset is not None or function is not None:
-        return False
-    if isinstance(v, comfy.weight_adapter.LoRAAdapter):
-        return v.weights[4] is None and v.weights[5] is None  # no DoRA scale, no reshape
-    if isinstance(v, tuple) and len(v) == 2 and v[0] == "diff":
-        v = v[1]
-    return isinstance(v, tuple) and len(v) == 1 and isinstance(v[0], torch.Tensor)
-
-
-def _negated(patch):
-    strength, v, strength_model, offset, function = patch
-    return (-strength, v, strength_model, offset, function)
-
-
-def _tensors_of(patch) -> list[torch.Tensor]:
-    v = patch[1]
-    if isinstance(v, comfy.weight_adapter.LoRAAdapter):
-        return [t for t in v.weights if isinstance(t, torch.Tensor)]
-    if isinstance(v, tuple) and len(v) == 2 and v[0] == "diff":
-        v = v[1]
-    return [v[0]]
-
-
-def _on_device(patch, held: dict[int, torch.Tensor]):
-    """The same patch reading its tensors from the pair's factor holder (where ComfyUI placed them)."""
-    strength, v, strength_model, offset, function = patch
-    swap = lambda t: held.get(id(t), t) if isinstance(t, torch.Tensor) else t  # noqa: E731
-    if isinstance(v, comfy.weight_adapter.LoRAAdapter):
-        v = comfy.weight_adapter.LoRAAdapter(v.loaded_keys, tuple(swap(t) for t in v.weights))
-    elif isinstance(v, tuple) and len(v) == 2 and v[0] == "diff":
-        v = ("diff", (swap(v[1][0]),) + tuple(v[1][1:]))
-    else:
-        v = (swap(v[0]),)
-    return (strength, v, strength_model, offset, function)
-
-
-class _Key:
-    """One weight whose patches differ between the two clones; or (``companion``) a weight patched alike on both
-    sides in a layer where another weight differs, which a Dynamic VRAM layer needs beside the swapped one."""
-
-    def __init__(self, model, key: str, base_patches: list, distilled_patches: list, companion: bool = False):
-        self.key, self.companion = key, companion
-        self.module, self.name, self.convert, self.set = _layer_weight(model, key)
-        p = self.module._parameters[self.name]
-        # stored size, as ComfyUI's module_size counts a weight (a QuantizedTensor: its quantized data)
-        self.dtype, self.nbytes = p.dtype, p.nbytes
-        self.converted = self.convert is not None or self.set is not None
-        self.base = list(base_patches)
-        n = shared_prefix(base_patches, distilled_patches)
-        self.base_rest, self.distilled_rest = list(base_patches[n:]), list(distilled_patches[n:])
-        # the delta path works on the weight as the layer stores it: not for a converted one (rounded at each set)
-        additive = all(_additive(q) for q in self.base_rest + self.distilled_rest)
-        self.additive = additive and not self.converted
-        self.seed = _string_to_seed(key)
-        attr = f"{self.name}_function"
-        self.fn_attr = attr if self.name in ("weight", "bias") and hasattr(self.module, attr) else None
-
-    def param(self):
-        return self.module._parameters[self.name]
-
-    def original(self, backup):
-        bk = backup.get(self.key)
-        return bk.weight if bk is not None else self.param()
-
-    def exact_base(self, original: torch.Tensor, device) -> torch.Tensor:
-        """The base version as ModelPatcher.patch_weight_to_device computes it (same calls, same order, in the
-        host's LoRA compute dtype: float32 in 0.3.75, ``lora_compute_dtype`` of the device in newer ComfyUI), in
-        the format the layer stores: a converted weight through the layer's own ``convert_<name>``, then its
-        ``set_<name>(..., return_weight=True)`` with the key's rounding seed (fp8_scaled: fp8 over the layer's
-        scale; ComfyUI 0.33's layouts: a new QuantizedTensor), while the layer presents the original weight, as it
-        does when ComfyUI patches the base model."""
-        if not self.base:
-            return original.to(device, copy=True)
-        compute = getattr(mm, "lora_compute_dtype", None)
-        temp = mm.cast_to_device(original, device, compute(device) if compute else torch.float32, copy=True)
-        if self.convert is not None:
-            temp = self.convert(temp, inplace=True)
-        out = comfy.lora.calculate_weight(self.base, temp, self.key)
-        if self.set is None:
-            return comfy.float.stochastic_rounding(out, self.dtype, seed=self.seed)
-        params = self.module._parameters
-        current = params[self.name]
-        params[self.name] = original
-        try:
-            return self.set(out, seed=self.seed, return_weight=True)
-        finally:
-            params[self.name] = current
-
-    def as_cast(self, stored: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """A weight in the stored format as ComfyUI's cast path hands it to a layer's weight functions (``like``:
-        what it handed this time): on its device, in its dtype, a QuantizedTensor dequantized (0.33's
-        ``cast_bias_weight``); fp8_scaled weights stay unscaled (the layer scales them in its forward)."""
-        out = stored.to(device=like.device, dtype=like.dtype)
-        quantized = _quantized_classes()
-        if quantized and isinstance(out, quantized):
-            out = out.dequantize()
-        return out.to(like.dtype) if out.dtype != like.dtype else out
-
-
-def _string_to_seed(key: str) -> int:
-    """ComfyUI's seed of a weight's stochastic rounding: ``comfy.utils.string_to_seed`` where it exists (0.33 warns
-    at each call of the old ``comfy.model_patcher`` one), else ``comfy.model_patcher.string_to_seed`` (0.3.75)."""
-    fn = getattr(comfy.utils, "string_to_seed", None) or comfy.model_patcher.string_to_seed
-    return fn(key)
-
-
-def _lora_term(patch):
-    """(coefficient, up, down) of a plain LoRA patch (no mid, DoRA or reshape), else None."""
-    strength, v, _strength_model, _offset, _function = patch
-    if not isinstance(v, comfy.weight_adapter.LoRAAdapter) or any(t is not None for t in v.weights[3:6]):
-        return None
-    up, down, alpha = v.weights[:3]
-    return strength * (alpha / down.shape[0] if alpha is not None else 1.0), up, down
-
-
-class _BaseWeight:
-    """A ComfyUI weight function (the kind ``LowVramPatch`` is) that returns the base version of one weight, per
-    layer at forward time, either exactly from the original weight (``source``, else the weight the layer holds),
-    or (``delta``: the distilled-only patches negated, then the base-only ones) from the distilled merge the layer
-    holds. Plain LoRA terms of a delta are one ``addmm_`` each (on the copy ComfyUI's ``cast_bias_weight`` made, in
-    its dtype when the factors share it); other additive patches go through ``comfy.lora.calculate_weight``."""
-
-    def __init__(
-        self, key: _Key, source: torch.Tensor | None = None, delta: tuple[list, list] | None = None, fresh=True
-    ):
-        # fresh: whether the weight ComfyUI passes in is its own copy for this forward (its cast path copies a
-        # weight that has weight functions), which the delta may then change in place. Dynamic VRAM passes the
-        # weight its VBAR keeps for later forwards: never written.
-        self.key, self.source, self.delta, self.fresh = key, source, delta, fresh
-        terms = [_lora_term(q) for q in delta[0] + delta[1]] if delta is not None else []
-        self.terms = terms if delta is not None and all(t is not None for t in terms) else None
-
-    def __call__(self, weight: torch.Tensor, fresh: bool | None = None) -> torch.Tensor:
-        k, fresh = self.key, self.fresh if fresh is None else fresh
-        if self.terms is not None:
-            # In the weight's dtype when the factors have it (GEMMs accumulate in float32 and round once), else in
-            # float32 as ComfyUI merges: factors rounded to a narrower dtype would move the weight by their rounding.
-            same = all(t.dtype == weight.dtype for _c, up, down in self.terms for t in (up, down))
-            if same:
-                w = weight if fresh and weight.is_contiguous() else weight.contiguous().clone()
-            else:
-                w = weight.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
-            flat = w.view(w.shape[0], -1)
-            for coef, up, down in self.terms:
-                up = up.to(device=w.device, dtype=w.dtype, non_blocking=True).flatten(1)
-                down = down.to(device=w.device, dtype=w.dtype, non_blocking=True).flatten(1)
-                flat.addmm_(up, down, alpha=coef)
-            return w if same else w.to(weight.dtype)
-        if k.converted:
-            # from the original in its stored format (ModelPatcher.backup, else the layer's own weight), exactly as
-            # a resident copy is made, then cast as the layer's cast path casts its stored weight
-            src = self.source if self.source is not None else k.param()
-            return k.as_cast(k.exact_base(src, weight.device), weight)
-        if self.delta is not None:
-            undo, redo = self.delta
-            w = comfy.lora.calculate_weight(undo, weight.to(torch.float32, copy=True), k.key)
-            w = comfy.lora.calculate_weight(redo, w, k.key) if redo else w
-        else:
-            src = self.source if self.source is not None else weight
-            if not k.base and src.dtype == k.dtype:  # the original itself: no patch to apply, nothing to round
-                return src.to(device=weight.device, dtype=weight.dtype, copy=True)
-            w = mm.cast_to_device(src, weight.device, torch.float32, copy=True)
-            w = comfy.lora.calculate_weight(k.base, w, k.key) if k.base else w
-        return comfy.float.stochastic_rounding(w, k.dtype, seed=k.seed).to(weight.dtype)
-
-
-class _Slot(torch.nn.Module):
-    def __init__(self, t: torch.Tensor):
-        super().__init__()
-        self.value = torch.nn.Parameter(t, requires_grad=False)
-
-
-class _Held(torch.nn.Module):
-    """Tensors of one pair for ComfyUI's model management to place: one submodule per tensor, so that a partial
-    load keeps each tensor whole on one device."""
-
-    def __init__(self, tensors: list[torch.Tensor]):
-        super().__init__()
-        self.slots = torch.nn.ModuleList(_Slot(t) for t in tensors)
-
-    def values(self) -> list[torch.Tensor]:
-        return [s._parameters["value"] for s in self.slots]
-
-
-class _Plan:
-    """What one base forward swaps: parameters (resident base copies), weight-function lists, and parameters made
-    just for the forward (layers without weight functions). Built after each load, from where things are."""
-
-    def __init__(self):
-        self.swaps: list[tuple[dict, str, torch.nn.Parameter]] = []
-        self.funcs: list[tuple[torch.nn.Module, str, list]] = []
-        self.transient: list[tuple[dict, str, _BaseWeight]] = []
-        self.layers: list[tuple[_Key, torch.Tensor | None, list]] = []  # converted weights made per layer
-
-    def enter(self) -> list:
-        saved = []
-        # The module's own parameter registry, as comfy.utils.set_attr_param registers one, without the per-call
-        # Parameter wrapping (hundreds of weights per forward).
-        for params, name, p in self.swaps:
-            saved.append((params, name, params[name]))
-            params[name] = p
-        for params, name, fn in self.transient:
-            old = params[name]
-            saved.append((params, name, old))
-            params[name] = torch.nn.Parameter(fn(old, fresh=False), requires_grad=False)
-        fsaved = []
-        for m, attr, fl in self.funcs:  # instance attributes: the class-level default list is never touched
-            fsaved.append((m, attr, vars(m).get(attr, _MISSING)))
-            vars(m)[attr] = fl
-        handles = []
-        for k, source, kept in self.layers:
-            params = k.module._parameters
-            saved.append((params, k.name, params[k.name]))
-            handles += _made_hooks(k, source, params[k.name], kept)
-        return [saved, fsaved, handles]
-
-    @staticmethod
-    def exit(state) -> None:
-        saved, fsaved, handles = state
-        for h in handles:
-            h.remove()
-        for params, name, old in reversed(saved):
-            params[name] = old
-        for m, attr, old in reversed(fsaved):
-            if old is _MISSING:
-                vars(m).pop(attr, None)
-            else:
-                vars(m)[attr] = old
-
-    def counts(self) -> tuple[int, int]:
-        """(weights swapped in, weights made per layer at forward time)."""
-        made = sum(1 for _m, _a, fl in self.funcs if fl and isinstance(fl[0], _BaseWeight))
-        return len(self.swaps), made + len(self.transient) + sum(k.fn_attr is None for k, _s, _k in self.layers)
-
-
-_MISSING = object()
-
-
-def _made_hooks(k: _Key, source: torch.Tensor | None, current: torch.Tensor, kept: list) -> list:
-    """Forward hooks of one layer (removed after the base forward) that present the base version of a converted
-    weight for that layer's forward only: made from the original stored weight (``source``, else the one the layer
-    holds) on the layer's device as a resident copy is made (``_Key.exact_base``), with the layer's weight functions
-    ``kept`` (the plan's own one, which makes the same weight for a cast outside the forward, left out); then the
-    layer's own weight and the plan's functions back."""
-    params, name, module, attr = k.module._parameters, k.name, k.module, k.fn_attr
-    funcs = vars(module).get(attr, _MISSING) if attr is not None else _MISSING
-
-    def made(_module, _args):
-        src = source if source is not None else current
-        w = src.to(current.device) if not k.base else k.exact_base(src, current.device)
-        params[name] = torch.nn.Parameter(w, requires_grad=False)
-        if funcs is not _MISSING:
-            vars(module)[attr] = kept
-
-    def restore(_module, _args, _output):
-        params[name] = current
-        if funcs is not _MISSING:
-            vars(module)[attr] = funcs
-
-    return [module.register_forward_pre_hook(made), module.register_forward_hook(restore)]
-
-
-def _dynamic(module) -> bool:
-    """A layer that ComfyUI's Dynamic VRAM (ModelPatcherDynamic, ComfyUI 0.33+) casts through its VBAR."""
-    return hasattr(module, "_v")
 
 
 def dynamic_patcher(patcher) -> bool:
@@ -516,25 +227,24 @@ class LoraPair:
     """The state of one (base, distilled) pair of clones: the differing weights and their holders."""
 
     def __init__(self, base, distilled):
-        self.serial = next(_SERIAL)
         self.base_ref, self.distilled_ref = weakref.ref(base), weakref.ref(distilled)
         self.uuids = (base.patches_uuid, distilled.patches_uuid)
         self.backup = base.backup  # ModelPatcher.backup, shared by the clones: the original weights while patched
         self.model_name = type(base.model).__name__
         keys = differing_keys(base.patches, distilled.patches)
-        self.keys = [_Key(base.model, k, base.patches.get(k, []), distilled.patches.get(k, [])) for k in keys]
+        self.keys = [WeightKey(base.model, k, base.patches.get(k, []), distilled.patches.get(k, [])) for k in keys]
         self.keys += [
-            _Key(base.model, k, base.patches.get(k, []), base.patches.get(k, []), True)
+            WeightKey(base.model, k, base.patches.get(k, []), base.patches.get(k, []), True)
             for k in sibling_keys(keys, self._companion_candidates(base, keys))
         ]
         self.copies_bytes = sum(k.nbytes for k in self.keys)
-        self.copies = None  # ModelPatcher of _Held: exact base versions of self.keys, in order
-        self.factors = None  # ModelPatcher of _Held: tensors of the patches the delta path applies
+        self.copies = None  # ModelPatcher of Held: exact base versions of self.keys, in order
+        self.factors = None  # ModelPatcher of Held: tensors of the patches the delta path applies
         self.factor_ids: list[int] = []
-        self.plan: _Plan | None = None
+        self.plan: Plan | None = None
         self.device = None  # the runner's load device, set when ComfyUI loaded it (place)
         self.reported = None
-        self.delta_keys: list[_Key] = []  # the plan's weights made as W_merged - dW_distilled + dW_base
+        self.delta_keys: list[WeightKey] = []  # the plan's weights made as W_merged - dW_distilled + dW_base
         self.reused = False  # the last base segment ran on ComfyUI's current Dynamic VRAM load (_current_load)
         self.factors_on_demand = False  # the factors were loaded into memory Dynamic VRAM frees on demand
         self.on_demand_ok = True  # False once ComfyUI unloaded such factors: then only free memory holds them
@@ -625,7 +335,7 @@ class LoraPair:
         try:
             return executor(*args, **kwargs)
         finally:
-            _Plan.exit(state)
+            Plan.exit(state)
 
     # -- memory
     @staticmethod
@@ -701,7 +411,7 @@ class LoraPair:
         if RESIDENT_BASE_WEIGHTS and self.keys:
             if self.copies is None and self._room(self.copies_bytes, runner, memory_required):
                 copies = [self._base_copy(k, device, offload, runner.weight_inplace_update) for k in self.keys]
-                self.copies = comfy.model_patcher.ModelPatcher(_Held(copies), device, offload)
+                self.copies = comfy.model_patcher.ModelPatcher(Held(copies), device, offload)
             if self.copies is not None:
                 self._load(self.copies, runner, memory_required)
         plan = self._make_plan(runner.model)
@@ -709,7 +419,7 @@ class LoraPair:
             tensors = {}
             for k in self.delta_keys:
                 for q in k.base_rest + k.distilled_rest:
-                    tensors.update((id(t), t) for t in _tensors_of(q))
+                    tensors.update((id(t), t) for t in tensors_of(q))
             nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
             held = self.factors
             partial = held is not None and held.loaded_size() < held.model_size()
@@ -725,7 +435,7 @@ class LoraPair:
                 stale = not fits(missing) and fits(nbytes)
             if stale:  # the factors of the weights made at forward time now
                 self.factor_ids = list(tensors)
-                self.factors = comfy.model_patcher.ModelPatcher(_Held(list(tensors.values())), device, offload)
+                self.factors = comfy.model_patcher.ModelPatcher(Held(list(tensors.values())), device, offload)
             missing = self.factors.model_size() - self.factors.loaded_size()
             beyond_free = missing > 0 and not self._fits(missing, device, memory_required)
             self._load(self.factors, runner, memory_required, spare)
@@ -735,7 +445,7 @@ class LoraPair:
         self.plan = plan
         self._report(device)
 
-    def _base_copy(self, k: _Key, device, offload, inplace: bool) -> torch.Tensor:
+    def _base_copy(self, k: WeightKey, device, offload, inplace: bool) -> torch.Tensor:
         """The exact base version of one weight, on the offload device for ComfyUI to load. A weight the base does
         not patch is its original, which ModelPatcher.backup already holds there: held as is, without a copy (never
         written in place: ComfyUI replaces patched parameters unless the model patches in place)."""
@@ -744,12 +454,12 @@ class LoraPair:
             return original
         return k.exact_base(original, device).to(offload)
 
-    def _make_plan(self, model) -> _Plan:
+    def _make_plan(self, model) -> Plan:
         if getattr(model, "current_weight_patches_uuid", None) != self.uuids[1]:
             raise RuntimeError(
                 "DDistill LoRA pair: the loaded weights are not the distilled model's; this is a bug of the pack"
             )
-        plan = _Plan()
+        plan = Plan()
         copies = self.copies.model.values() if RESIDENT_BASE_WEIGHTS and self.copies is not None else None
         held = {}
         if self.factors is not None:
@@ -757,20 +467,20 @@ class LoraPair:
             held = {i: t for i, t in zip(self.factor_ids, values) if t.device.type != "cpu"}
         self.delta_keys = []
 
-        def resident(i: int, k: _Key) -> bool:
+        def resident(i: int, k: WeightKey) -> bool:
             # Dynamic VRAM (ModelPatcherDynamic) layers keep their weights on the offload device, casts them into
             # its VBAR at each forward and applies their patches there (``weight_lowvram_function``); a weight
             # on the load device instead takes ComfyUI's ordinary cast path, which applies neither.
-            dev = self.device if _dynamic(k.module) else k.param().device
+            dev = self.device if dynamic_layer(k.module) else k.param().device
             return copies is not None and copies[i].device == dev and copies[i].dtype == k.param().dtype
 
         layer_resident: dict[int, bool] = {}  # Dynamic VRAM layers: swapped only with all their copies resident
         for i, k in enumerate(self.keys):
-            if _dynamic(k.module):
+            if dynamic_layer(k.module):
                 layer_resident[id(k.module)] = layer_resident.get(id(k.module), True) and resident(i, k)
         for i, k in enumerate(self.keys):
             params, cur = k.module._parameters, k.param()
-            dynamic = _dynamic(k.module)
+            dynamic = dynamic_layer(k.module)
             swap = layer_resident[id(k.module)] if dynamic else resident(i, k)
             if k.companion and not (dynamic and swap):
                 continue  # patched alike on both sides: the layer's own weight is already the base's
@@ -787,10 +497,10 @@ class LoraPair:
                 # else from the original weight the layer holds (exact; one host-to-device copy per forward)
                 if k.additive:
                     self.delta_keys.append(k)
-                    undo = [_on_device(_negated(q), held) for q in k.distilled_rest]
-                    fn = _BaseWeight(k, delta=(undo, [_on_device(q, held) for q in k.base_rest]), fresh=False)
+                    undo = [on_device(negated(q), held) for q in k.distilled_rest]
+                    fn = BaseWeight(k, delta=(undo, [on_device(q, held) for q in k.base_rest]), fresh=False)
                 else:
-                    fn = _BaseWeight(k, source=cur)
+                    fn = BaseWeight(k, source=cur)
                 plan.funcs.append((k.module, k.fn_attr, [fn] + kept))
                 continue
             merged = k.key in self.backup  # the layer holds the distilled merge (else the original weight)
@@ -802,15 +512,15 @@ class LoraPair:
                 # gets the same base weight from the weight function, dequantized as ComfyUI's cast path does.
                 src = self.backup[k.key].weight if merged else None
                 if k.fn_attr is not None:
-                    plan.funcs.append((k.module, k.fn_attr, [_BaseWeight(k, source=src)] + kept))
+                    plan.funcs.append((k.module, k.fn_attr, [BaseWeight(k, source=src)] + kept))
                 plan.layers.append((k, src, kept))
                 continue
             if merged and k.additive:
                 self.delta_keys.append(k)
-                undo = [_on_device(_negated(q), held) for q in k.distilled_rest]
-                fn = _BaseWeight(k, delta=(undo, [_on_device(q, held) for q in k.base_rest]))
+                undo = [on_device(negated(q), held) for q in k.distilled_rest]
+                fn = BaseWeight(k, delta=(undo, [on_device(q, held) for q in k.base_rest]))
             else:
-                fn = _BaseWeight(k, source=self.backup[k.key].weight if merged else None)
+                fn = BaseWeight(k, source=self.backup[k.key].weight if merged else None)
             if k.fn_attr is None:
                 plan.transient.append((params, k.name, fn))
             else:

@@ -26,11 +26,10 @@ from ..ddistill.embedding import DEFAULT_CHUNK, check_images
 from ..ddistill.protocol import BACKENDS, DREAMSIM_BACKEND, EFFNET_BACKEND
 from ..ddistill.video import clip_embeddings, group_clips
 from .api import io, search_aliases, ui
-from .metric_loading import get_backend, register_folder
+from .metric_loading import get_backend
 
 CATEGORY = "sampling/diversity distillation/inspect"
 HEATMAP_PX = 512
-register_folder()  # "dreamsim" -> ComfyUI/models/dreamsim in folder_paths (a dict entry; no file access)
 
 BACKEND_TIP = (
     f"'{EFFNET_BACKEND}' works offline out of the box but is NOT the paper's metric. "

@@ -17,7 +17,9 @@ CHUNK_ACTIVATION_BYTES = 64 * 1024 * 1024  # activations of one image: a generou
 
 
 def register_folder() -> list[str]:
-    """Registers ``models/dreamsim`` with ComfyUI's folder_paths (idempotent); returns the search folders."""
+    """Registers ``models/dreamsim`` with ComfyUI's folder_paths (idempotent); returns the search folders. Called at
+    first use, when a DreamSim backend looks for its weights: not at import, and not in ``ComfyExtension.on_load``,
+    which ComfyUI 0.3.75 never calls (0.33 does)."""
     folder_paths.add_model_folder_path(
         embedding.FOLDER_NAME, os.path.join(folder_paths.models_dir, embedding.FOLDER_NAME)
     )
@@ -42,6 +44,8 @@ class ComfyPlacer:
         self.patcher = None
 
 
+# Not ddistill.embedding's cache: those backends are moved with plain ``.to(device)``, these are placed (and
+# offloaded) by ComfyUI's model management through a ComfyPlacer; one network must never be under both.
 _CACHE: dict[tuple, embedding.Backend] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -50,7 +54,8 @@ def get_backend(
     name: str = embedding.EFFNET_BACKEND, allow_download: bool = False, weights_dir: str | None = None
 ) -> embedding.Backend:
     """The backend called ``name`` placed by ComfyUI, cached so its network loads once per process. DreamSim
-    weights come from ``models/dreamsim`` (folder_paths), or from ``weights_dir`` when given."""
+    weights come from ``models/dreamsim`` (folder_paths, registered by ``register_folder`` when the backend first
+    looks for them), or from ``weights_dir`` when given."""
     key = (name, weights_dir)
     with _CACHE_LOCK:
         backend = _CACHE.get(key)

@@ -70,10 +70,6 @@ def build_cells(
     return cells, mean_curves, problems
 
 
-def _fmt(v, digits=3):
-    return "" if v is None else f"{v:.{digits}f}"
-
-
 def _ci(ci):
     return "n/a" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 

@@ -11,7 +11,7 @@ Stdlib only. What it does, each step skipped when already done:
      ``.host/<its top folder>``, e.g. ``.host/ComfyUI-0.33.0`` (the second host CI tests, see ``.ci/run``);
   3. ComfyUI's requirements (without torch/torchaudio) and the pack's own requirements; where the host cannot
      start without torchaudio (ComfyUI 0.33: ``comfy/sd.py`` imports it) and none imports, torchaudio 2.11.1
-     installed with ``--no-deps`` (no torchaudio on the registry matches torch 2.14, that one imports; HOST.md);
+     installed with ``--no-deps`` (no torchaudio on the registry matches torch 2.14, that one imports);
   4. with ``--dev`` (the test command): the tests' requirements, and the pack's own Python packages (``ddistill``,
      ``ddistill_dev``, ``runner``, ``demo``) installed in development mode (``pip install -e . --no-deps``) so that
      the tests, scripts and benchmarks import them by name. The main job needs neither: it runs its modules with
@@ -44,7 +44,7 @@ COMFYUI_VERSION = "0.3.75"
 PACK_NAME = "ComfyUI-DiversityDistillation"
 SKIP_REQUIREMENTS = ("torch", "torchvision", "torchaudio")
 EXTRA_HOST_REQUIREMENTS = ["requests"]  # server.py imports it, requirements.txt omits it
-# ComfyUI source archives this script may extract (no registry carries a ComfyUI newer than 0.3.75; HOST.md).
+# ComfyUI source archives this script may extract (no registry carries a ComfyUI newer than 0.3.75).
 KNOWN_ARCHIVES = {
     "ComfyUI-0.33.0.tar.gz": "449342ad3f4db7ea3df147018d4a5a9b08fc20b318943a7f6b44f56361ee0229",
 }
@@ -154,7 +154,8 @@ def ensure_torchaudio(py: Path, root: Path, marker: Path) -> None:
     if marker.exists() and marker.read_text() == str(root):
         return
     has = subprocess.run([str(py), "-c", "import torchaudio"], capture_output=True).returncode == 0
-    # ComfyUI's own start order (HOST.md), run in its root: ``python -c`` puts that folder first on the path
+    # ComfyUI's own start order (options parsed, ``utils`` imported before ``comfy.sd``), run in its root: ``python -c``
+    # puts that folder first on the path
     probe = "import sys; sys.argv = [sys.argv[0], '--cpu']; import comfy.options; comfy.options.enable_args_parsing()"
     probe += "; import utils.extra_config, comfy.sd"
     if not has:

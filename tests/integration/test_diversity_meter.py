@@ -93,10 +93,10 @@ def test_bad_second_batch_is_named(meter, diverse):
 def test_missing_dreamsim_weights_offline(meter, diverse):
     import folder_paths
 
-    folder = folder_paths.get_folder_paths("dreamsim")[0]
-    assert folder.endswith("models/dreamsim") and folder.startswith(folder_paths.models_dir)
     with pytest.raises(RuntimeError) as err:
         run(meter, diverse, backend="dreamsim_ensemble")
+    folder = folder_paths.get_folder_paths("dreamsim")[0]  # registered at first use, not at import
+    assert folder.endswith("models/dreamsim") and folder.startswith(folder_paths.models_dir)
     msg = str(err.value)
     assert f"DreamSim 'ensemble' weights are missing from {folder}" in msg
     for f in (

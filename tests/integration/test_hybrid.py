@@ -216,7 +216,8 @@ def test_trajectory_records_denoised_in_vae_space(mods, sdxl_pair):
     assert all(f.x0.device.type == "cpu" and f.x0.dtype == torch.float32 for f in t2.frames)
     # the lcm rule's last step returns x̂0 itself, so the final frame is the output latent
     torch.testing.assert_close(t2.frames[-1].x0, out["samples"], rtol=1e-5, atol=1e-5)
-    assert t2.labels()[0] == "step 1 | sigma 14.6 | t 999 | A 214 | base"  # A = sigma^2 in sigma space
+    first = t2.frames[0]
+    assert (first.step, first.level, first.model) == (0, "sigma 14.6 · t 999 · A 214", "base")  # A = sigma^2
 
 
 def test_closest_stock_graph_differs_only_by_the_continuation_seed(mods, sdxl_pair):

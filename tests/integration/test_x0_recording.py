@@ -23,7 +23,6 @@ def mods(pack):
             ("preview_nodes", "nodes.preview_nodes"),
             ("hybrid_nodes", "nodes.hybrid_nodes"),
             ("sampling", "nodes.sampling"),
-            ("trajectory", "ddistill.trajectory"),
         )
     }
 
@@ -32,6 +31,11 @@ def target_x0(batch=3, size=8, seed=5):
     """A distinct x0 per batch item, in the model's (process_latent_in) space."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, 4, size, size, generator=g) + torch.arange(batch).view(-1, 1, 1, 1).float()
+
+
+def x0_from_eps(x, sigma, eps):
+    """x̂0 = x - sigma * eps in ComfyUI's sigma space (eq. A.2 with x = x_ddpm * sqrt(1 + sigma^2))."""
+    return x - sigma * eps
 
 
 def _sigma_and_x(xc, transformer_options):
@@ -127,7 +131,6 @@ def test_recorded_x0_is_the_models_eps_reconstruction(mods):
     sigmas = mods["sampling"].model_schedule(model, 5, "sgm_uniform")
     stock(model, sampler, sigmas, tm.empty_latent(2, 8))
     traj = recording.trajectory()
-    x0_from_eps = mods["trajectory"].x0_from_eps
     assert len(calls) == len(traj) == 5
     for (x, sigma, eps), frame in zip(calls, traj.frames):
         assert float(sigma.flatten()[0]) == pytest.approx(frame.sigma)
@@ -138,7 +141,6 @@ def test_recorded_x0_is_the_models_eps_reconstruction(mods):
 def test_pack_sampler_frames_are_the_eps_reconstruction(mods):
     model, calls = spy(tm.make_model("sdxl", 6))
     _, traj = skip_first(mods, model, tm.empty_latent(2, 8), steps=4)
-    x0_from_eps = mods["trajectory"].x0_from_eps
     assert len(calls) == len(traj) == 3
     for (x, sigma, eps), frame in zip(calls, traj.frames):
         torch.testing.assert_close(
@@ -159,7 +161,8 @@ def test_wrapper_leaves_stock_result_unchanged_and_labels_steps(mods):
     assert [f.sigma for f in traj.frames] == pytest.approx(sigmas[:-1].tolist())
     assert [f.timestep for f in traj.frames] == pytest.approx([float(ms.timestep(s)) for s in sigmas[:-1]])
     assert [f.model for f in traj.frames] == ["distilled"] * 4
-    assert traj.labels()[0] == "step 1 | sigma 14.6 | t 999 | A 214 | distilled"
+    first = traj.frames[0]
+    assert (first.step, first.level, first.model) == (0, "sigma 14.6 · t 999 · A 214", "distilled")
     torch.testing.assert_close(traj.frames[-1].x0, denoised["samples"])  # SamplerCustom's own denoised_output
 
 
@@ -228,7 +231,7 @@ def test_wrapper_under_sampler_custom_advanced(mods):
     out, denoised = run(sampler)
     assert torch.equal(out["samples"], plain["samples"])
     traj = recording.trajectory()
-    assert [f.step for f in traj.frames] == [0, 1, 2] and traj.batch_size == 2
+    assert [f.step for f in traj.frames] == [0, 1, 2] and traj.stacked().shape[1] == 2
     torch.testing.assert_close(traj.frames[-1].x0, denoised["samples"])
 
 
