@@ -18,7 +18,10 @@ and batch three API graphs with a new seed per run: *distilled alone* (SamplerCu
 pack's Distilled Schedule), *pack hybrid* (Base First Step, base_steps 1, distilled_model connected -> Distilled
 Continue), *stock two samplers* (SplitSigmas(1) -> SamplerCustom on the base -> SamplerCustom on the distilled
 model). cfg 1 throughout (one model pass per step). Times are ComfyUI's own execution_start -> execution_success;
-distilled alone and the hybrid are interleaved round by round, the stock chain runs in a block after them.
+distilled alone and the hybrid are interleaved round by round, the stock chain runs in a block after them
+(``--interleave``: all three in every round, so that each method follows the same prompts). Each probe also reads
+the clock after a device synchronise: the notes give each method's median time per segment (before the first
+sampler, base step, distilled steps, after the last sampler) against ComfyUI's own prompt timestamps.
 
 Bytes moved: counted through ComfyUI's own counters, read by a benchmark-only probe node placed before the first
 sampler and after each sampling segment (it passes the LATENT through and reports, as its UI output in the
@@ -86,6 +89,8 @@ GiB = 2**30
 
 # A benchmark-only custom node pack, written into the base directory and linked beside the pack (never shipped).
 PROBE_PACK = '''"""Benchmark-only nodes written by benchmarks/bench_consumer_card.py (not part of the pack)."""
+import time
+
 import torch
 import comfy.model_management as mm
 
@@ -121,7 +126,9 @@ class WeightProbe:
             me["memory_required"] = int(model.model.memory_required(list(latent["samples"].shape)))
         except Exception:  # an estimate only; the floor then counts no activations
             me["memory_required"] = 0
-        snap = {"stage": stage, "tag": tag, "model": me, "loaded": list(seen.values())}
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        snap = {"stage": stage, "tag": tag, "model": me, "loaded": list(seen.values()), "t": time.time()}
         return {"ui": {"ddistill_probe": [snap]}, "result": (latent,)}
 
 
@@ -169,6 +176,8 @@ def parse(argv=None):
         default=1,
         help="untimed runs of distilled alone and of the hybrid first (the LoRA pair's hybrid: one more)",
     )
+    ap.add_argument("--interleave", action="store_true",
+                    help="the stock chain in every round too (--repeats runs; --stock-warmups first)")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="2 rounds, 2 stock chains, no stock warm-up")
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--cpu", action="store_true", help="CPU smoke run (small --arch/--size; caps ignored)")
@@ -524,25 +533,26 @@ def run_server(args, spec: dict, info: dict, budget: Budget) -> dict:
                 timed = {m: [] for m in METHODS}
                 first_entries = {}
                 round_seeds = [next(seeds) for _ in range(max(args.repeats, 1))]
-                fast = METHODS[:2]
+                rounds = METHODS if args.interleave else METHODS[:2]
                 firsts = []
-                for m in fast:
+                for m in rounds:
                     for _ in range(counts[m][0]):
                         firsts.append(f"{m} {execute(pair, m, batch, next(seeds))[0]:.2f}s")
                 for r in range(args.repeats):
-                    for m in fast:
+                    for m in rounds:
                         res = execute(pair, m, batch, round_seeds[r])
                         timed[m].append(res)
                         first_entries.setdefault((m, round_seeds[r]), res[1])
                 m = METHODS[2]
-                for _ in range(counts[m][0]):
+                for _ in range(0 if args.interleave else counts[m][0]):
                     firsts.append(f"{m} {execute(pair, m, batch, next(seeds))[0]:.2f}s")
-                for j in range(args.stock_repeats):
+                for j in range(0 if args.interleave else args.stock_repeats):
                     seed = round_seeds[j % len(round_seeds)]
                     res = execute(pair, m, batch, seed)
                     timed[m].append(res)
                     first_entries.setdefault((m, seed), res[1])
                 notes.append(f"{block}: warm-up runs {', '.join(firsts) or 'none'}")
+                notes.append(f"{block}: median s per segment: {segment_note(timed)}")
                 said = [ln for ln in server.log_text().splitlines() if "DDistill" in ln and "weights differ" in ln]
                 if pair == "lora" and said:
                     notes.append(f"{block}: the pack logged: {said[-1].split('DDistill', 1)[1].lstrip(':')}")
@@ -578,6 +588,33 @@ def compare(server, entries: dict, seed: int, arch, pair, cap, batch) -> list[di
         out.append({"arch": arch, "pair": pair, "cap": cap, "batch": batch, "method": m, "against": METHODS[2],
                     "equal": bool(x.shape == chain.shape and (x == chain).all()), **d})  # fmt: skip
     return out
+
+
+def segments(entry: dict, snaps: list[dict]) -> dict[str, float]:
+    """Seconds of one prompt per segment, from ComfyUI's execution_start / execution_success timestamps and the
+    probes' clocks (read after a device synchronise): before the first sampler, each sampling segment (its node's
+    loads, sampling and the pack's own work), after the last sampler (saving)."""
+    stamps = {k: m.get("timestamp") for k, m in entry["status"]["messages"]}
+    if not snaps or any("t" not in s for s in snaps) or None in (stamps.get("execution_start"), stamps.get(
+            "execution_success")):  # fmt: skip
+        return {}
+    marks = [("before", stamps["execution_start"] / 1000)] + [(s["stage"], s["t"]) for s in snaps]
+    out = {stage: t - prev for (_, prev), (stage, t) in zip(marks, marks[1:]) if stage != "start"}
+    out["before"] = snaps[0]["t"] - marks[0][1]
+    out["after"] = stamps["execution_success"] / 1000 - snaps[-1]["t"]
+    return out
+
+
+def segment_note(timed: dict) -> str:
+    """Each method's median seconds per segment (``segments``), in words."""
+    parts = []
+    for m in METHODS:
+        per = [segments(r[1], r[3]) for r in timed[m]]
+        per = [x for x in per if x]
+        if per:
+            keys = [k for k in ("before", "base", "distilled", "after") if k in per[0]]
+            parts.append(f"{m}: " + ", ".join(f"{k} {statistics.median(x[k] for x in per):.3f}" for k in keys))
+    return "; ".join(parts) or "no probes"
 
 
 def block_rows(arch, pair, cap, batch, timed: dict, info: dict) -> list[dict]:

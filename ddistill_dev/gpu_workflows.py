@@ -38,24 +38,21 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 import zlib
 from pathlib import Path
 
 from ddistill.protocol import METER_UI_KEY, X0_UI_KEY
+from runner.comfy_server import ComfyServer
 
-from . import comfy_host, random_families
+from . import comfy_host, random_families, random_lora
 from .comfy_host import PACK_ROOT
 from .random_checkpoints import SD21_UNET, SDXL_UNET, random_vae, randomize, unet_model, write_checkpoint
 from .workflow_catalog import EXPERIMENTS, MODELS
 
-PACK_LINK = "ComfyUI-DiversityDistillation"
 MODULE = "ddistill_dev.gpu_workflows"  # what the child processes run (``__name__`` is ``__main__`` under ``-m``)
 # Full-size architectures (as ComfyUI's model detection reads them from the released files).
 PIXART_1024 = {
@@ -101,27 +98,17 @@ def _unet_model(config_cls, unet_config, seed, cpu):
 
 
 def write_lora(path: Path, sdxl_model, seed: int, rank: int = 4) -> None:
-    """A kohya-format LoRA (``lora_unet_<diffusers name>.lora_down/lora_up/alpha``) over every attention
-    projection of the SDXL UNet, small random values: LoraLoaderModelOnly patches 700+ weights."""
-    import comfy.lora
-    import comfy.utils
+    """A kohya-format LoRA (``random_lora``: ``lora_unet_*.lora_down/lora_up/alpha``, fp16) over every attention
+    projection of the SDXL UNet, small random values (an update of about 1e-3 * sqrt(rank) / sqrt(fan_in) per
+    element): LoraLoaderModelOnly patches 700+ weights."""
     import torch
 
-    sd = sdxl_model.model.state_dict()
-    g = torch.Generator().manual_seed(seed)
-    out, done = {}, set()
-    for key, target in comfy.lora.model_lora_keys_unet(sdxl_model.model, {}).items():
-        diffusers_name = key.startswith(("lora_unet_down_blocks", "lora_unet_mid_block", "lora_unet_up_blocks"))
-        if not diffusers_name or "_attn" not in key or target in done or target not in sd or sd[target].ndim != 2:
-            continue
-        done.add(target)
-        n_out, n_in = sd[target].shape
-        out[f"{key}.lora_down.weight"] = (torch.randn(rank, n_in, generator=g) / n_in**0.5).half()
-        out[f"{key}.lora_up.weight"] = (torch.randn(n_out, rank, generator=g) * 1e-3).half()
-        out[f"{key}.alpha"] = torch.tensor(float(rank)).half()
-    if not out:
+    lora = random_lora.lora_state_dict(
+        sdxl_model.model, rank=rank, seed=seed, scale=1e-3 * rank**0.5, dtype=torch.float16, only=".attn"
+    )
+    if not lora:
         raise RuntimeError("no SDXL attention weights found for the LoRA")
-    comfy.utils.save_torch_file(out, str(path))
+    random_lora.save(path, lora)
 
 
 def pixart_extra_keys(cfg: dict = PIXART_1024) -> dict:
@@ -250,70 +237,7 @@ def write_models(base: Path, files: set[str], cpu: bool, force: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ run workflows
-class Server:
-    def __init__(self, root: Path, base: Path, python: str, cpu: bool):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        link = base / "custom_nodes" / PACK_LINK
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.exists():
-            link.symlink_to(PACK_ROOT, target_is_directory=True)
-        self.log_path = base / "server.log"
-        cmd = [
-            python,
-            "main.py",
-            "--listen",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--base-directory",
-            str(base),
-            "--database-url",
-            "sqlite:///:memory:",
-            "--disable-auto-launch",
-            *(["--cpu"] if cpu else []),
-        ]
-        if subprocess.run([python, "-c", "import comfyui_frontend_package"], capture_output=True).returncode:
-            web = base / "web"  # no frontend package here: the API needs none, serve an empty web root
-            web.mkdir(parents=True, exist_ok=True)
-            (web / "index.html").write_text("<!doctype html><title>ComfyUI API only</title>")
-            cmd += ["--front-end-root", str(web)]
-        self.proc = subprocess.Popen(cmd, cwd=root, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
-        deadline = time.time() + 300
-        while True:
-            try:
-                self.get("/system_stats")
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("ComfyUI did not start:\n" + self.log_path.read_text()[-3000:])
-                time.sleep(0.5)
-
-    def get(self, path):
-        with urllib.request.urlopen(self.url + path, timeout=60) as r:
-            return json.loads(r.read())
-
-    def post(self, path, payload):
-        req = urllib.request.Request(
-            self.url + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-def run_one(server: Server, name: str, prompt: dict, batch: int, timeout: float) -> dict:
+def run_one(server: ComfyServer, name: str, prompt: dict, batch: int, timeout: float) -> dict:
     for node in prompt.values():
         if node.get("_meta", {}).get("title", "").strip().lower() == "batch":
             node["inputs"]["batch_size"] = batch
@@ -356,7 +280,7 @@ def run_one(server: Server, name: str, prompt: dict, batch: int, timeout: float)
 
 
 def run_workflows(root: Path, base: Path, names: list[str], batch: int, python: str, cpu: bool, timeout: float):
-    server = Server(root, base, python, cpu)
+    server = ComfyServer(base, cpu=cpu, python=python, root=root).start(timeout=300)
     results = []
     try:
         for name in names:

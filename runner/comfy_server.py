@@ -40,6 +40,8 @@ class ComfyServer:
         cpu: bool = True,
         extra_packs: dict[str, Path] | None = None,
         env: dict[str, str] | None = None,
+        python: str | None = None,
+        root: Path | None = None,
     ):
         self.base = Path(base_dir)
         self.port = free_port()
@@ -49,6 +51,8 @@ class ComfyServer:
         self.extra_args = extra_args
         self.cpu = cpu  # False: ComfyUI's own device choice (a GPU, with its default memory management)
         self.env = dict(env or {})  # set in the server's environment, e.g. {"CUDA_VISIBLE_DEVICES": "1"}
+        self.python = python or sys.executable  # the interpreter that runs main.py
+        self.root = Path(root).resolve() if root else None  # the ComfyUI root; None: comfyui_root()
         self.proc = None
         self.log_path = self.base / "server.log"
 
@@ -59,9 +63,9 @@ class ComfyServer:
         for name, target in self.packs.items():
             if not (custom / name).exists():
                 (custom / name).symlink_to(target, target_is_directory=True)
-        root = comfyui_root()
+        root = self.root or comfyui_root()
         cmd = [
-            sys.executable,
+            self.python,
             "main.py",
             *(["--cpu"] if self.cpu else []),
             "--listen",
@@ -75,7 +79,7 @@ class ComfyServer:
             "--disable-auto-launch",
             *self.extra_args,
         ]
-        if subprocess.run([sys.executable, "-c", "import comfyui_frontend_package"], capture_output=True).returncode:
+        if subprocess.run([self.python, "-c", "import comfyui_frontend_package"], capture_output=True).returncode:
             web = self.base / "web"  # no frontend package (a GPU machine): the API needs none, serve an empty root
             web.mkdir(parents=True, exist_ok=True)
             (web / "index.html").write_text("<!doctype html><title>ComfyUI API only</title>")

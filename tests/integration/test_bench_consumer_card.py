@@ -51,7 +51,7 @@ def test_cpu_smoke(tmp_path):
     out = tmp_path / "consumer.md"
     cmd = [sys.executable, str(BENCH), "--cpu", "--arch", "sd15-shallow", "--size", "64", "--batches", "1",
            "--quick", "--repeats", "1", "--stock-repeats", "1", "--warmups", "0", "--rank", "4", "--parts", "unet",
-           "--base", str(tmp_path / "base"), "--out", str(out)]  # fmt: skip
+           "--interleave", "--base", str(tmp_path / "base"), "--out", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     text = out.read_text()
@@ -70,3 +70,11 @@ def test_cpu_smoke(tmp_path):
         assert checks[(pair, "pack hybrid")]["equal"], checks[(pair, "pack hybrid")]
         assert not checks[(pair, "distilled alone")]["equal"]  # the comparison can tell the models apart
     assert "bit-equal" in text
+    # each method's time per segment, from the probes' clocks and ComfyUI's timestamps (--interleave: one run each)
+    seg = [line for line in lines if "median s per segment" in line]
+    assert len(seg) == 2, seg
+    for line in seg:
+        hybrid = line.split("pack hybrid: ")[1].split(";")[0]
+        parts = dict(p.rsplit(" ", 1) for p in hybrid.split(", "))
+        assert list(parts) == ["before", "base", "distilled", "after"], hybrid
+        assert all(float(v) >= 0 for v in parts.values()), hybrid

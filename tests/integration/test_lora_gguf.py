@@ -18,8 +18,8 @@ import comfy.sd
 import folder_paths
 import pytest
 import torch
+from lora_chain import KIND, hybrid, lora, pair_lines, stock_chain
 
-import nodes
 from ddistill_dev import gguf_files
 from ddistill_dev import random_lora as rl
 from ddistill_dev import tiny_models as tm
@@ -28,7 +28,6 @@ from ddistill_dev.comfy_host import comfyui_version
 pytest.importorskip("gguf", reason="the gguf package (tests/requirements.txt) is not installed")
 
 GGUF_MODULE = gguf_files.PACK_MODULE
-KIND, SEED, STEPS = "wan22", 5, 4
 FALLBACK = (
     "clones of one WAN21, but its weights are GGMLTensor tensors (ComfyUI-GGUF) carrying their own patches",
     "stock loading, the base segment runs on ComfyUI's own load of the base model (slower, exact)",
@@ -83,56 +82,12 @@ def load_gguf(gguf_pack, files):
     return gguf_pack.NODE_CLASS_MAPPINGS["UnetLoaderGGUF"]().load_unet("tiny_wan_q8.gguf")[0]
 
 
-def lora(model, name, strength=1.0):
-    return nodes.LoraLoaderModelOnly().load_lora_model_only(model, name, strength)[0]
-
-
-def conds():
-    return tm.family_conditioning(KIND, seed=1), tm.family_conditioning(KIND, seed=2)
-
-
-def hybrid(mods, base, distilled, connect=False, runs=2):
-    """Base First Step (k = 1 of 4, euler, simple) then Distilled Continue, ``runs`` times (the second run of an
-    unconnected pair knows its partner); the last result: (final latent, latent at the handover)."""
-    pos, neg = conds()
-    latent = tm.family_latent(KIND)
-    hn = mods["hn"]
-    for _ in range(runs):
-        first = hn.BaseFirstStepSampler.execute(
-            base, pos, neg, latent, SEED, 1.0, 1, STEPS, "simple", "euler", None, "", distilled if connect else None
-        ).result[0]
-        out = hn.DistilledContinueSampler.execute(distilled, pos, neg, first, 1.0).result[0]
-    return out["samples"], first["samples"]
-
-
-def stock_chain(mods, base, distilled):
-    """Stock ComfyUI only: sample_custom on base (sigmas[0:2]), then on distilled (sigmas[1:]) with the continuation
-    seed, as test_lora_pair builds its reference."""
-    from ddistill.schedules import derive_seed
-
-    pos, neg = conds()
-    sigmas = mods["sampling"].model_schedule(distilled, STEPS, "simple")
-    x = tm.family_latent(KIND)["samples"]
-    euler = comfy.samplers.sampler_object("euler")
-    noise = comfy.sample.prepare_noise(x, SEED)
-    mid = comfy.sample.sample_custom(base, noise, 1.0, euler, sigmas[:2], pos, neg, x, seed=SEED)
-    cseed = derive_seed(SEED, 1)
-    out = comfy.sample.sample_custom(
-        distilled, torch.zeros_like(mid), 1.0, euler, sigmas[1:], pos, neg, mid, seed=cseed
-    )
-    return out, mid
-
-
 def max_abs(a, b) -> float:
     return float((a.double() - b.double()).abs().max())
 
 
 def rms(a) -> float:
     return float(a.double().pow(2).mean().sqrt())
-
-
-def fallback_lines(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "clones of one" in r.getMessage()]
 
 
 def check_against_stock(mods, base, distilled, out, label):
@@ -163,9 +118,9 @@ def test_gguf_lora_pair_falls_back_to_stock_and_equals_the_stock_chain(mods, ggu
     patched = [k for k in distilled.patches if k in weights]
     assert patched and all(type(weights[k]).__name__ == "GGMLTensor" for k in patched)
     with caplog.at_level(logging.INFO):
-        out = hybrid(mods, base, distilled, connect)
+        out = hybrid(mods, base, distilled, connect, runs=2)
     check_against_stock(mods, base, distilled, out, f"dmd, {'connected' if connect else 'unconnected'}")
-    lines = fallback_lines(caplog)
+    lines = pair_lines(caplog)
     assert len(lines) == 1 and all(part in lines[0] for part in FALLBACK), lines
     assert "swapped in" not in caplog.text and "weights differ" not in caplog.text
     assert lp.pair_for(base, distilled) is None and lp.base_segment_model(base, distilled) is base
@@ -177,8 +132,8 @@ def test_gguf_style_lora_on_both_sides(mods, gguf_pack, files, caplog):
     base = lora(root, "style.safetensors", 0.7)
     distilled = lora(base, "dmd.safetensors", 0.8)
     with caplog.at_level(logging.INFO):
-        out = hybrid(mods, base, distilled, connect=True)
-    lines = fallback_lines(caplog)
+        out = hybrid(mods, base, distilled, connect=True, runs=2)
+    lines = pair_lines(caplog)
     assert len(lines) == 1 and all(part in lines[0] for part in FALLBACK), lines
     check_against_stock(mods, base, distilled, out, "style on both + dmd")
 
@@ -190,9 +145,9 @@ def test_same_gguf_clone_on_both_sides_needs_no_fallback(mods, gguf_pack, files,
     assert lp.base_segment_model(m, m) is m
     assert lp.base_segment_model(m, twin) is m and lp.pair_for(m, twin) is None
     with caplog.at_level(logging.INFO):
-        same = hybrid(mods, m, m, connect=True)
-        paired = hybrid(mods, m, twin, connect=True)
-    assert not fallback_lines(caplog)
+        same = hybrid(mods, m, m, connect=True, runs=2)
+        paired = hybrid(mods, m, twin, connect=True, runs=2)
+    assert not pair_lines(caplog)
     for out, other in ((same, m), (paired, twin)):
         ref = stock_chain(mods, m, other)
         assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
@@ -207,9 +162,9 @@ def test_gguf_lora_whose_keys_match_nothing(mods, gguf_pack, files, caplog):
     assert not distilled.patches and distilled.patches_uuid != base.patches_uuid
     assert lp.fallback_reason(base, distilled) is None
     with caplog.at_level(logging.INFO):
-        out = hybrid(mods, base, distilled, connect=True)
+        out = hybrid(mods, base, distilled, connect=True, runs=2)
     assert lp.pair_for(base, distilled).keys == []
-    assert not [line for line in fallback_lines(caplog) if "stock loading" in line]
+    assert not [line for line in pair_lines(caplog) if "stock loading" in line]
     ref = stock_chain(mods, base, distilled)
     assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
 
@@ -242,9 +197,9 @@ def test_plain_weights_of_the_same_model_keep_the_fast_path(mods, caplog):
     distilled = comfy.sd.load_lora_for_models(base, None, rl.lora_state_dict(base.model, rank=4, seed=3), 1.0, 0)[0]
     assert lp.fallback_reason(base, distilled) is None
     with caplog.at_level(logging.INFO):
-        out = hybrid(mods, base, distilled, connect=True)
+        out = hybrid(mods, base, distilled, connect=True, runs=2)
     assert lp.pair_for(base, distilled) is not None
-    assert any("swapped in from exact copies" in line for line in fallback_lines(caplog)), caplog.text
+    assert any("swapped in from exact copies" in line for line in pair_lines(caplog)), caplog.text
     assert "string_to_seed has moved" not in caplog.text
     ref = stock_chain(mods, base, distilled)
     assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])

@@ -17,6 +17,7 @@ import comfy.sd
 import pytest
 import torch
 from comfy_extras.nodes_model_advanced import ModelSamplingDiscrete
+from lora_chain import count_weight_events, zero
 
 from ddistill_dev import random_lora as rl
 from ddistill_dev import tiny_models as tm
@@ -50,33 +51,7 @@ def dmd_lora(model, seed=3, **kw):
 
 @pytest.fixture
 def events(monkeypatch):
-    """Weight unpatch / re-patch events of every ModelPatcher (wrapped in this test only): an unpatch that restores
-    weights, each weight patched to a device, each full or partial (re)load."""
-    counts = {"unpatch": 0, "patch": 0, "load": 0}
-    cls = comfy.model_patcher.ModelPatcher
-    unpatch, patch, load = cls.unpatch_model, cls.patch_weight_to_device, cls.load
-
-    def counted_unpatch(self, device_to=None, unpatch_weights=True):
-        if unpatch_weights and self.model.current_weight_patches_uuid is not None:
-            counts["unpatch"] += 1
-        return unpatch(self, device_to, unpatch_weights)
-
-    def counted_patch(self, key, device_to=None, inplace_update=False):
-        counts["patch"] += key in self.patches
-        return patch(self, key, device_to, inplace_update)
-
-    def counted_load(self, *args, **kwargs):
-        counts["load"] += 1
-        return load(self, *args, **kwargs)
-
-    monkeypatch.setattr(cls, "unpatch_model", counted_unpatch)
-    monkeypatch.setattr(cls, "patch_weight_to_device", counted_patch)
-    monkeypatch.setattr(cls, "load", counted_load)
-    return counts
-
-
-def zero(counts):
-    counts.update(unpatch=0, patch=0, load=0)
+    return count_weight_events(monkeypatch)
 
 
 def conds():

@@ -12,12 +12,10 @@ pairs")."""
 import importlib
 import logging
 
-import comfy.model_patcher
-import comfy.sample
-import comfy.samplers
 import folder_paths
 import pytest
 import torch
+from lora_chain import KIND, count_weight_events, hybrid, lora, pair_lines, stock_chain, zero
 
 import nodes
 from ddistill_dev import quantized_files as qf
@@ -25,7 +23,6 @@ from ddistill_dev import random_lora as rl
 from ddistill_dev import tiny_models as tm
 from ddistill_dev.comfy_host import comfyui_version
 
-KIND, SEED, STEPS = "wan22", 5, 4
 FORMATS = ("fp8_scaled", *(f"comfy_quant-{f}" for f in qf.COMFY_QUANT_FORMATS))
 FORWARD_TIME_BOUND = {"comfy_quant-int8_tensorwise": 2e-3}  # README "LoRA-distilled pairs"; others: bit for bit
 
@@ -87,10 +84,6 @@ def load(folders, fmt):
     return nodes.UNETLoader().load_unet(model_file(folders, fmt), "default")[0]
 
 
-def lora(model, name, strength=1.0):
-    return nodes.LoraLoaderModelOnly().load_lora_model_only(model, name, strength)[0]
-
-
 def quantized_kind(weight) -> str | None:
     """What makes a loaded weight quantized: ComfyUI's QuantizedTensor (its layout), an fp8 dtype, else None."""
     if type(weight).__name__ == "QuantizedTensor":
@@ -100,59 +93,16 @@ def quantized_kind(weight) -> str | None:
 
 @pytest.fixture
 def events(monkeypatch):
-    """Weight unpatch / re-patch events of every ModelPatcher (wrapped in this test only), as test_lora_pair's."""
-    counts = {"unpatch": 0, "patch": 0}
-    cls = comfy.model_patcher.ModelPatcher
-    unpatch, patch = cls.unpatch_model, cls.patch_weight_to_device
-
-    def counted_unpatch(self, device_to=None, unpatch_weights=True):
-        if unpatch_weights and self.model.current_weight_patches_uuid is not None:
-            counts["unpatch"] += 1
-        return unpatch(self, device_to, unpatch_weights)
-
-    def counted_patch(self, key, *args, **kwargs):
-        counts["patch"] += key in self.patches
-        return patch(self, key, *args, **kwargs)
-
-    monkeypatch.setattr(cls, "unpatch_model", counted_unpatch)
-    monkeypatch.setattr(cls, "patch_weight_to_device", counted_patch)
-    return counts
+    return count_weight_events(monkeypatch)
 
 
-def conds():
-    return tm.family_conditioning(KIND, seed=1), tm.family_conditioning(KIND, seed=2)
-
-
-def hybrid(mods, base, distilled, connect=False):
-    """Base First Step (k = 1 of 4, euler, simple) then Distilled Continue: (final latent, latent at the handover)."""
-    pos, neg = conds()
-    hn = mods["hn"]
-    first = hn.BaseFirstStepSampler.execute(
-        base, pos, neg, tm.family_latent(KIND), SEED, 1.0, 1, STEPS, "simple", "euler", None, "",
-        distilled if connect else None,
-    ).result[0]  # fmt: skip
-    out = hn.DistilledContinueSampler.execute(distilled, pos, neg, first, 1.0).result[0]
-    return out["samples"], first["samples"]
-
-
-def stock_chain(mods, base, distilled):
-    """Stock ComfyUI only: SplitSigmas at 1, SamplerCustom on base, then on distilled with the continuation seed."""
-    from ddistill.schedules import derive_seed
-
-    pos, neg = conds()
-    sigmas = mods["sampling"].model_schedule(distilled, STEPS, "simple")
-    x = tm.family_latent(KIND)["samples"]
-    euler = comfy.samplers.sampler_object("euler")
-    noise = comfy.sample.prepare_noise(x, SEED)
-    mid = comfy.sample.sample_custom(base, noise, 1.0, euler, sigmas[:2], pos, neg, x, seed=SEED)
-    out = comfy.sample.sample_custom(
-        distilled, torch.zeros_like(mid), 1.0, euler, sigmas[1:], pos, neg, mid, seed=derive_seed(SEED, 1)
-    )
-    return out, mid
-
-
-def pair_lines(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "clones of one" in r.getMessage()]
+def steady_hybrid(mods, base, distilled, events, connect: bool = True):
+    """The third hybrid of a pair (the first two make its state and warm up): no unpatch or re-patch of a weight."""
+    hybrid(mods, base, distilled, connect, runs=2)
+    zero(events)
+    out = hybrid(mods, base, distilled, connect)
+    assert (events["unpatch"], events["patch"]) == (0, 0), events  # no unpatch / re-patch per hybrid
+    return out
 
 
 @pytest.mark.parametrize("connect", [False, True], ids=["unconnected", "connected"])
@@ -166,11 +116,7 @@ def test_quantized_lora_pair_fast_path_equals_the_stock_chain(mods, folders, eve
     assert kinds - {None}, kinds  # LoRA on quantized weights (and on the float ones beside them)
     assert lp.fallback_reason(base, distilled) is None
     with caplog.at_level(logging.INFO):
-        for _ in range(2):
-            hybrid(mods, base, distilled, connect)
-        events.update(unpatch=0, patch=0)
-        out = hybrid(mods, base, distilled, connect)
-    assert events == {"unpatch": 0, "patch": 0}, events  # no unpatch / re-patch per hybrid
+        out = steady_hybrid(mods, base, distilled, events, connect)
     lines = pair_lines(caplog)
     assert len(lines) == 1 and "swapped in from exact copies" in lines[0] and "stock loading" not in lines[0], lines
     pair = lp.pair_for(base, distilled)
@@ -199,11 +145,7 @@ def test_quantized_style_lora_on_both_sides(mods, folders, events, fmt):
     root = load(folders, fmt)
     base = lora(root, "style.safetensors", 0.7)
     distilled = lora(base, "dmd.safetensors", 0.8)
-    for _ in range(2):
-        hybrid(mods, base, distilled, connect=True)
-    events.update(unpatch=0, patch=0)
-    out = hybrid(mods, base, distilled, connect=True)
-    assert events == {"unpatch": 0, "patch": 0}, events
+    out = steady_hybrid(mods, base, distilled, events)
     pair = mods["lp"].pair_for(base, distilled)
     assert any(k.converted and k.base for k in pair.keys)
     ref = stock_chain(mods, base, distilled)
@@ -220,11 +162,7 @@ def test_quantized_forward_time_variant(mods, folders, events, fmt, monkeypatch)
     root = load(folders, fmt)
     base = lora(root, "style.safetensors", 0.7)
     distilled = lora(base, "dmd.safetensors", 0.8)
-    for _ in range(2):
-        hybrid(mods, base, distilled, connect=True)
-    events.update(unpatch=0, patch=0)
-    out = hybrid(mods, base, distilled, connect=True)
-    assert events == {"unpatch": 0, "patch": 0}, events
+    out = steady_hybrid(mods, base, distilled, events)
     pair = mods["lp"].pair_for(base, distilled)
     assert pair.copies is None and pair.plan.counts()[1] == sum(not k.companion for k in pair.keys)
     ref = stock_chain(mods, base, distilled)
