@@ -20,6 +20,7 @@ import torch
 from browser import open_frontend
 
 from ddistill import protocol
+from ddistill_dev import runner_graphs as rg
 from ddistill_dev.comfy_server import ComfyServer
 from ddistill_dev.workflow_build import SUBGRAPHS, build_blueprints, dumps
 
@@ -140,39 +141,15 @@ def _add_from_search(fe) -> None:
 
 def _hybrid_prompt(seed: int, base_steps: int) -> dict:
     """The two-node hybrid on the demo digit models, its latent saved."""
-    return {
-        "2": {"class_type": protocol.DEMO_MODEL_LOADER, "inputs": {}},
-        "3": {"class_type": protocol.DEMO_PROMPT, "inputs": {"text": "a handwritten digit"}},
-        "4": {"class_type": protocol.DEMO_PROMPT, "inputs": {"text": ""}},
-        "5": {"class_type": "EmptyChromaRadianceLatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 4}},
-        "6": {
-            "class_type": protocol.BASE_FIRST_STEP,
-            "inputs": {
-                "base_model": ["2", 0],
-                "distilled_model": ["2", 1],
-                "positive": ["3", 0],
-                "negative": ["4", 0],
-                "latent_image": ["5", 0],
-                "seed": seed,
-                "base_cfg": 1.0,
-                "base_steps": base_steps,
-                "steps": 4,
-                "scheduler": "lcm",
-                "sampler_name": "lcm",
-            },
-        },
-        "7": {
-            "class_type": protocol.DISTILLED_CONTINUE,
-            "inputs": {
-                "distilled_model": ["2", 1],
-                "positive": ["3", 0],
-                "negative": ["4", 0],
-                "latent": ["6", 0],
-                "cfg": 1.0,
-            },
-        },
-        "8": {"class_type": "SaveLatent", "inputs": {"samples": ["7", 0], "filename_prefix": "ddistill/two_nodes"}},
+    g = {
+        "2": rg.demo_loader(),
+        "3": rg.demo_prompt(),
+        "4": rg.demo_prompt(""),
+        "5": rg.empty_latent(32, 4, "EmptyChromaRadianceLatentImage"),
     }
+    g.update(rg.hybrid(("6", "7"), ["2", 0], ["2", 1], ["3", 0], ["4", 0], ["5", 0], seed, base_steps, True))
+    g["8"] = rg.save_latent(["7", 0], "ddistill/two_nodes")
+    return g
 
 
 # Replace the two samplers of the loaded graph by the blueprint, as an artist would: the blueprint from the node

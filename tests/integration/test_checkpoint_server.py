@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from ddistill_dev import random_checkpoints
+from ddistill_dev import runner_graphs as rg
 from ddistill_dev.comfy_server import ComfyServer, execution_error
 
 CKPT = "sd15_random_weights.safetensors"
@@ -20,39 +21,16 @@ def server(tmp_path_factory):
 
 
 def graph(seed):
-    return {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
-        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "image of a car"}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
-        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 2}},
-        "5": {
-            "class_type": "DDistill_BaseFirstStepSampler",
-            "inputs": {
-                "base_model": ["1", 0],
-                "positive": ["2", 0],
-                "negative": ["3", 0],
-                "latent_image": ["4", 0],
-                "seed": seed,
-                "base_cfg": 1.0,
-                "base_steps": 1,
-                "steps": 4,
-                "scheduler": "lcm",
-                "sampler_name": "lcm",
-            },
-        },
-        "6": {
-            "class_type": "DDistill_DistilledContinueSampler",
-            "inputs": {
-                "distilled_model": ["1", 0],
-                "positive": ["2", 0],
-                "negative": ["3", 0],
-                "latent": ["5", 0],
-                "cfg": 1.0,
-            },
-        },
-        "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
-        "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": f"hybrid_{seed}"}},
+    g = {
+        "1": rg.node("CheckpointLoaderSimple", {"ckpt_name": CKPT}),
+        "2": rg.node("CLIPTextEncode", {"clip": ["1", 1], "text": "image of a car"}),
+        "3": rg.node("CLIPTextEncode", {"clip": ["1", 1], "text": ""}),
+        "4": rg.empty_latent(64, 2),
     }
+    g.update(rg.hybrid(("5", "6"), ["1", 0], ["1", 0], ["2", 0], ["3", 0], ["4", 0], seed))
+    g["7"] = rg.vae_decode(["6", 0], ["1", 2])
+    g["8"] = rg.save_image(["7", 0], f"hybrid_{seed}")
+    return g
 
 
 def images(server, entry):

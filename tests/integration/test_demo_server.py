@@ -6,6 +6,7 @@ import io
 import pytest
 from PIL import Image
 
+from ddistill_dev import runner_graphs as rg
 from ddistill_dev.comfy_server import ComfyServer, execution_error
 
 
@@ -16,11 +17,7 @@ def server(tmp_path_factory):
 
 
 def demo_nodes(batch=2, size=32, empty="EmptyChromaRadianceLatentImage"):
-    return {
-        "1": {"class_type": "DDistill_DemoModelLoader", "inputs": {}},
-        "2": {"class_type": "DDistill_DemoPrompt", "inputs": {"text": "a handwritten digit"}},
-        "3": {"class_type": empty, "inputs": {"width": size, "height": size, "batch_size": batch}},
-    }
+    return {"1": rg.demo_loader(), "2": rg.demo_prompt(), "3": rg.empty_latent(size, batch, empty)}
 
 
 def saved_images(server, entry, node="9"):
@@ -42,23 +39,9 @@ def test_loader_listed(server):
 
 def test_stock_ksampler_vae_decode_save_image(server):
     g = demo_nodes(size=256, empty="EmptyLatentImage")  # stock: ComfyUI divides by 8 -> 32x32
-    g["4"] = {
-        "class_type": "KSampler",
-        "inputs": {
-            "model": ["1", 0],
-            "positive": ["2", 0],
-            "negative": ["2", 0],
-            "latent_image": ["3", 0],
-            "seed": 5,
-            "steps": 20,
-            "cfg": 1.0,
-            "sampler_name": "euler",
-            "scheduler": "normal",
-            "denoise": 1.0,
-        },
-    }
-    g["5"] = {"class_type": "VAEDecode", "inputs": {"samples": ["4", 0], "vae": ["1", 2]}}
-    g["9"] = {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "demo_base"}}
+    g["4"] = rg.ksampler(["1", 0], ["2", 0], ["2", 0], ["3", 0], seed=5, steps=20)
+    g["5"] = rg.vae_decode(["4", 0], ["1", 2])
+    g["9"] = rg.save_image(["5", 0], "demo_base")
     entry = server.run(g)
     assert entry["status"]["status_str"] == "success", execution_error(entry)
     images = saved_images(server, entry)
@@ -67,33 +50,9 @@ def test_stock_ksampler_vae_decode_save_image(server):
 
 def test_hybrid_on_the_pair(server):
     g = demo_nodes(batch=3)
-    g["4"] = {
-        "class_type": "DDistill_BaseFirstStepSampler",
-        "inputs": {
-            "base_model": ["1", 0],
-            "positive": ["2", 0],
-            "negative": ["2", 0],
-            "latent_image": ["3", 0],
-            "seed": 1,
-            "base_cfg": 1.0,
-            "base_steps": 1,
-            "steps": 4,
-            "scheduler": "lcm",
-            "sampler_name": "lcm",
-        },
-    }
-    g["5"] = {
-        "class_type": "DDistill_DistilledContinueSampler",
-        "inputs": {
-            "distilled_model": ["1", 1],
-            "positive": ["2", 0],
-            "negative": ["2", 0],
-            "latent": ["4", 0],
-            "cfg": 1.0,
-        },
-    }
-    g["6"] = {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}}
-    g["9"] = {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "demo_hybrid"}}
+    g.update(rg.hybrid(("4", "5"), ["1", 0], ["1", 1], ["2", 0], ["2", 0], ["3", 0], seed=1))
+    g["6"] = rg.vae_decode(["5", 0], ["1", 2])
+    g["9"] = rg.save_image(["6", 0], "demo_hybrid")
     entry = server.run(g)
     assert entry["status"]["status_str"] == "success", execution_error(entry)
     assert len(saved_images(server, entry)) == 3
@@ -101,34 +60,11 @@ def test_hybrid_on_the_pair(server):
 
 def test_demo_base_with_sdxl_distilled_is_refused(server):
     g = demo_nodes(batch=1)
-    g["7"] = {"class_type": "DDTest_TinyModel", "inputs": {"kind": "sdxl", "seed": 2}}
-    g["8"] = {"class_type": "DDTest_TinyConditioning", "inputs": {"kind": "sdxl", "batch": 1, "seed": 0}}
-    g["4"] = {
-        "class_type": "DDistill_BaseFirstStepSampler",
-        "inputs": {
-            "base_model": ["1", 0],
-            "positive": ["2", 0],
-            "negative": ["2", 0],
-            "latent_image": ["3", 0],
-            "seed": 1,
-            "base_cfg": 1.0,
-            "base_steps": 1,
-            "steps": 4,
-            "scheduler": "lcm",
-            "sampler_name": "lcm",
-        },
-    }
-    g["5"] = {
-        "class_type": "DDistill_DistilledContinueSampler",
-        "inputs": {
-            "distilled_model": ["7", 0],
-            "positive": ["8", 0],
-            "negative": ["8", 0],
-            "latent": ["4", 0],
-            "cfg": 1.0,
-        },
-    }
-    g["9"] = {"class_type": "SaveLatent", "inputs": {"samples": ["5", 0], "filename_prefix": "bad_pair"}}
+    g["7"] = rg.tiny_model(2)
+    g["8"] = rg.tiny_conditioning()
+    g["4"] = rg.base_first_step(["1", 0], ["2", 0], ["2", 0], ["3", 0], seed=1)
+    g["5"] = rg.distilled_continue(["7", 0], ["8", 0], ["8", 0], ["4", 0])
+    g["9"] = rg.save_latent(["5", 0], "bad_pair")
     entry = server.run(g)
     err = execution_error(entry)
     assert entry["status"]["status_str"] == "error" and err is not None
@@ -144,22 +80,10 @@ def test_demo_base_with_sdxl_distilled_is_refused(server):
 
 def test_wrong_latent_size_through_server(server):
     g = demo_nodes(batch=1, size=64)
-    g["4"] = {
-        "class_type": "KSampler",
-        "inputs": {
-            "model": ["1", 1],
-            "positive": ["2", 0],
-            "negative": ["2", 0],
-            "latent_image": ["3", 0],
-            "seed": 5,
-            "steps": 4,
-            "cfg": 1.0,
-            "sampler_name": "lcm",
-            "scheduler": "sgm_uniform",
-            "denoise": 1.0,
-        },
-    }
-    g["9"] = {"class_type": "SaveLatent", "inputs": {"samples": ["4", 0], "filename_prefix": "bad_size"}}
+    g["4"] = rg.ksampler(
+        ["1", 1], ["2", 0], ["2", 0], ["3", 0], seed=5, steps=4, sampler_name="lcm", scheduler="sgm_uniform"
+    )
+    g["9"] = rg.save_latent(["4", 0], "bad_size")
     entry = server.run(g)
     err = execution_error(entry)
     assert err is not None and "EmptyChromaRadianceLatentImage of 32x32" in err["exception_message"]

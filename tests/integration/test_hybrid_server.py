@@ -4,9 +4,9 @@ import time
 
 import pytest
 import torch
-from test_server_smoke import hybrid_prompt
 
 from ddistill_dev.comfy_server import ComfyServer, execution_error
+from ddistill_dev.runner_graphs import hybrid_prompt
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import pytest
 
 from ddistill_dev.comfy_server import ComfyServer, execution_error
+from ddistill_dev.runner_graphs import hybrid_prompt
 
 HYBRID_IDS = [
     "DDistill_BaseFirstStepSampler",
@@ -16,41 +17,6 @@ HYBRID_IDS = [
 def server(tmp_path_factory):
     with ComfyServer(tmp_path_factory.mktemp("comfy")) as s:
         yield s
-
-
-def hybrid_prompt(batch=2, seed=3):
-    return {
-        "1": {"class_type": "DDTest_TinyModel", "inputs": {"kind": "sdxl", "seed": 1}},
-        "2": {"class_type": "DDTest_TinyModel", "inputs": {"kind": "sdxl", "seed": 2}},
-        "3": {"class_type": "DDTest_TinyConditioning", "inputs": {"kind": "sdxl", "batch": 1, "seed": 0}},
-        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 128, "height": 128, "batch_size": batch}},
-        "5": {
-            "class_type": "DDistill_BaseFirstStepSampler",
-            "inputs": {
-                "base_model": ["1", 0],
-                "positive": ["3", 0],
-                "negative": ["3", 0],
-                "latent_image": ["4", 0],
-                "seed": seed,
-                "base_cfg": 1.0,
-                "base_steps": 1,
-                "steps": 4,
-                "scheduler": "lcm",
-                "sampler_name": "lcm",
-            },
-        },
-        "6": {
-            "class_type": "DDistill_DistilledContinueSampler",
-            "inputs": {
-                "distilled_model": ["2", 0],
-                "positive": ["3", 0],
-                "negative": ["3", 0],
-                "latent": ["5", 0],
-                "cfg": 1.0,
-            },
-        },
-        "7": {"class_type": "SaveLatent", "inputs": {"samples": ["6", 0], "filename_prefix": "hybrid"}},
-    }
 
 
 def test_nodes_registered_with_display_names(server):

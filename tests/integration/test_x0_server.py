@@ -5,9 +5,8 @@ import pytest
 from browser import open_frontend
 from test_x0_vae import write_taesd_file
 
+from ddistill_dev import runner_graphs as rg
 from ddistill_dev.comfy_server import ComfyServer, execution_error
-
-PIXEL = "pixel (RMS, 0..1)"
 
 
 @pytest.fixture(scope="module")
@@ -19,98 +18,24 @@ def server(tmp_path_factory):
         yield s
 
 
-def common(batch=2):
-    return {
-        "1": {"class_type": "DDTest_TinyModel", "inputs": {"kind": "sdxl", "seed": 1}},
-        "2": {"class_type": "DDTest_TinyModel", "inputs": {"kind": "sdxl", "seed": 2}},
-        "3": {"class_type": "DDTest_TinyConditioning", "inputs": {"kind": "sdxl", "batch": 1, "seed": 0}},
-        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": batch}},
-        "14": {"class_type": "VAELoader", "inputs": {"vae_name": "tiny_taesd.safetensors"}},
-    }
+def common():
+    return {**rg.tiny_sdxl_inputs(64, 2), "14": rg.node("VAELoader", {"vae_name": "tiny_taesd.safetensors"})}
 
 
 def hybrid_prompt(seed=3, vae="14"):
     p = common()
-    p.update(
-        {
-            "5": {
-                "class_type": "DDistill_BaseFirstStepSampler",
-                "inputs": {
-                    "base_model": ["1", 0],
-                    "positive": ["3", 0],
-                    "negative": ["3", 0],
-                    "latent_image": ["4", 0],
-                    "seed": seed,
-                    "base_cfg": 1.0,
-                    "base_steps": 1,
-                    "steps": 4,
-                    "scheduler": "lcm",
-                    "sampler_name": "lcm",
-                },
-            },
-            "6": {
-                "class_type": "DDistill_DistilledContinueSampler",
-                "inputs": {
-                    "distilled_model": ["2", 0],
-                    "positive": ["3", 0],
-                    "negative": ["3", 0],
-                    "latent": ["5", 0],
-                    "cfg": 1.0,
-                },
-            },
-            "15": {
-                "class_type": "DDistill_X0Preview",
-                "inputs": {
-                    "vae": [vae, 0],
-                    "trajectory": ["6", 1],
-                    "latent": ["6", 0],
-                    "max_cells": 64,
-                    "cell_size": 64,
-                    "metric": PIXEL,
-                },
-            },
-        }
-    )
+    p.update(rg.hybrid(("5", "6"), ["1", 0], ["2", 0], ["3", 0], ["3", 0], ["4", 0], seed))
+    p["15"] = rg.x0_preview([vae, 0], ["6", 0], 64, 64, trajectory=["6", 1])
     return p
 
 
 def stock_prompt(seed=1):
     p = common()
-    p.update(
-        {
-            "10": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
-            "11": {"class_type": "DDistill_RecordX0Sampler", "inputs": {"sampler": ["10", 0], "label": "stock"}},
-            "12": {
-                "class_type": "BasicScheduler",
-                "inputs": {"model": ["1", 0], "scheduler": "karras", "steps": 3, "denoise": 1.0},
-            },
-            "13": {
-                "class_type": "SamplerCustom",
-                "inputs": {
-                    "model": ["1", 0],
-                    "add_noise": True,
-                    "noise_seed": seed,
-                    "cfg": 1.0,
-                    "positive": ["3", 0],
-                    "negative": ["3", 0],
-                    "sampler": ["11", 0],
-                    "sigmas": ["12", 0],
-                    "latent_image": ["4", 0],
-                },
-            },
-            "15": {
-                "class_type": "DDistill_X0Preview",
-                "inputs": {
-                    "vae": ["14", 0],
-                    "recording": ["11", 1],
-                    "latent": ["13", 0],
-                    "max_cells": 64,
-                    "cell_size": 64,
-                    "metric": PIXEL,
-                },
-            },
-        }
-    )
+    p["10"] = rg.ksampler_select("euler")
+    p["11"] = rg.record_x0_sampler(["10", 0], "stock")
+    p["12"] = rg.basic_scheduler(["1", 0], "karras", 3)
+    p["13"] = rg.sampler_custom(["1", 0], seed, ["3", 0], ["3", 0], ["11", 0], ["12", 0], ["4", 0])
+    p["15"] = rg.x0_preview(["14", 0], ["13", 0], 64, 64, recording=["11", 1])
     return p
 
 
