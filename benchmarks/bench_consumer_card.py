@@ -211,7 +211,7 @@ def file_names(arch: str) -> dict[str, str]:
 
 def unet_config(arch: str):
     """(ComfyUI supported-model class, UNet config) of the unet part's ``arch``."""
-    from ddistill_dev import random_checkpoints as rc
+    from ddistill_dev.models import random_checkpoints as rc
 
     if arch == "sd15-shallow":
         cls, config = rc.config_of("sd15")
@@ -234,9 +234,9 @@ def write_unet_files(base: Path, arch: str, rank: int, cpu: bool) -> str:
     """The checkpoint, the second UNet (different random weights) and the LoRA, unless present."""
     import torch
 
-    from ddistill_dev import comfy_host
-    from ddistill_dev import random_checkpoints as rc
-    from ddistill_dev import random_lora as rl
+    from ddistill_dev.host import comfy_host
+    from ddistill_dev.models import random_checkpoints as rc
+    from ddistill_dev.models import random_lora as rl
 
     n = file_names(arch)
     ckpt, unet = base / "models" / "checkpoints" / n["ckpt"], base / "models" / "diffusion_models" / n["unet"]
@@ -261,7 +261,7 @@ def write_unet_files(base: Path, arch: str, rank: int, cpu: bool) -> str:
 
 def write_zimage_files(base: Path, cpu: bool, layers: int | None) -> str:
     """Z-Image and Z-Image-Turbo DiT files (``layers``: a shallow DiT of the same width, for a CPU check)."""
-    from ddistill_dev import comfy_host
+    from ddistill_dev.host import comfy_host
 
     folder = base / "models" / "diffusion_models"
     names = zimage_names(layers)
@@ -270,8 +270,8 @@ def write_zimage_files(base: Path, cpu: bool, layers: int | None) -> str:
     comfy_host.boot(cpu=cpu, import_nodes=False)
     import torch
 
-    from ddistill_dev import random_families as rf
-    from ddistill_dev.random_checkpoints import ZIMAGE_DIT
+    from ddistill_dev.models import random_families as rf
+    from ddistill_dev.models.random_checkpoints import ZIMAGE_DIT
 
     t = time.perf_counter()
     device = "cpu" if cpu else "cuda"
@@ -485,8 +485,7 @@ def print_plan(args, servers, info) -> None:
 
 
 def run_server(args, spec: dict, info: dict, budget: Budget) -> dict:
-    from ddistill_dev.comfy_server import execution_error, weight_loads
-    from runner.comfy_server import ComfyServer
+    from ddistill_dev.host.comfy_server import ComfyServer, execution_error, weight_loads
 
     arch, cap = spec["arch"], spec["cap"]
     extra = ()
@@ -500,7 +499,13 @@ def run_server(args, spec: dict, info: dict, budget: Budget) -> dict:
     tags = iter(range(10**9))
     rows, notes, checks, skipped = [], [], [], []
     t_start = budget.elapsed()
-    server = ComfyServer(args.base, extra_args=extra, cpu=args.cpu, extra_packs={"ddistill_bench_probe": probe_dir})
+    server = ComfyServer(
+        args.base,
+        with_fixture_pack=False,
+        extra_args=extra,
+        cpu=args.cpu,
+        extra_packs={"ddistill_bench_probe": probe_dir},
+    )
     with server:
         version = server.comfyui_version()
         log = server.log_text()

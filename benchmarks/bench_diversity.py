@@ -12,7 +12,7 @@ H100-class GPU; the offline EfficientNet-Lite0 backend on 2 CPU cores in at most
   python benchmarks/bench_diversity.py --comfyui                           # through ComfyUI's device choice
                                                                            # (ModelPatcher), + parity check
 
-DreamSim runs with random weights written in the package's exact cache layout (ddistill_dev/dreamsim_fixtures.py;
+DreamSim runs with random weights written in the package's exact cache layout (ddistill_dev/models/dreamsim_fixtures.py;
 ~1 GB, in --dreamsim-cache or a temporary folder): same architecture and cost as the real weights. Pass
 --dreamsim-cache DIR with real weights to time those instead. Images start on the CPU, as ComfyUI's IMAGE does,
 so the host-to-device copy is part of the time.
@@ -34,7 +34,7 @@ import torch
 
 from ddistill import diversity, embedding
 from ddistill.protocol import DREAMSIM_BACKEND, EFFNET_BACKEND
-from ddistill_dev import comfy_host
+from ddistill_dev.host import comfy_host
 
 
 def make(name: str, comfyui: bool, device, weights_dir: str | None = None):
@@ -161,7 +161,7 @@ def main():
             folder = args.dreamsim_cache
             tmp = None
             if folder is None or embedding.missing_files(folder, "ensemble"):
-                from ddistill_dev.dreamsim_fixtures import write_dreamsim_cache
+                from ddistill_dev.models.dreamsim_fixtures import write_dreamsim_cache
 
                 if folder is None:
                     tmp = tempfile.TemporaryDirectory()

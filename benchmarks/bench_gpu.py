@@ -22,7 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
-from ddistill_dev import comfy_host
+from ddistill_dev.host import comfy_host
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +66,7 @@ def make_pair(arch):
     import comfy.model_management as mm
     import torch
 
-    from ddistill_dev import random_checkpoints as rc
+    from ddistill_dev.models import random_checkpoints as rc
 
     dtype = getattr(torch, ARCHS[arch][5])
     pair = [rc.unet_model(*rc.config_of(arch), seed=seed, dtype=dtype)[1] for seed in (1, 2)]
@@ -201,7 +201,7 @@ def handover_pair(smoke):
         base, distilled = make_pair("zimage")
         _, _, _, channels, size, _ = ARCHS["zimage"]
         return base, distilled, lambda batch: conditioning("zimage", batch), (channels, size, size)
-    from ddistill_dev import tiny_models as tm
+    from ddistill_dev.models import tiny_models as tm
 
     base, distilled = (tm.make_family_model("zimage", seed) for seed in (1, 2))
     return base, distilled, lambda batch: tm.family_conditioning("zimage"), tm.FAMILIES["zimage"][4]
@@ -276,7 +276,7 @@ def run_handover(args, pack):
     import comfy.model_management as mm
     import torch
 
-    from ddistill_dev.workflow_families import ZIMAGE
+    from ddistill_dev.workflows.workflow_families import ZIMAGE
 
     base_cfg = ZIMAGE.cfg if args.base_cfg is None else args.base_cfg
     card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (smoke: tiny Z-Image)"

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from ddistill_dev import comfy_host
+from ddistill_dev.host import comfy_host
 
 TARGETS = {"uncapped": 1.10, "capped": 1.30}
 
@@ -64,7 +64,7 @@ def conditioning(tiny):
     import torch
 
     if tiny:
-        from ddistill_dev import tiny_models as tm
+        from ddistill_dev.models import tiny_models as tm
 
         return tm.make_conditioning("sdxl", seed=0)
     g = torch.Generator().manual_seed(0)
@@ -90,9 +90,9 @@ def run_one(args) -> dict:
     import comfy.utils
     import latent_preview
 
-    from ddistill_dev import random_checkpoints as rc
-    from ddistill_dev import random_lora as rl
-    from ddistill_dev import tiny_models as tm
+    from ddistill_dev.models import random_checkpoints as rc
+    from ddistill_dev.models import random_lora as rl
+    from ddistill_dev.models import tiny_models as tm
 
     hn = importlib.import_module(pack.__name__ + ".nodes.hybrid_nodes")
     sampling = importlib.import_module(pack.__name__ + ".nodes.sampling")

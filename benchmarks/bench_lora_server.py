@@ -12,12 +12,13 @@ queues API graphs: Load Checkpoint → LoraLoaderModelOnly, 1024x1024, 4 lcm ste
 * stock hooks: one SamplerCustom on the base with CreateHookLoraModelOnly keyframed off for step 1.
 
 ``--weights`` picks the files: ``checkpoint`` (the SDXL checkpoint above), or a quantized Wan 2.2 A14B expert as
-users run it with the lightx2v 4-step LoRA (random weights of the released layouts, ``ddistill_dev.random_families``;
-conditioning from a benchmark-only node of random 512 x 4096 T5 states, no text encoder file; an empty Wan video
+users run it with the lightx2v 4-step LoRA (random weights of the released layouts,
+``ddistill_dev.models.random_families``; conditioning from a benchmark-only node of random 512 x 4096 T5 states, no text
+encoder file; an empty Wan video
 latent of ``--size`` x ``--height`` x ``--length``; 4 euler steps, simple schedule): ``fp8_scaled``
 (``wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors`` through UNETLoader: 0.3.75's scaled_fp8 ops, 0.33's
 QuantizedTensor) or ``gguf_q8_0`` (the same architecture from bf16 weights quantized to Q8_0, through
-city96/ComfyUI-GGUF's UnetLoaderGGUF, the archive of ``ddistill_dev.gguf_files.pack_archive`` linked into the
+city96/ComfyUI-GGUF's UnetLoaderGGUF, the archive of ``ddistill_dev.models.gguf_files.pack_archive`` linked into the
 server's custom_nodes). ``--tiny`` writes the tiny Wan 2.2 model instead (the CPU smoke test's).
 
 Each run gets a new seed (ComfyUI re-runs the samplers, the loaders stay cached: steady state from the second run).
@@ -49,7 +50,7 @@ from bench_lora import target_lines
 from ddistill import protocol as P
 from ddistill.lora_maths import difference
 from ddistill.schedules import derive_seed
-from ddistill_dev import comfy_host
+from ddistill_dev.host import comfy_host
 
 CKPT, LORA = "bench_base.safetensors", "bench_distill_lora.safetensors"
 METHODS = ("LoRA model alone", "pack hybrid", "stock two samplers", "stock hooks, one sampler")
@@ -94,11 +95,11 @@ def quantized_names(weights: str, tiny: bool) -> tuple[str, str]:
 
 def write_quantized_files(base: Path, weights: str, tiny: bool, cpu: bool) -> str:
     """The quantized diffusion model and its LoRA under models/; returns what was written."""
-    from ddistill_dev import gguf_files as gf
-    from ddistill_dev import quantized_files as qf
-    from ddistill_dev import random_families as rf
-    from ddistill_dev import random_lora as rl
-    from ddistill_dev import tiny_models as tm
+    from ddistill_dev.models import gguf_files as gf
+    from ddistill_dev.models import quantized_files as qf
+    from ddistill_dev.models import random_families as rf
+    from ddistill_dev.models import random_lora as rl
+    from ddistill_dev.models import tiny_models as tm
 
     name, lora_name = quantized_names(weights, tiny)
     unet, lora = base / "models" / "diffusion_models" / name, base / "models" / "loras" / lora_name
@@ -128,8 +129,8 @@ def write_quantized_files(base: Path, weights: str, tiny: bool, cpu: bool) -> st
 
 def write_files(base: Path, arch: str, rank: int, cpu: bool) -> str:
     """The checkpoint and the LoRA under models/; returns what was written."""
-    from ddistill_dev import random_checkpoints as rc
-    from ddistill_dev import random_lora as rl
+    from ddistill_dev.models import random_checkpoints as rc
+    from ddistill_dev.models import random_lora as rl
 
     ckpt, lora = base / "models" / "checkpoints" / CKPT, base / "models" / "loras" / LORA
     if ckpt.exists() and lora.exists():
@@ -218,7 +219,7 @@ def extra_packs(args) -> dict[str, Path]:
     node, and ComfyUI-GGUF for GGUF files (extracted once into the base directory)."""
     if args.weights == "checkpoint":
         return {}
-    from ddistill_dev import gguf_files
+    from ddistill_dev.models import gguf_files
 
     nodes = args.base / "ddistill_bench_probe"
     nodes.mkdir(parents=True, exist_ok=True)
@@ -238,8 +239,7 @@ def methods(args) -> tuple[str, ...]:
 
 
 def run_config(args, config: str) -> dict:
-    from ddistill_dev.comfy_server import execution_error, weight_loads
-    from runner.comfy_server import ComfyServer
+    from ddistill_dev.host.comfy_server import ComfyServer, execution_error, weight_loads
 
     extra = ()
     if config == "capped" and not args.cpu:
@@ -248,7 +248,9 @@ def run_config(args, config: str) -> dict:
     extra += tuple(shlex.split(args.server_args))
     seeds = iter(range(1000, 10**6))
     rows, notes = [], []
-    with ComfyServer(args.base, extra_args=extra, cpu=args.cpu, extra_packs=extra_packs(args)) as server:
+    with ComfyServer(
+        args.base, with_fixture_pack=False, extra_args=extra, cpu=args.cpu, extra_packs=extra_packs(args)
+    ) as server:
         version = server.comfyui_version()
         dynamic = "DynamicVRAM support detected and enabled" in server.log_text()
 

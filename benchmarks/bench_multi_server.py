@@ -74,8 +74,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from ddistill import protocol as P
+from ddistill_dev.host.comfy_server import ComfyServer
 from runner.client import ComfyClient, ServerError
-from runner.comfy_server import PACK_ROOT, ComfyServer
+from runner.comfy_server import PACK_ROOT
 from runner.job import Job
 from runner.work import RunState, WorkQueue
 
@@ -154,13 +155,13 @@ def write_files(models: Path, arch: str, pair: str, rank: int, cpu: bool) -> str
         return f"files present ({ckpt.name}, {other.name})"
     import torch
 
-    from ddistill_dev import comfy_host
+    from ddistill_dev.host import comfy_host
 
     comfy_host.boot(cpu=cpu, import_nodes=False)
     import comfy.utils
 
-    from ddistill_dev import random_checkpoints as rc
-    from ddistill_dev import random_lora as rl
+    from ddistill_dev.models import random_checkpoints as rc
+    from ddistill_dev.models import random_lora as rl
 
     t, device, fp16 = time.perf_counter(), "cpu" if cpu else "cuda", torch.float16
     model = None
@@ -555,7 +556,7 @@ def run_once(label, servers, args, wf_path, prompts_path, out, seed_start, depth
     as it is; "static": each graph also carries the workflow's static nodes (``static_nodes``); "method": the same
     items queued grouped by method. The two measure what the runner's graphs (one method's nodes only) and its
     method-interleaved queue cost the servers under ComfyUI's cache (loaders re-run, models re-loaded/re-patched)."""
-    from ddistill_dev.comfy_server import weight_loads
+    from ddistill_dev.host.comfy_server import weight_loads
     from runner import report as report_mod
     from runner.cli import check_servers
     from runner.progress import Progress
@@ -925,7 +926,9 @@ def start_servers(bases: list[Path], models: Path, args, layout: list[str]) -> l
             (base / "models").symlink_to(models, target_is_directory=True)
         # CPU: one thread per server (torch's threads spin against each other on a shared CPU: 10-100x slower)
         env = {"OMP_NUM_THREADS": str(args.cpu_threads)} if args.cpu else {"CUDA_VISIBLE_DEVICES": gpu}
-        servers.append(ComfyServer(base, extra_args=extra, cpu=args.cpu, extra_packs=packs, env=env))
+        servers.append(
+            ComfyServer(base, with_fixture_pack=False, extra_args=extra, cpu=args.cpu, extra_packs=packs, env=env)
+        )
     errors = []
 
     def go(s):
@@ -946,7 +949,7 @@ def start_servers(bases: list[Path], models: Path, args, layout: list[str]) -> l
 
 def warm_up(servers, wf_path: Path, prompt: str, methods, batch: int) -> None:
     """Every method once on every server (loads and first-use costs out of the timed runs), all servers at once."""
-    from ddistill_dev.comfy_server import execution_error
+    from ddistill_dev.host.comfy_server import execution_error
     from runner.cli import check_servers
     from runner.workflow import load_workflow
 

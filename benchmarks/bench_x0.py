@@ -25,7 +25,7 @@ import statistics
 import time
 from pathlib import Path
 
-from ddistill_dev import comfy_host
+from ddistill_dev.host import comfy_host
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,7 @@ def timed_interleaved(fns: dict, repeats: int) -> dict:
 
 
 def full_sdxl():
-    from ddistill_dev import random_checkpoints as rc
+    from ddistill_dev.models import random_checkpoints as rc
 
     return rc.unet_model(*rc.config_of("sdxl"), seed=1)[1]
 
@@ -103,7 +103,7 @@ def main():
     import comfy.samplers
     import latent_preview
 
-    from ddistill_dev import tiny_models
+    from ddistill_dev.models import tiny_models
 
     res = args.resolution or (1024 if full else 128)
     model = full_sdxl() if full else tiny_models.make_model("sdxl", 1)

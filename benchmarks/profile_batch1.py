@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from ddistill_dev import comfy_host
+from ddistill_dev.host import comfy_host
 
 
 def parse():
@@ -115,7 +115,7 @@ def main():
     cuda = not args.tiny
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     if args.tiny:
-        from ddistill_dev import tiny_models as tm
+        from ddistill_dev.models import tiny_models as tm
 
         base, distilled = tm.make_model("sdxl", 1), tm.make_model("sdxl", 2)
         cond, latent = tm.make_conditioning("sdxl", seed=0), {"samples": torch.zeros(1, 4, 16, 16)}
@@ -128,7 +128,7 @@ def main():
     if args.pair == "lora":
         import comfy.sd
 
-        from ddistill_dev import random_lora as rl
+        from ddistill_dev.models import random_lora as rl
 
         dtype = torch.float32 if args.tiny else torch.float16
         lora = rl.lora_state_dict(base.model, rank=64, seed=3, scale=0.3, dtype=dtype)

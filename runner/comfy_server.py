@@ -1,6 +1,6 @@
 """A local ComfyUI server on 127.0.0.1: ``python main.py`` in a subprocess (``--cpu`` unless asked for the GPU),
 with this pack (and any other packs given) linked into its own base directory. The demo job starts one
-(``demo/run_demo.py``); the tests and benchmarks use it through ``ddistill_dev.comfy_server``.
+(``demo/run_demo.py``); the tests and benchmarks use it through ``ddistill_dev.host.comfy_server``.
 
 ``COMFYUI_PATH`` names the ComfyUI root (default: the one ``scripts/setup_host.py`` made in ``.host/ComfyUI``)."""
 
@@ -14,7 +14,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +45,6 @@ class ComfyServer:
         self.base = Path(base_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.client_id = uuid.uuid4().hex
         self.packs = {PACK_NAME: PACK_ROOT, **(extra_packs or {})}  # custom_nodes/<name> -> folder
         self.extra_args = extra_args
         self.cpu = cpu  # False: ComfyUI's own device choice (a GPU, with its default memory management)
@@ -123,50 +121,3 @@ class ComfyServer:
         with urllib.request.urlopen(self.url + path, timeout=30) as r:
             body = r.read()
             return json.loads(body) if r.headers.get_content_type() == "application/json" else body
-
-    def post(self, path: str, payload: dict | None = None):
-        data = json.dumps(payload or {}).encode()
-        req = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                body = r.read()
-                return r.status, (json.loads(body) if body else None)
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
-
-    def queue(self, prompt: dict):
-        """POST /prompt; returns (status, response json)."""
-        return self.post("/prompt", {"prompt": prompt, "client_id": self.client_id})
-
-    def run(self, prompt: dict, timeout: float = 300) -> dict:
-        """Queue a prompt and wait for its history entry; raises on a validation error."""
-        status, body = self.queue(prompt)
-        if status != 200:
-            raise AssertionError(f"prompt rejected ({status}): {json.dumps(body, indent=1)}")
-        return self.wait(body["prompt_id"], timeout)
-
-    def wait(self, prompt_id: str, timeout: float = 300) -> dict:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            hist = self.get(f"/history/{prompt_id}")
-            if prompt_id in hist and hist[prompt_id].get("status", {}).get("completed") is not None:
-                entry = hist[prompt_id]
-                if entry["status"].get("status_str") in ("success", "error"):
-                    return entry
-            time.sleep(0.2)
-        raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout}s:\n{self.log_text()[-3000:]}")
-
-    def object_info(self) -> dict:
-        return self.get("/object_info")
-
-    def comfyui_version(self) -> str:
-        """The version this server reports (``/system_stats``), e.g. "0.3.75" or "0.33.0"."""
-        return self.get("/system_stats")["system"]["comfyui_version"]
-
-    def saved_latent(self, entry: dict, node: str):
-        """The latent that SaveLatent node ``node`` of a finished prompt wrote, read back from its file."""
-        import safetensors.torch
-
-        saved = entry["outputs"][node]["latents"][0]
-        path = self.base / "output" / saved.get("subfolder", "") / saved["filename"]
-        return safetensors.torch.load_file(str(path))["latent_tensor"]

@@ -11,7 +11,7 @@ trap 'rm -f "$setup_out"' EXIT
 python3 scripts/setup_host.py --dev | tee "$setup_out"
 PY="$(sed -n 's/^PYTHON=//p' "$setup_out")"
 COMFYUI_PATH="$(sed -n 's/^COMFYUI_PATH=//p' "$setup_out")"
-export COMFYUI_PATH  # the host the integration tests boot and serve (ddistill_dev/comfy_host.py)
+export COMFYUI_PATH  # the host the integration tests boot and serve (ddistill_dev/host/comfy_host.py)
 unset COMFYUI_ARCHIVE
 bash scripts/setup_browser.sh "$PY"
 BIN="$(dirname "$PY")"

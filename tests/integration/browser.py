@@ -1,5 +1,5 @@
 """Browser tests' infrastructure: Debian's Chromium driven by Playwright against a real ComfyUI server
-(``ddistill_dev/comfy_server.py``) and the frontend that ComfyUI bundles (comfyui-frontend-package).
+(``ddistill_dev/host/comfy_server.py``) and the frontend that ComfyUI bundles (comfyui-frontend-package).
 
 ``bash scripts/setup_browser.sh`` installs the prerequisites (it never downloads a Playwright browser build:
 Playwright starts /usr/bin/chromium through ``executable_path``). Use in a test module::

@@ -1,13 +1,14 @@
-"""The settings of the flow / video example workflows (``ddistill_dev/workflow_families.py``) are the README's:
-each pair's row of "Settings per family" names the distilled side's steps, cfg, sampler, scheduler and shift, the
+"""The settings of the flow / video example workflows (``ddistill_dev/workflows/workflow_families.py``) are the
+README's: each pair's row of "Settings per family" names the distilled side's steps, cfg, sampler, scheduler and shift,
+the
 base side's steps, cfg, sampler and shift (a shift in the side's cell or the schedule's), and where the noise-level
 rule hands over on the distilled schedule (k, sigma, A: the families' ``rule``, which
-``tests/integration/test_handover_rule_families.py`` computes with ComfyUI's own model_sampling)."""
+``tests/integration/hybrid/test_handover_rule_families.py`` computes with ComfyUI's own model_sampling)."""
 
 import pytest
 
-from ddistill_dev import workflow_families as wf
-from ddistill_dev.comfy_host import PACK_ROOT
+from ddistill_dev.host.comfy_host import PACK_ROOT
+from ddistill_dev.workflows import workflow_families as wf
 
 PAIRS = {
     "Z-Image + Z-Image-Turbo": (wf.ZIMAGE_TURBO, wf.ZIMAGE),

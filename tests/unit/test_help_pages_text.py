@@ -1,9 +1,10 @@
 """The node help pages (``js/docs/<node ID>.md``; the frontend reads them from ``/extensions/<pack>/docs/``, see
-``tests/integration/test_help_pages.py``), checked without ComfyUI: one page per node the pack defines and no other,
-each the same shape (title, inputs, outputs), short, with its pictures beside it and small. The per-family settings
+``tests/integration/workflows/test_help_pages.py``), checked without ComfyUI: one page per node the pack defines and
+no other, each the same shape (title, inputs, outputs), short, with its pictures beside it and small. The per-family
+settings
 table of the two sampler pages is the README's: the SDXL rows its "Settings from the paper" table (and the
 handover the noise-level rule gives on those schedules, computed here with the core's maths), the flow rows its
-"Settings per family" table and the example workflows' settings (``ddistill_dev/workflow_families.py``, which
+"Settings per family" table and the example workflows' settings (``ddistill_dev/workflows/workflow_families.py``, which
 ``test_family_settings.py`` ties to that table). The inputs, outputs and defaults each page lists are compared with
 the nodes' schemas, as the server reports them, in the integration test."""
 
@@ -15,8 +16,8 @@ import pytest
 from ddistill import protocol
 from ddistill.noise_level import PAPER_AMPLIFICATION, sd_sigma
 from ddistill.schedules import TIMESTEP_SCHEDULES
-from ddistill_dev import workflow_families as wf
-from ddistill_dev.comfy_host import PACK_ROOT
+from ddistill_dev.host.comfy_host import PACK_ROOT
+from ddistill_dev.workflows import workflow_families as wf
 
 DOCS = PACK_ROOT / "js" / "docs"
 README = (PACK_ROOT / "README.md").read_text(encoding="utf-8")

@@ -16,7 +16,7 @@ from ddistill.handover import Handover
 from ddistill.noise_level import HandoverPoint
 from ddistill.pairing import ModelInfo
 from ddistill.trajectory import Frame, Trajectory
-from ddistill_dev.runner_graphs import tiny_workflow
+from ddistill_dev.gpu.runner_graphs import tiny_workflow
 from runner.cli import main
 from runner.job import execution_time
 from runner.report import write_report

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from ddistill_dev.comfy_host import PACK_ROOT
-from ddistill_dev.runner_graphs import tiny_workflow
+from ddistill_dev.gpu.runner_graphs import tiny_workflow
+from ddistill_dev.host.comfy_host import PACK_ROOT
 from runner import paper
 from runner.results import Cell, average
 from runner.work import Item, RunState, StateError, WorkQueue, fingerprint, plan

@@ -1,7 +1,7 @@
 """Test-only ComfyUI node pack: tiny real ComfyUI models with random weights and matching conditioning,
 for graphs that run through the real server on CPU (where no loader node can build such a model)."""
 
-from ddistill_dev import tiny_models
+from ddistill_dev.models import tiny_models
 
 
 class TinyModel:

@@ -4,7 +4,7 @@ of its text encoders), and a probe that shows a hybrid's x̂0 trajectory: the si
 
 import hashlib
 
-from ddistill_dev import tiny_models
+from ddistill_dev.models import tiny_models
 
 KINDS = sorted(tiny_models.FAMILIES)
 

@@ -4,7 +4,7 @@ deterministic conditioning per text, so the runner's prompt substitution changes
 
 import hashlib
 
-from ddistill_dev import tiny_models
+from ddistill_dev.models import tiny_models
 
 
 def make_vae(seed: int = 0):

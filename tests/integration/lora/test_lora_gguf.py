@@ -1,0 +1,225 @@
+"""LoRA pairs on GGUF models: never a wrong result. city96/ComfyUI-GGUF (commit 795e451, the archive beside the
+checkout in ../shared/comfyui/, ``gguf_files.pack_archive``) is loaded by path as ComfyUI loads a custom node folder;
+a tiny Wan model is written as a Q8_0 ``.gguf`` file (``ddistill_dev.models.gguf_files``), loaded with its
+``UnetLoaderGGUF`` and given LoRAs with the stock LoraLoaderModelOnly. GGUF attaches a LoRA to each quantized tensor
+(``GGMLTensor.patches``, no backup of the original) and its layers ignore ComfyUI's weight functions, so the pack
+cannot present the base weights: the pair falls back to ComfyUI's stock path, named in the log, and the hybrid must
+equal the stock two-segment chain (measured: bit for bit, as two runs of that chain are), never the LoRA model on
+both segments (what the pair path gave before: bit-equal to it)."""
+
+import importlib
+import importlib.util
+import logging
+import sys
+
+import comfy.sample
+import comfy.samplers
+import comfy.sd
+import folder_paths
+import pytest
+import torch
+from lora_chain import KIND, hybrid, lora, pair_lines, stock_chain
+
+from ddistill_dev.host.comfy_host import comfyui_version
+from ddistill_dev.models import gguf_files
+from ddistill_dev.models import random_lora as rl
+from ddistill_dev.models import tiny_models as tm
+
+pytest.importorskip("gguf", reason="the gguf package (tests/requirements.txt) is not installed")
+
+GGUF_MODULE = gguf_files.PACK_MODULE
+FALLBACK = (
+    "clones of one WAN21, but its weights are GGMLTensor tensors (ComfyUI-GGUF) carrying their own patches",
+    "stock loading, the base segment runs on ComfyUI's own load of the base model (slower, exact)",
+)
+
+
+@pytest.fixture(scope="module")
+def gguf_pack(tmp_path_factory):
+    """ComfyUI-GGUF extracted into a temporary folder and imported as ComfyUI imports ``custom_nodes/ComfyUI-GGUF``
+    (its NODE_CLASS_MAPPINGS are not registered with this process's ComfyUI: the other tests see the stock set)."""
+    if GGUF_MODULE in sys.modules:
+        return sys.modules[GGUF_MODULE]
+    archive = gguf_files.pack_archive()
+    if not archive.is_file():
+        pytest.skip(f"no ComfyUI-GGUF source archive at {archive} (../shared/comfyui/; or set DD_GGUF_ARCHIVE)")
+    root = gguf_files.extract_pack(tmp_path_factory.mktemp("custom_nodes"))
+    spec = importlib.util.spec_from_file_location(
+        GGUF_MODULE, root / "__init__.py", submodule_search_locations=[str(root)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[GGUF_MODULE] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """models/unet/tiny_wan_q8.gguf (the tiny Wan model of seed 1 as Q8_0) and LoRAs for it in models/loras, in
+    folders ComfyUI's folder_paths lists for this module's tests."""
+    base = tmp_path_factory.mktemp("gguf_models")
+    gguf_files.write_family_gguf(base / "unet" / "tiny_wan_q8.gguf", KIND, seed=1)
+    plain = tm.make_family_model(KIND, 1).model  # the same keys and shapes as the GGUF model
+    rl.save(base / "loras" / "dmd.safetensors", rl.lora_state_dict(plain, rank=4, seed=3))
+    rl.save(base / "loras" / "style.safetensors", rl.lora_state_dict(plain, rank=2, seed=6, only="attn"))
+    rl.save(base / "loras" / "unmatched.safetensors", rl.unmatched_lora())
+    mp = pytest.MonkeyPatch()
+    for name, sub in (("unet", "unet"), ("loras", "loras")):
+        key = folder_paths.map_legacy(name)
+        paths, exts = folder_paths.folder_names_and_paths[key]
+        mp.setitem(folder_paths.folder_names_and_paths, key, ([str(base / sub), *paths], exts))
+    yield base
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def mods(pack):
+    names = {"lp": "nodes.lora_pair", "hn": "nodes.hybrid_nodes", "sampling": "nodes.sampling"}
+    return {n: importlib.import_module(f"{pack.__name__}.{path}") for n, path in names.items()}
+
+
+def load_gguf(gguf_pack, files):
+    return gguf_pack.NODE_CLASS_MAPPINGS["UnetLoaderGGUF"]().load_unet("tiny_wan_q8.gguf")[0]
+
+
+def max_abs(a, b) -> float:
+    return float((a.double() - b.double()).abs().max())
+
+
+def rms(a) -> float:
+    return float(a.double().pow(2).mean().sqrt())
+
+
+def check_against_stock(mods, base, distilled, out, label):
+    """``out`` equals the stock chain as closely as two runs of the stock chain agree (measured: bit for bit on the
+    CPU) and is far from the LoRA model on both segments."""
+    ref, ref_again = stock_chain(mods, base, distilled), stock_chain(mods, base, distilled)
+    both = stock_chain(mods, distilled, distilled)
+    tol = max(max_abs(ref[0], ref_again[0]), max_abs(ref[1], ref_again[1]))
+    got = (max_abs(out[0], ref[0]), max_abs(out[1], ref[1]))
+    off = max_abs(out[0], both[0])
+    print(
+        f"\n[gguf {label}] ComfyUI {comfyui_version()}: |hybrid - stock chain| max {got[0]:.3g} (handover "
+        f"{got[1]:.3g}); |stock - stock again| {tol:.3g}; |hybrid - LoRA model for both| {off:.4g} at latent RMS "
+        f"{rms(ref[0]):.4g}"
+    )
+    assert tol == 0.0  # ComfyUI's own GGUF path is deterministic here: the tolerance is bit equality
+    assert got[0] <= tol and got[1] <= tol, got
+    assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+    assert off > 1e-3 * rms(ref[0]), off  # the base step used the base weights
+
+
+@pytest.mark.parametrize("connect", [False, True], ids=["distilled-unconnected", "distilled-connected"])
+def test_gguf_lora_pair_falls_back_to_stock_and_equals_the_stock_chain(mods, gguf_pack, files, connect, caplog):
+    lp = mods["lp"]
+    base = load_gguf(gguf_pack, files)
+    distilled = lora(base, "dmd.safetensors")
+    weights = dict(base.model.named_parameters())
+    patched = [k for k in distilled.patches if k in weights]
+    assert patched and all(type(weights[k]).__name__ == "GGMLTensor" for k in patched)
+    with caplog.at_level(logging.INFO):
+        out = hybrid(mods, base, distilled, connect, runs=2)
+    check_against_stock(mods, base, distilled, out, f"dmd, {'connected' if connect else 'unconnected'}")
+    lines = pair_lines(caplog)
+    assert len(lines) == 1 and all(part in lines[0] for part in FALLBACK), lines
+    assert "swapped in" not in caplog.text and "weights differ" not in caplog.text
+    assert lp.pair_for(base, distilled) is None and lp.base_segment_model(base, distilled) is base
+
+
+def test_gguf_style_lora_on_both_sides(mods, gguf_pack, files, caplog):
+    """A style LoRA before the split (shared patches) and the distilled LoRA on one side: stock fallback, exact."""
+    root = load_gguf(gguf_pack, files)
+    base = lora(root, "style.safetensors", 0.7)
+    distilled = lora(base, "dmd.safetensors", 0.8)
+    with caplog.at_level(logging.INFO):
+        out = hybrid(mods, base, distilled, connect=True, runs=2)
+    lines = pair_lines(caplog)
+    assert len(lines) == 1 and all(part in lines[0] for part in FALLBACK), lines
+    check_against_stock(mods, base, distilled, out, "style on both + dmd")
+
+
+def test_same_gguf_clone_on_both_sides_needs_no_fallback(mods, gguf_pack, files, caplog):
+    lp = mods["lp"]
+    m = load_gguf(gguf_pack, files)
+    twin = m.clone()  # same patches_uuid: nothing differs, nothing to save
+    assert lp.base_segment_model(m, m) is m
+    assert lp.base_segment_model(m, twin) is m and lp.pair_for(m, twin) is None
+    with caplog.at_level(logging.INFO):
+        same = hybrid(mods, m, m, connect=True, runs=2)
+        paired = hybrid(mods, m, twin, connect=True, runs=2)
+    assert not pair_lines(caplog)
+    for out, other in ((same, m), (paired, twin)):
+        ref = stock_chain(mods, m, other)
+        assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+
+
+def test_gguf_lora_whose_keys_match_nothing(mods, gguf_pack, files, caplog):
+    """Same weights, new patches_uuid: no weight differs, so the pair path holds nothing and presents nothing (no
+    GGML weight to get wrong); exact, no fallback."""
+    lp = mods["lp"]
+    base = load_gguf(gguf_pack, files)
+    distilled = lora(base, "unmatched.safetensors")
+    assert not distilled.patches and distilled.patches_uuid != base.patches_uuid
+    assert lp.fallback_reason(base, distilled) is None
+    with caplog.at_level(logging.INFO):
+        out = hybrid(mods, base, distilled, connect=True, runs=2)
+    assert lp.pair_for(base, distilled).keys == []
+    assert not [line for line in pair_lines(caplog) if "stock loading" in line]
+    ref = stock_chain(mods, base, distilled)
+    assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+
+
+def test_what_decides_the_path_is_what_the_weight_is(mods, pack, gguf_pack, files):
+    """The check reads the weight itself: plain tensors and Parameters of any dtype (the fast path) against a tensor
+    that carries its own patches (GGUF's, or any) and other tensor subclasses (a quantized layout)."""
+    maths = importlib.import_module(f"{pack.__name__}.ddistill.lora_maths")
+    fw = maths.foreign_weight
+    for dtype in (torch.float32, torch.float16, torch.bfloat16, getattr(torch, "float8_e4m3fn", torch.float16)):
+        t = torch.zeros(4, 4, dtype=dtype)
+        assert fw(t) is None and fw(torch.nn.Parameter(t, requires_grad=False)) is None
+    ggml = next(p for p in load_gguf(gguf_pack, files).model.parameters() if type(p).__name__ == "GGMLTensor")
+    assert fw(ggml) == "its weights are GGMLTensor tensors (ComfyUI-GGUF) carrying their own patches"
+    tagged = torch.zeros(2)
+    tagged.patches = []
+    assert "carrying their own patches" in fw(tagged)
+
+    class Packed(torch.Tensor):
+        pass
+
+    assert "a tensor subclass (a quantized layout)" in fw(torch.zeros(2).as_subclass(Packed))
+
+
+def test_plain_weights_of_the_same_model_keep_the_fast_path(mods, caplog):
+    """The same tiny Wan model with plain fp32 weights (what UNETLoader gives for a .safetensors file): the pair
+    path, exact copies swapped in, bit-equal to the stock chain; no "string_to_seed has moved" warning (0.33)."""
+    lp = mods["lp"]
+    base = tm.make_family_model(KIND, 1)
+    distilled = comfy.sd.load_lora_for_models(base, None, rl.lora_state_dict(base.model, rank=4, seed=3), 1.0, 0)[0]
+    assert lp.fallback_reason(base, distilled) is None
+    with caplog.at_level(logging.INFO):
+        out = hybrid(mods, base, distilled, connect=True, runs=2)
+    assert lp.pair_for(base, distilled) is not None
+    assert any("swapped in from exact copies" in line for line in pair_lines(caplog)), caplog.text
+    assert "string_to_seed has moved" not in caplog.text
+    ref = stock_chain(mods, base, distilled)
+    assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+
+
+def test_q8_0_quantizer_equals_the_gguf_package():
+    """The benchmarks' Q8_0 quantizer (torch, on the tensor's device) writes the bytes of gguf's own, ties (x.5 of a
+    block's step: away from zero), all-zero blocks and rows of several blocks included."""
+    import gguf
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 96, generator=g)
+    x[1] = 0.0
+    x[2, :32] = torch.arange(32) - 15.5  # d = 16.5 / 127: x / d has .5 values
+    x[3, :32] = torch.tensor([127.0, 0.5, -0.5, 1.5, -2.5] + [0.0] * 27)
+    want = gguf.quants.quantize(x.numpy(), gguf.GGMLQuantizationType.Q8_0)
+    got = gguf_files.q8_0(x)
+    assert got.shape == want.shape == (6, 3 * 34)
+    assert (got == want).all()
+    assert (
+        gguf_files.q8_0(x.to(torch.bfloat16))
+        == gguf.quants.quantize(x.to(torch.bfloat16).float().numpy(), gguf.GGMLQuantizationType.Q8_0)
+    ).all()
