@@ -41,18 +41,28 @@ def sibling_keys(differing: Sequence[str], patched: Container[str]) -> list[str]
     )
 
 
+def own_patch_list(patches) -> bool:
+    """Whether a tensor's own ``patches`` are in the form its layers apply at each forward (ComfyUI-GGUF's
+    ``GGMLTensor``: a list of (patch list, weight key) pairs, the patch list in ComfyUI's format), so that the base
+    weight is presented exactly by giving the tensor the base MODEL's patch list for the forward."""
+    return isinstance(patches, list) and all(
+        isinstance(e, tuple) and len(e) == 2 and isinstance(e[0], (list, tuple)) and isinstance(e[1], str)
+        for e in patches
+    )
+
+
 def foreign_weight(t: torch.Tensor, known: tuple[type, ...] = ()) -> str | None:
-    """What keeps a weight from being presented exactly by swapping tensors, judged by what the weight is; None for
-    a plain ``torch.Tensor`` / ``nn.Parameter`` (any dtype: fp32, fp16, bf16, fp8), whose patches live in the
-    ModelPatcher, and for an instance of a ``known`` tensor subclass (the caller's: ComfyUI's ``QuantizedTensor`` in
-    a layer that converts and sets its weight itself). A tensor that carries its own patches (ComfyUI-GGUF's
-    ``GGMLTensor``: ``patches`` attached to the quantized data, applied by its layers at each forward, with no
-    original kept in ComfyUI's backup) or any other tensor subclass (a quantized layout the caller does not know) is
-    described: its class and the package that defines it."""
+    """What keeps a weight from being presented exactly, judged by what the weight is; None for a plain
+    ``torch.Tensor`` / ``nn.Parameter`` (any dtype: fp32, fp16, bf16, fp8), whose patches live in the ModelPatcher,
+    for an instance of a ``known`` tensor subclass (the caller's: ComfyUI's ``QuantizedTensor`` in a layer that
+    converts and sets its weight itself) and for a tensor that carries its own patches as (patch list, key) pairs
+    (``own_patch_list``: ComfyUI-GGUF's ``GGMLTensor``, patches applied by its layers at each forward from the
+    quantized data). A tensor carrying patches in another form, or any other tensor subclass (a quantized layout the
+    caller does not know), is described: its class and the package that defines it."""
     kind = type(t)
     name = f"{kind.__name__} tensors ({kind.__module__.split('.')[0]})"
     if hasattr(t, "patches"):
-        return f"its weights are {name} carrying their own patches"
+        return None if own_patch_list(t.patches) else f"its weights are {name} carrying patches in an unknown form"
     if known and isinstance(t, known):
         return None
     if kind is not torch.Tensor and kind is not torch.nn.Parameter:

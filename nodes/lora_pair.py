@@ -26,10 +26,13 @@ their base versions are made with those functions (``set_weight(..., return_weig
 seed), held at their stored size (a QuantizedTensor stays one); at forward time, made per layer from the original
 and swapped in for that layer's forward (README "LoRA-distilled pairs" gives what is exact per format).
 
-A differing weight that is not a plain tensor whose patches live in the ModelPatcher (one that carries its own
-patches, as ComfyUI-GGUF's quantized ``GGMLTensor``, another tensor subclass, a ``set_weight`` that cannot return
-the weight: ``fallback_reason``) keeps ComfyUI's stock path for the pair: the base segment runs on the base MODEL as
-ComfyUI loads it, and the log names the reason.
+A weight that carries its own patches (ComfyUI-GGUF's quantized ``GGMLTensor``: its ModelPatcher gives the tensor the
+MODEL's patch list as (patches, key) pairs, its layers apply them at each forward from the quantized data) needs no
+copy: for the base forward it is given the base MODEL's own list (what GGUF's load of the base model gives it), then
+the distilled list back. Any other differing weight that is not a plain tensor whose patches live in the ModelPatcher
+(patches in another form, another tensor subclass, a ``set_weight`` that cannot return the weight:
+``fallback_reason``) keeps ComfyUI's stock path for the pair: the base segment runs on the base MODEL as ComfyUI loads
+it, and the log names the reason.
 
 The pair's state lives on ComfyUI's objects: on the base MODEL as an attachment (``set_attachments``; a clone starts
 without it), keyed by the distilled MODEL through a weak reference, so that its extra memory goes when either MODEL
@@ -128,12 +131,12 @@ def _partner(base):
 
 def fallback_reason(base, distilled) -> str | None:
     """None when the pair path applies; "" when there is nothing to save (different models, same weights); else why
-    the stock path is kept. A differing weight must be a plain tensor whose patches live in the ModelPatcher
-    (``foreign_weight``): the pair presents base versions by swapping tensors or through ComfyUI's weight functions,
-    which a tensor carrying its own patches (ComfyUI-GGUF: its layers apply ``GGMLTensor.patches`` at each forward,
-    ignore the weight functions, and no original is kept in ``backup``) or an unknown tensor subclass defeats. A
-    layer that converts its weight (``convert_<name>`` / ``set_<name>``: fp8_scaled, ComfyUI's ``QuantizedTensor``)
-    is presented through those functions, which needs ``set_<name>(..., return_weight=True)``."""
+    the stock path is kept. A differing weight must be a plain tensor whose patches live in the ModelPatcher, or one
+    that carries its own patches as (patch list, key) pairs (``foreign_weight``): the pair presents base versions by
+    swapping tensors, through ComfyUI's weight functions, or by giving such a tensor the base MODEL's own list, which
+    patches in another form or an unknown tensor subclass defeats. A layer that converts its weight
+    (``convert_<name>`` / ``set_<name>``: fp8_scaled, ComfyUI's ``QuantizedTensor``) is presented through those
+    functions, which needs ``set_<name>(..., return_weight=True)``."""
     if base is distilled or not base.is_clone(distilled) or base.patches_uuid == distilled.patches_uuid:
         return ""
     for side, m in (("base_model", base), ("distilled_model", distilled)):
@@ -237,8 +240,9 @@ class LoraPair:
             WeightKey(base.model, k, base.patches.get(k, []), base.patches.get(k, []), True)
             for k in sibling_keys(keys, self._companion_candidates(base, keys))
         ]
-        self.copies_bytes = sum(k.nbytes for k in self.keys)
-        self.copies = None  # ModelPatcher of Held: exact base versions of self.keys, in order
+        self.copies_bytes = sum(k.nbytes for k in self.keys)  # until the first load tells which weights carry theirs
+        self.copies = None  # ModelPatcher of Held: exact base versions of the keys in copy_index, in its order
+        self.copy_index: dict[str, int] = {}
         self.factors = None  # ModelPatcher of Held: tensors of the patches the delta path applies
         self.factor_ids: list[int] = []
         self.plan: Plan | None = None
@@ -409,9 +413,12 @@ class LoraPair:
         device, offload = runner.load_device, runner.offload_device
         self.device = device
         if RESIDENT_BASE_WEIGHTS and self.keys:
-            if self.copies is None and self._room(self.copies_bytes, runner, memory_required):
-                copies = [self._base_copy(k, device, offload, runner.weight_inplace_update) for k in self.keys]
+            held = [k for k in self.keys if not k.carried()]  # a weight carrying its own patches needs no copy
+            self.copies_bytes = sum(k.nbytes for k in held)
+            if self.copies is None and held and self._room(self.copies_bytes, runner, memory_required):
+                copies = [self._base_copy(k, device, offload, runner.weight_inplace_update) for k in held]
                 self.copies = comfy.model_patcher.ModelPatcher(Held(copies), device, offload)
+                self.copy_index = {k.key: j for j, k in enumerate(held)}
             if self.copies is not None:
                 self._load(self.copies, runner, memory_required)
         plan = self._make_plan(runner.model)
@@ -467,27 +474,32 @@ class LoraPair:
             held = {i: t for i, t in zip(self.factor_ids, values) if t.device.type != "cpu"}
         self.delta_keys = []
 
-        def resident(i: int, k: WeightKey) -> bool:
+        def resident(k: WeightKey) -> bool:
             # Dynamic VRAM (ModelPatcherDynamic) layers keep their weights on the offload device, casts them into
             # its VBAR at each forward and applies their patches there (``weight_lowvram_function``); a weight
             # on the load device instead takes ComfyUI's ordinary cast path, which applies neither.
             dev = self.device if dynamic_layer(k.module) else k.param().device
-            return copies is not None and copies[i].device == dev and copies[i].dtype == k.param().dtype
+            j = self.copy_index.get(k.key)
+            held = copies[j] if copies is not None and j is not None else None
+            return held is not None and held.device == dev and held.dtype == k.param().dtype
 
         layer_resident: dict[int, bool] = {}  # Dynamic VRAM layers: swapped only with all their copies resident
-        for i, k in enumerate(self.keys):
+        for k in self.keys:
             if dynamic_layer(k.module):
-                layer_resident[id(k.module)] = layer_resident.get(id(k.module), True) and resident(i, k)
-        for i, k in enumerate(self.keys):
+                layer_resident[id(k.module)] = layer_resident.get(id(k.module), True) and resident(k)
+        for k in self.keys:
             params, cur = k.module._parameters, k.param()
+            if k.carried():  # ComfyUI-GGUF's quantized weights: the base MODEL's own patch list for the forward
+                plan.carried.append((params, k.name, k.own_patches()))
+                continue
             dynamic = dynamic_layer(k.module)
-            swap = layer_resident[id(k.module)] if dynamic else resident(i, k)
+            swap = layer_resident[id(k.module)] if dynamic else resident(k)
             if k.companion and not (dynamic and swap):
                 continue  # patched alike on both sides: the layer's own weight is already the base's
             lowvram = [] if k.fn_attr is None else getattr(k.module, k.fn_attr)
             kept = [f for f in lowvram if not (isinstance(f, comfy.model_patcher.LowVramPatch) and f.key == k.key)]
             if swap:
-                plan.swaps.append((params, k.name, copies[i]))
+                plan.swaps.append((params, k.name, copies[self.copy_index[k.key]]))
                 if len(kept) != len(lowvram):  # a lowvram layer: its patch of the distilled weights goes too
                     plan.funcs.append((k.module, k.fn_attr, kept))
                 continue
@@ -538,7 +550,8 @@ class LoraPair:
     def _report(self, device) -> None:
         swaps, made = self.plan.counts()
         mem = self.memory()
-        sig = (swaps, made, len(self.delta_keys), mem["copies_loaded"], mem["factors_loaded"], self.reused)
+        sig = (swaps, made, len(self.plan.carried), len(self.delta_keys), mem["copies_loaded"], mem["factors_loaded"],
+               self.reused)  # fmt: skip
         if sig == self.reported:
             return
         self.reported = sig
@@ -546,6 +559,8 @@ class LoraPair:
         parts = []
         if self.reused:
             parts.append("the distilled model's current Dynamic VRAM load reused (no second ModelPatcherDynamic load)")
+        if self.plan.carried:
+            parts.append(f"{len(self.plan.carried)} given the base model's own patch list (applied by their layers)")
         if swaps:
             parts.append(
                 f"{swaps} swapped in from exact copies ({gib(mem['copies_loaded'])} on {device}, held in ComfyUI's "
@@ -556,9 +571,10 @@ class LoraPair:
             parts.append(f"{delta} made per layer at each base forward as W_merged - dW_distilled + dW_base{held}")
         if made - delta:
             parts.append(f"{made - delta} made per layer at each base forward from the original weights")
-        if n and swaps < n:
+        copyable = n - len(self.plan.carried)
+        if copyable and swaps < copyable:
             free = f", {gib(mm.get_free_memory(device))} free there now" if device.type != "cpu" else ""
-            parts.append(f"exact copies of all {n} would need {gib(self.copies_bytes)}{free}")
+            parts.append(f"exact copies of all {copyable} would need {gib(self.copies_bytes)}{free}")
         log.info(
             "DDistill: base_model and distilled_model are clones of one %s with different weight patches; the base "
             "step runs on the loaded distilled weights (no unpatch, re-patch or move); %d weights differ%s",

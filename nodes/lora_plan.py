@@ -35,6 +35,7 @@ class Plan:
         self.funcs: list[tuple[torch.nn.Module, str, list]] = []
         self.transient: list[tuple[dict, str, BaseWeight]] = []
         self.layers: list[tuple[WeightKey, torch.Tensor | None, list]] = []  # converted weights made per layer
+        self.carried: list[tuple[dict, str, list]] = []  # weights carrying their own patches: the base's list
 
     def enter(self) -> list:
         saved = []
@@ -51,16 +52,23 @@ class Plan:
         for m, attr, fl in self.funcs:  # instance attributes: the class-level default list is never touched
             fsaved.append((m, attr, vars(m).get(attr, _MISSING)))
             vars(m)[attr] = fl
+        csaved = []
+        for params, name, own in self.carried:  # the parameter the layer holds now; its own list for the forward
+            p = params[name]
+            csaved.append((p, p.patches))
+            p.patches = own
         handles = []
         for k, source, kept in self.layers:
             params = k.module._parameters
             saved.append((params, k.name, params[k.name]))
             handles += made_hooks(k, source, params[k.name], kept)
-        return [saved, fsaved, handles]
+        return [saved, fsaved, handles, csaved]
 
     @staticmethod
     def exit(state) -> None:
-        saved, fsaved, handles = state
+        saved, fsaved, handles, csaved = state
+        for p, own in reversed(csaved):
+            p.patches = own
         for h in handles:
             h.remove()
         for params, name, old in reversed(saved):
@@ -72,7 +80,7 @@ class Plan:
                 vars(m)[attr] = old
 
     def counts(self) -> tuple[int, int]:
-        """(weights swapped in, weights made per layer at forward time)."""
+        """(weights swapped in, weights made per layer at forward time); ``carried``: those given their own list."""
         made = sum(1 for _m, _a, fl in self.funcs if fl and isinstance(fl[0], BaseWeight))
         return len(self.swaps), made + len(self.transient) + sum(k.fn_attr is None for k, _s, _k in self.layers)
 

@@ -18,7 +18,7 @@ import comfy.utils
 import comfy.weight_adapter
 import torch
 
-from ..ddistill.lora_maths import shared_prefix
+from ..ddistill.lora_maths import own_patch_list, shared_prefix
 
 
 def layer_weight(model, key: str):
@@ -118,6 +118,17 @@ class WeightKey:
 
     def param(self):
         return self.module._parameters[self.name]
+
+    def carried(self) -> bool:
+        """Whether the weight as loaded carries its own patches (ComfyUI-GGUF's quantized weights: its ModelPatcher
+        gives the tensor the MODEL's patch list, its layers apply it at each forward): presented by giving it the
+        base MODEL's list for the base forward, no copy."""
+        return own_patch_list(getattr(self.param(), "patches", None))
+
+    def own_patches(self) -> list:
+        """The patch list the base MODEL's load gives such a weight (as ComfyUI-GGUF's ``patch_weight_to_device``:
+        one (patches, key) pair, none for a weight the base does not patch)."""
+        return [(self.base, self.key)] if self.base else []
 
     def original(self, backup):
         bk = backup.get(self.key)

@@ -91,12 +91,18 @@ def _start_dynamic_vram() -> None:
 def load_pack():
     """Import the pack under a fixed module name, as ComfyUI imports a custom node folder."""
     boot()
-    if PACK_MODULE in sys.modules:
-        return sys.modules[PACK_MODULE]
+    return load_node_folder(PACK_ROOT, PACK_MODULE)
+
+
+def load_node_folder(root: Path, name: str):
+    """Import the custom node folder ``root`` as module ``name`` (once), as ComfyUI's ``load_custom_node`` imports a
+    folder of ``custom_nodes``; its NODE_CLASS_MAPPINGS are not registered with ComfyUI."""
+    if name in sys.modules:
+        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(
-        PACK_MODULE, PACK_ROOT / "__init__.py", submodule_search_locations=[str(PACK_ROOT)]
+        name, Path(root) / "__init__.py", submodule_search_locations=[str(root)]
     )
     module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK_MODULE] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module

@@ -1,7 +1,7 @@
 """CPU smoke test of ``benchmarks/bench_lora_server.py`` on quantized weights: the tiny Wan 2.2 model as an
 fp8_scaled file (UNETLoader) and as a Q8_0 GGUF file (city96/ComfyUI-GGUF's UnetLoaderGGUF, linked into the
-server's custom_nodes) with a LoRA, through a real server; every method's row, the pack's log line (the fast path,
-or GGUF's named fallback), and the hybrid bit-equal to the stock two-sampler chain on the same seed."""
+server's custom_nodes) with a LoRA, through a real server; every method's row, the pack's log line (the fast path:
+exact copies, or GGUF's own patch lists), and the hybrid bit-equal to the stock two-sampler chain on the same seed."""
 
 import subprocess
 import sys
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[3]
 BENCH = ROOT / "benchmarks" / "bench_lora_server.py"
 SAID = {
     "fp8_scaled": "the base step runs on the loaded distilled weights (no unpatch, re-patch or move)",
-    "gguf_q8_0": "carrying their own patches (diffusion_model.",  # GGMLTensor (the module: ComfyUI names it by path)
+    "gguf_q8_0": "given the base model's own patch list (applied by their layers)",
 }
 
 

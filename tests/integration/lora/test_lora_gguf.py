@@ -1,11 +1,12 @@
-"""LoRA pairs on GGUF models: never a wrong result. city96/ComfyUI-GGUF (commit 795e451, the archive beside the
-checkout in ../shared/comfyui/, ``gguf_files.pack_archive``) is loaded by path as ComfyUI loads a custom node folder;
-a tiny Wan model is written as a Q8_0 ``.gguf`` file (``ddistill_dev.models.gguf_files``), loaded with its
-``UnetLoaderGGUF`` and given LoRAs with the stock LoraLoaderModelOnly. GGUF attaches a LoRA to each quantized tensor
-(``GGMLTensor.patches``, no backup of the original) and its layers ignore ComfyUI's weight functions, so the pack
-cannot present the base weights: the pair falls back to ComfyUI's stock path, named in the log, and the hybrid must
-equal the stock two-segment chain (measured: bit for bit, as two runs of that chain are), never the LoRA model on
-both segments (what the pair path gave before: bit-equal to it)."""
+"""LoRA pairs on GGUF models. city96/ComfyUI-GGUF (commit 795e451, the archive beside the checkout in
+../shared/comfyui/, ``gguf_files.pack_archive``) is loaded by path as ComfyUI loads a custom node folder; a tiny Wan
+model is written as a Q8_0 ``.gguf`` file (``ddistill_dev.models.gguf_files``), loaded with its ``UnetLoaderGGUF``
+and given LoRAs with the stock LoraLoaderModelOnly. GGUF attaches a MODEL's patch list to each quantized tensor
+(``GGMLTensor.patches``: (patches, key) pairs, no backup of the original) and its layers apply it at every forward
+from the quantized data, ignoring ComfyUI's weight functions. The pair presents the base weights by giving those
+tensors the base MODEL's own patch list for the base forward (what GGUF's own load of the base model gives them): no
+unpatch, re-patch or copy, and the hybrid equals the stock two-segment chain bit for bit, never the LoRA model on
+both segments. A tensor carrying patches in another form keeps the stock path, named in the log."""
 
 import importlib
 import importlib.util
@@ -18,8 +19,9 @@ import comfy.sd
 import folder_paths
 import pytest
 import torch
-from lora_chain import KIND, hybrid, lora, pair_lines, stock_chain
+from lora_chain import KIND, count_weight_events, hybrid, lora, pair_lines, stock_chain, zero
 
+from ddistill_dev.host import comfy_host
 from ddistill_dev.host.comfy_host import comfyui_version
 from ddistill_dev.models import gguf_files
 from ddistill_dev.models import random_lora as rl
@@ -28,10 +30,7 @@ from ddistill_dev.models import tiny_models as tm
 pytest.importorskip("gguf", reason="the gguf package (tests/requirements.txt) is not installed")
 
 GGUF_MODULE = gguf_files.PACK_MODULE
-FALLBACK = (
-    "clones of one WAN21, but its weights are GGMLTensor tensors (ComfyUI-GGUF) carrying their own patches",
-    "stock loading, the base segment runs on ComfyUI's own load of the base model (slower, exact)",
-)
+FAST = "weights differ: 16 given the base model's own patch list (applied by their layers)"
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +42,7 @@ def gguf_pack(tmp_path_factory):
     archive = gguf_files.pack_archive()
     if not archive.is_file():
         pytest.skip(f"no ComfyUI-GGUF source archive at {archive} (../shared/comfyui/; or set DD_GGUF_ARCHIVE)")
-    root = gguf_files.extract_pack(tmp_path_factory.mktemp("custom_nodes"))
-    spec = importlib.util.spec_from_file_location(
-        GGUF_MODULE, root / "__init__.py", submodule_search_locations=[str(root)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[GGUF_MODULE] = module
-    spec.loader.exec_module(module)
-    return module
+    return comfy_host.load_node_folder(gguf_files.extract_pack(tmp_path_factory.mktemp("custom_nodes")), GGUF_MODULE)
 
 
 @pytest.fixture(scope="module")
@@ -109,33 +101,81 @@ def check_against_stock(mods, base, distilled, out, label):
     assert off > 1e-3 * rms(ref[0]), off  # the base step used the base weights
 
 
-@pytest.mark.parametrize("connect", [False, True], ids=["distilled-unconnected", "distilled-connected"])
-def test_gguf_lora_pair_falls_back_to_stock_and_equals_the_stock_chain(mods, gguf_pack, files, connect, caplog):
-    lp = mods["lp"]
-    base = load_gguf(gguf_pack, files)
-    distilled = lora(base, "dmd.safetensors")
+@pytest.fixture
+def events(monkeypatch):
+    return count_weight_events(monkeypatch)
+
+
+def patched_ggml(base, distilled) -> list[str]:
+    """The distilled LoRA's keys, all of them GGUF's quantized tensors."""
     weights = dict(base.model.named_parameters())
     patched = [k for k in distilled.patches if k in weights]
     assert patched and all(type(weights[k]).__name__ == "GGMLTensor" for k in patched)
+    return patched
+
+
+@pytest.mark.parametrize("connect", [False, True], ids=["distilled-unconnected", "distilled-connected"])
+def test_gguf_lora_pair_presents_the_base_patch_list_and_equals_the_stock_chain(
+    mods, gguf_pack, files, events, connect, caplog
+):
+    lp = mods["lp"]
+    base = load_gguf(gguf_pack, files)
+    distilled = lora(base, "dmd.safetensors")
+    patched = patched_ggml(base, distilled)
+    assert lp.fallback_reason(base, distilled) is None
     with caplog.at_level(logging.INFO):
-        out = hybrid(mods, base, distilled, connect, runs=2)
-    check_against_stock(mods, base, distilled, out, f"dmd, {'connected' if connect else 'unconnected'}")
+        hybrid(mods, base, distilled, connect, runs=2)
+        zero(events)
+        out = hybrid(mods, base, distilled, connect)
+    assert (events["unpatch"], events["patch"]) == (0, 0), events  # no unpatch / re-patch per hybrid
     lines = pair_lines(caplog)
-    assert len(lines) == 1 and all(part in lines[0] for part in FALLBACK), lines
-    assert "swapped in" not in caplog.text and "weights differ" not in caplog.text
-    assert lp.pair_for(base, distilled) is None and lp.base_segment_model(base, distilled) is base
+    assert len(lines) == 1 and FAST in lines[0] and "stock loading" not in lines[0], lines
+    pair = lp.pair_for(base, distilled)
+    assert pair.copies is None and len(pair.plan.carried) == len(patched)  # nothing held: no copy of any weight
+    weights = dict(base.model.named_parameters())
+    assert all(weights[k].patches and weights[k].patches[0][1] == k for k in patched)  # the distilled list is back
+    check_against_stock(mods, base, distilled, out, f"dmd, {'connected' if connect else 'unconnected'}")
 
 
-def test_gguf_style_lora_on_both_sides(mods, gguf_pack, files, caplog):
-    """A style LoRA before the split (shared patches) and the distilled LoRA on one side: stock fallback, exact."""
+def test_gguf_style_lora_on_both_sides(mods, gguf_pack, files, events, caplog):
+    """A style LoRA before the split (shared patches, so the base's own list is not empty) and the distilled LoRA at
+    0.8 on one side: exact."""
     root = load_gguf(gguf_pack, files)
     base = lora(root, "style.safetensors", 0.7)
     distilled = lora(base, "dmd.safetensors", 0.8)
     with caplog.at_level(logging.INFO):
-        out = hybrid(mods, base, distilled, connect=True, runs=2)
+        hybrid(mods, base, distilled, connect=True, runs=2)
+        zero(events)
+        out = hybrid(mods, base, distilled, connect=True)
+    assert (events["unpatch"], events["patch"]) == (0, 0), events
+    pair = mods["lp"].pair_for(base, distilled)
+    own = [o for _params, _name, o in pair.plan.carried]
+    assert any(o and len(o[0][0]) == 1 for o in own) and any(not o for o in own)  # style-only keys; unpatched ones
     lines = pair_lines(caplog)
-    assert len(lines) == 1 and all(part in lines[0] for part in FALLBACK), lines
+    assert len(lines) == 1 and "given the base model's own patch list" in lines[0], lines
     check_against_stock(mods, base, distilled, out, "style on both + dmd")
+
+
+def test_gguf_patches_in_an_unknown_form_keep_the_stock_path(mods, gguf_pack, files, caplog):
+    """A tensor whose own patches are not (patch list, key) pairs: the named stock path, and still exact."""
+    lp = mods["lp"]
+    base = load_gguf(gguf_pack, files)
+    distilled = lora(base, "dmd.safetensors")
+    key = patched_ggml(base, distilled)[0]
+    weight = dict(base.model.named_parameters())[key]
+    weight.patches = ["unknown"]
+    try:
+        why = lp.fallback_reason(base, distilled)
+        assert (
+            why == "its weights are GGMLTensor tensors (ComfyUI-GGUF) carrying patches in an unknown form (" + key + ")"
+        )
+        with caplog.at_level(logging.INFO):
+            assert lp.base_segment_model(base, distilled) is base
+        assert any(why in line and "stock loading" in line for line in pair_lines(caplog)), caplog.text
+    finally:
+        weight.patches = []
+    out = hybrid(mods, base, distilled, connect=True, runs=2)
+    check_against_stock(mods, base, distilled, out, "fallback")
 
 
 def test_same_gguf_clone_on_both_sides_needs_no_fallback(mods, gguf_pack, files, caplog):
@@ -178,10 +218,12 @@ def test_what_decides_the_path_is_what_the_weight_is(mods, pack, gguf_pack, file
         t = torch.zeros(4, 4, dtype=dtype)
         assert fw(t) is None and fw(torch.nn.Parameter(t, requires_grad=False)) is None
     ggml = next(p for p in load_gguf(gguf_pack, files).model.parameters() if type(p).__name__ == "GGMLTensor")
-    assert fw(ggml) == "its weights are GGMLTensor tensors (ComfyUI-GGUF) carrying their own patches"
+    assert fw(ggml) is None  # its own patches are (patch list, key) pairs: presented through them
     tagged = torch.zeros(2)
-    tagged.patches = []
-    assert "carrying their own patches" in fw(tagged)
+    tagged.patches = [([], "w")]
+    assert fw(tagged) is None
+    tagged.patches = "not a list"
+    assert "carrying patches in an unknown form" in fw(tagged)
 
     class Packed(torch.Tensor):
         pass

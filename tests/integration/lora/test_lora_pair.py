@@ -573,3 +573,27 @@ def test_factors_in_on_demand_memory_stop_once_comfyui_takes_them_back(mods, for
     monkeypatch.setattr(lp, "holds_factors", lambda device: True)
     hybrid(mods, root, distilled, connect=True)  # free memory again: held there
     assert pair.factors.loaded_size() == pair.factors.model_size()
+
+
+def test_separate_checkpoints_load_as_the_stock_chain(mods, monkeypatch):
+    """Two separate models (not clones of one): the pack keeps ComfyUI's own path, so each segment asks
+    load_models_gpu for its own model with the memory the stock chain asks (the same calls in the same order, the
+    same arguments), never for both models at once, and no pair state is made."""
+    calls = []
+    load = mm.load_models_gpu
+
+    def recorded(models, *args, **kwargs):
+        calls.append(([id(m.model) for m in models], args, sorted(kwargs.items())))
+        return load(models, *args, **kwargs)
+
+    monkeypatch.setattr(mm, "load_models_gpu", recorded)
+    base, distilled = tm.make_model("sdxl", 31), tm.make_model("sdxl", 32)
+    seen = {}
+    for name, run in (("stock", stock_chain), ("pack", lambda *a: hybrid(*a, connect=True))):
+        run(mods, base, distilled)  # the steady state: the second run of each
+        calls.clear()
+        run(mods, base, distilled)
+        seen[name] = list(calls)
+    assert seen["pack"] == seen["stock"], seen
+    assert [ids for ids, _a, _k in seen["pack"]] == [[id(base.model)], [id(distilled.model)]]
+    assert mods["lp"].existing_pair(base, distilled) is None
