@@ -593,14 +593,23 @@ _CACHE_LOCK = threading.Lock()
 
 
 def get_backend(
-    name: str = EFFNET_BACKEND, device="cpu", weights_dir: str | None = None, allow_download: bool = False
+    name: str = EFFNET_BACKEND,
+    device="cpu",
+    weights_dir: str | None = None,
+    allow_download: bool = False,
+    placer=None,
+    folders=None,
 ) -> Backend:
-    """The backend called ``name`` on a plain torch ``device``, cached so its network loads once per process."""
-    key = (name, str(device), weights_dir)
+    """The backend called ``name``, cached so that its network loads once per process: on a plain torch ``device``,
+    or placed by the caller's ``placer`` (the nodes': ComfyUI's model management), each its own entry, so that one
+    network is never moved both ways. ``folders``: where the caller looks for DreamSim weights without a
+    ``weights_dir`` (``make_backend``)."""
+    key = (name, str(device) if placer is None else f"placed by {type(placer).__qualname__}", weights_dir)
     with _CACHE_LOCK:
         backend = _CACHE.get(key)
         if backend is None:
-            backend = _CACHE[key] = make_backend(name, device, weights_dir, allow_download)
+            on = None if placer is not None else device
+            backend = _CACHE[key] = make_backend(name, on, weights_dir, allow_download, placer, folders)
         if isinstance(backend, DreamSimBackend):
             backend.allow_download = allow_download
         return backend

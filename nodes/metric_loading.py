@@ -5,7 +5,6 @@ ModelPatcher loaded with ``load_models_gpu``, unloaded by ComfyUI when another m
 from __future__ import annotations
 
 import os
-import threading
 
 import comfy.model_management as mm
 import comfy.model_patcher
@@ -44,25 +43,13 @@ class ComfyPlacer:
         self.patcher = None
 
 
-# Not ddistill.embedding's cache: those backends are moved with plain ``.to(device)``, these are placed (and
-# offloaded) by ComfyUI's model management through a ComfyPlacer; one network must never be under both.
-_CACHE: dict[tuple, embedding.Backend] = {}
-_CACHE_LOCK = threading.Lock()
-
-
 def get_backend(
     name: str = embedding.EFFNET_BACKEND, allow_download: bool = False, weights_dir: str | None = None
 ) -> embedding.Backend:
-    """The backend called ``name`` placed by ComfyUI, cached so its network loads once per process. DreamSim
-    weights come from ``models/dreamsim`` (folder_paths, registered by ``register_folder`` when the backend first
-    looks for them), or from ``weights_dir`` when given."""
-    key = (name, weights_dir)
-    with _CACHE_LOCK:
-        backend = _CACHE.get(key)
-        if backend is None:
-            folders = None if weights_dir else register_folder
-            backend = embedding.make_backend(name, weights_dir=weights_dir, placer=ComfyPlacer(), folders=folders)
-            _CACHE[key] = backend
-        if isinstance(backend, embedding.DreamSimBackend):
-            backend.allow_download = allow_download
-        return backend
+    """The backend called ``name`` placed by ComfyUI (the core's cache, its entry for ``ComfyPlacer``), so that its
+    network loads once per process. DreamSim weights come from ``models/dreamsim`` (folder_paths, registered by
+    ``register_folder`` when the backend first looks for them), or from ``weights_dir`` when given."""
+    folders = None if weights_dir else register_folder
+    return embedding.get_backend(
+        name, weights_dir=weights_dir, allow_download=allow_download, placer=ComfyPlacer(), folders=folders
+    )

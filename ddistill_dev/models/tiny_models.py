@@ -62,13 +62,7 @@ def make_model(kind: str = "sdxl", seed: int = 0):
         elif kind == "flow":
             model_type = comfy.model_base.ModelType.FLOW
         model = comfy.model_base.BaseModel(config, model_type=model_type, device="cpu")
-    _randomize(model.diffusion_model, seed)
-    model.eval()
-    return comfy.model_patcher.ModelPatcher(
-        model,
-        load_device=comfy.model_management.get_torch_device(),
-        offload_device=comfy.model_management.unet_offload_device(),
-    )
+    return _patcher(model, seed)
 
 
 def make_conditioning(kind: str = "sdxl", batch: int = 1, seed: int = 0, tokens: int = 8):
@@ -247,13 +241,7 @@ def make_family_model(kind: str, seed: int = 0):
             unet_config["txt_ids_dims"] = []
     config = getattr(comfy.supported_models, cls_name)(unet_config)
     model = config.get_model({}, device="cpu")
-    _randomize(model.diffusion_model, seed)
-    model.eval()
-    return comfy.model_patcher.ModelPatcher(
-        model,
-        load_device=comfy.model_management.get_torch_device(),
-        offload_device=comfy.model_management.unet_offload_device(),
-    )
+    return _patcher(model, seed)
 
 
 def family_conditioning(kind: str, batch: int = 1, seed: int = 0, tokens: int = 8, width: int | None = None):
@@ -271,3 +259,17 @@ def family_conditioning(kind: str, batch: int = 1, seed: int = 0, tokens: int = 
 
 def family_latent(kind: str, batch: int = 1) -> dict:
     return {"samples": torch.zeros(batch, *FAMILIES[kind][4])}
+
+
+def _patcher(model, seed: int):
+    """``model`` with random weights of ``seed``, in eval mode, in a ModelPatcher on ComfyUI's devices."""
+    import comfy.model_management
+    import comfy.model_patcher
+
+    _randomize(model.diffusion_model, seed)
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(
+        model,
+        load_device=comfy.model_management.get_torch_device(),
+        offload_device=comfy.model_management.unet_offload_device(),
+    )

@@ -125,13 +125,13 @@ def test_meter_loads_inside_comfyui_with_upstream_hub_layout(pack, loading, cach
     """The Diversity Meter node, weights found through the nodes' loader (a fresh load, ComfyUI's placement),
     the stand-in hub code importing `utils` while ComfyUI's `utils` is in sys.modules."""
     meter = importlib.import_module(pack.__name__ + ".nodes.meter_nodes")
-    monkeypatch.setattr(loading, "_CACHE", {})
+    monkeypatch.setattr(loading.embedding, "_CACHE", {})
     monkeypatch.setattr(loading, "register_folder", lambda: [cache])
     utils_before, hub_before = comfy_utils_modules(), (torch.hub.get_dir(), torch.hub._hub_dir)
     images = pictures_at(256, 320)
     out = meter.DiversityMeter.execute(images, backend="dreamsim_dino_vitb16_patch", chunk_size=2)
     assert_process_untouched(utils_before, cache, hub_before)
-    backend = loading._CACHE[("dreamsim_dino_vitb16_patch", None)]
+    backend = loading.get_backend("dreamsim_dino_vitb16_patch")  # the one the meter loaded (cached)
     ref = package_distances(backend, images)
     assert abs(out.result[0] - sum(ref.values()) / len(ref)) < 1e-5, (out.result[0], ref)
     assert max(ref.values()) > 1e-3

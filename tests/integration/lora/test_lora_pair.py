@@ -389,7 +389,7 @@ def lora_server(tmp_path_factory):
 
 
 def lora_graph(seed, stock=False):
-    from test_server_smoke import hybrid_prompt
+    from ddistill_dev.gpu.runner_graphs import hybrid_prompt
 
     prompt = hybrid_prompt(batch=2, seed=seed)
     prompt["2"] = {

@@ -255,6 +255,7 @@ def test_flow_pair_through_the_server(tmp_path_factory, demo):
     """The combo through ComfyUI's server: /object_info lists it as an optional input (eps first and default), a
     prompt naming the flow pair runs stock KSampler (8 lcm steps, simple) -> VAE Decode -> Save Image, and an
     unknown option is refused with the options named."""
+    from ddistill_dev.gpu import runner_graphs as rg
     from ddistill_dev.host.comfy_server import ComfyServer, execution_error
 
     with ComfyServer(tmp_path_factory.mktemp("comfy_demo_flow"), with_fixture_pack=False) as server:
@@ -265,29 +266,12 @@ def test_flow_pair_through_the_server(tmp_path_factory, demo):
             options = opts["options"]
         assert options == demo.PAIRS and opts["default"] == demo.EPS_PAIR
         graph = {
-            "1": {"class_type": "DDistill_DemoModelLoader", "inputs": {"pair": demo.FLOW_PAIR}},
-            "2": {"class_type": "DDistill_DemoPrompt", "inputs": {"text": "a handwritten digit"}},
-            "3": {
-                "class_type": "EmptyChromaRadianceLatentImage",
-                "inputs": {"width": 32, "height": 32, "batch_size": 2},
-            },
-            "4": {
-                "class_type": "KSampler",
-                "inputs": {
-                    "model": ["1", 1],
-                    "positive": ["2", 0],
-                    "negative": ["2", 0],
-                    "latent_image": ["3", 0],
-                    "seed": 5,
-                    "steps": 8,
-                    "cfg": 1.0,
-                    "sampler_name": "lcm",
-                    "scheduler": "simple",
-                    "denoise": 1.0,
-                },
-            },
-            "5": {"class_type": "VAEDecode", "inputs": {"samples": ["4", 0], "vae": ["1", 2]}},
-            "9": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "demo_flow"}},
+            "1": rg.demo_loader(pair=demo.FLOW_PAIR),
+            "2": rg.demo_prompt(),
+            "3": rg.empty_latent(32, 2, "EmptyChromaRadianceLatentImage"),
+            "4": rg.ksampler(["1", 1], ["2", 0], ["2", 0], ["3", 0], 5, 8, "lcm", "simple"),
+            "5": rg.vae_decode(["4", 0], ["1", 2]),
+            "9": rg.save_image(["5", 0], "demo_flow"),
         }
         entry = server.run(graph)
         assert entry["status"]["status_str"] == "success", execution_error(entry)
