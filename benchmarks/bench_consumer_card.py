@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The hybrid on a consumer card (issue 25): separate checkpoints and LoRA pairs under VRAM caps, through a real
+"""The hybrid on a consumer card: separate checkpoints and LoRA pairs under VRAM caps, through a real
 ComfyUI server, models loaded from files, with the weight bytes each run moves and the physical floor beside the times.
 
 Files (written once into ``--base``, reused by every server start and by a later run on the other host):
@@ -672,7 +672,7 @@ def fmt_gib(x) -> str:
 
 
 def flag(row: dict, rows: list[dict]) -> str:
-    """Where issue 25 asks for a profile: the pack above the stock chain, or above 1.3x where the floor is below."""
+    """Where a row asks for a profile: the pack above the stock chain, or above 1.3x where the floor is below."""
     if row["method"] != "pack hybrid":
         return ""
     same = ("arch", "pair", "cap", "batch")

@@ -3,7 +3,7 @@
 statistics with the bootstrap interval. Prints a markdown table. No ComfyUI needed (the backends get an explicit
 device, plain torch placement); needs torch, timm, and for DreamSim the dreamsim package (+ peft, open_clip).
 
-Targets (issue 4): 100 images of 1024x1024 through DreamSim's ensemble architecture in at most 1 s on an
+Targets: 100 images of 1024x1024 through DreamSim's ensemble architecture in at most 1 s on an
 H100-class GPU; the offline EfficientNet-Lite0 backend on 2 CPU cores in at most 10 s.
 
   python benchmarks/bench_diversity.py --device cuda                       # DreamSim ensemble + EfficientNet

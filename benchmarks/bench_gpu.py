@@ -208,10 +208,10 @@ def handover_pair(smoke):
 
 
 def handover_methods(pack, base, distilled, cond, shape, batch, base_cfg):
-    """Issue 23 item 5: (a) distilled alone, (b) the noise-level handover (base_steps 0) at base cfg 1, (c) the same
-    at the base's cfg, (d) base_steps 1 at cfg 1, and the stock two-sampler chain at the rule's k as a reference.
-    Returns [(name, fn, expected ratio)], the expected ratio being model passes / the distilled model's steps (a
-    base step at cfg > 1 is two passes: cond and uncond), and the rule's handover point."""
+    """The noise-level handover's cost: (a) distilled alone, (b) the noise-level handover (base_steps 0) at base
+    cfg 1, (c) the same at the base's cfg, (d) base_steps 1 at cfg 1, and the stock two-sampler chain at the rule's
+    k as a reference. Returns [(name, fn, expected ratio)], the expected ratio being model passes / the distilled
+    model's steps (a base step at cfg > 1 is two passes: cond and uncond), and the rule's handover point."""
     import importlib
 
     import comfy.sample

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""GPU benchmark of LoRA-distilled pairs (issue 14): the distilled model is a LoRA on its base, so base_model and
+"""GPU benchmark of LoRA-distilled pairs: the distilled model is a LoRA on its base, so base_model and
 distilled_model are two clones of one model (LoraLoaderModelOnly on the same checkpoint).
 
 Full-size SDXL UNet (random fp16 weights, ComfyUI's own classes), 1024x1024, a rank-64 LoRA on every Linear and

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""LoRA-distilled pairs through a real ComfyUI server, models loaded from files as users load them (issue 14).
+"""LoRA-distilled pairs through a real ComfyUI server, models loaded from files as users load them.
 
 Writes a full-size SDXL checkpoint (random fp16 weights, ``comfy.sd.save_checkpoint``) and a rank-64 LoRA on every
 Linear and Conv weight of its UNet (kohya keys, fp16) into a ComfyUI base directory, starts ``main.py`` on

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-r"""The experiment runner on several ComfyUI servers: throughput scaling, where the time goes, a lost server (issue 26).
+r"""The experiment runner on several ComfyUI servers: throughput scaling, where the time goes, a lost server.
 
 GPU commands (one H100: two servers on one GPU measure the runner's and ComfyUI's own limits, not GPU scaling;
 about 5 minutes of device time, writing the SDXL files included). The runner's ``websocket-client`` is not in the GPU

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Where the batch-1 time of the pack's hybrid goes, against the stock two-sampler chain (issue 14, item 5).
+"""Where the batch-1 time of the pack's hybrid goes, against the stock two-sampler chain.
 
 Two separate full-size UNets (random weights, ComfyUI's own classes) as base and distilled model, batch 1, the
 methods of ``bench_gpu.py`` (stock chain: ``sample_custom`` on sigmas[0:2] then sigmas[1:], the progress bar set

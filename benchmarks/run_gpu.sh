@@ -6,7 +6,7 @@
 #   bash benchmarks/run_gpu.sh [OUT_DIR]                      # every part, full repeats
 #   PARTS="profile lora_server main" QUICK=1 bash benchmarks/run_gpu.sh OUT_DIR   # some parts, fewer repeats
 # Parts: main lowvram x0 diversity lora lora_server profile profile_lora handover (Z-Image pair: the noise-level
-# handover's cost, issue 23; about 4 minutes of an H100 with model building) consumer (issue 25: separate checkpoints
+# handover's cost; about 4 minutes of an H100 with model building) consumer (separate checkpoints
 # and LoRA pairs through the server under 12 / 8 GiB caps and none, Z-Image pair under 24 GiB, bytes moved and the
 # floor; its model files go to CONSUMER_BASE (default /tmp/ddistill_consumer_base, outside OUT_DIR), are kept and
 # reused by the next run on the same machine (the other host); CONSUMER_PARTS=unet|zimage, CONSUMER_CAPS=12,8,none,

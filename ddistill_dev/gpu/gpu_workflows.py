@@ -14,7 +14,7 @@
 Needs only a working ComfyUI (``--comfyui``, default ``$COMFYUI_PATH`` or ``.host/ComfyUI``) and torch for
 ``write``; ``run`` also needs the pack's runtime requirements (``requirements.txt``: the Diversity Meter's
 offline backend). Without the frontend package the server starts API-only (``--front-end-root``).
-Seen on one H100 (2026-11-26): writing all 13 files (37 GB) took 78-85 s; all 18 workflows ran (batch 2) in about
+Seen on one H100: writing all 13 files (37 GB) took 78-85 s; all 18 workflows ran (batch 2) in about
 3 minutes, also after the distilled-alone rows moved to SamplerCustom + Distilled Schedule.
 
 The 2025-26 families (workflows 10a-10e: Z-Image, Qwen-Image, SD3.5 Large, FLUX.1, Wan 2.2) need 21 more files,

@@ -1,4 +1,4 @@
-"""CPU smoke test of ``benchmarks/bench_consumer_card.py`` (issue 25): model files written, a real server, every
+"""CPU smoke test of ``benchmarks/bench_consumer_card.py``: model files written, a real server, every
 row of the table with its bytes-moved and floor columns, and the pack hybrid's final latent bit-equal to the stock
 two-sampler chain's on the same seed (both pairs); plus the byte accounting on made-up probe snapshots."""
 

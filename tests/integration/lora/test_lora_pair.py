@@ -1,4 +1,4 @@
-"""LoRA-distilled pairs (issue 14): base_model and distilled_model are two clones of one model with different weight
+"""LoRA-distilled pairs: base_model and distilled_model are two clones of one model with different weight
 patches. The hybrid must then run without unpatching, re-patching or moving the shared weights in steady state, and
 equal the stock two-sampler chain on the same clones (ComfyUI's own merged weights) bit for bit where it uses
 resident base weights; the forward-time delta path is measured against it."""

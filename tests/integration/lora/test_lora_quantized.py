@@ -1,4 +1,4 @@
-"""LoRA pairs on quantized weights as users load them (issue 24, item 2): a tiny Wan model written as an fp8_scaled
+"""LoRA pairs on quantized weights as users load them: a tiny Wan model written as an fp8_scaled
 file (ComfyUI 0.3.75: ``scaled_fp8_ops``, plain fp8 weights the layer scales; 0.33: ``QuantizedTensor`` of layout
 ``TensorCoreFP8E4M3Layout``) and, on 0.33, as ``comfy_quant`` files of each ``QuantizedTensor`` format the CPU can
 build (``ddistill_dev.models.quantized_files``), loaded with the stock UNETLoader and given a LoRA with the stock
