@@ -347,66 +347,60 @@ def prepare(args) -> dict:
 
 # --------------------------------------------------------------------------------------------------------- graphs
 def graph(args, arch: str, pair: str, method: str, seed: int, batch: int, tag: str) -> dict:
-    """One API prompt of ``method`` on ``pair``; probe nodes around the sampling segments unless --no-probe."""
+    """One API prompt of ``method`` on ``pair`` (nodes from ``ddistill_dev.gpu.runner_graphs``); probe nodes around
+    the sampling segments unless --no-probe."""
+    from ddistill_dev.gpu import runner_graphs as rg
+
     steps, scheduler, sampler, _, _ = ARCHS[arch]
     if arch == "zimage":
         base_name, turbo_name = zimage_names(args.zimage_layers)
         g = {
-            "1": {"class_type": "UNETLoader", "inputs": {"unet_name": base_name, "weight_dtype": "default"}},
-            "2": {"class_type": "UNETLoader", "inputs": {"unet_name": turbo_name, "weight_dtype": "default"}},
-            "3": {"class_type": CONDITIONING, "inputs": {"tokens": 32, "width": 2560, "seed": 0}},
-            "4": {"class_type": "EmptySD3LatentImage", "inputs": {"width": args.size, "height": args.size,
-                                                                  "batch_size": batch}},
-        }  # fmt: skip
+            "1": rg.node("UNETLoader", {"unet_name": base_name, "weight_dtype": "default"}),
+            "2": rg.node("UNETLoader", {"unet_name": turbo_name, "weight_dtype": "default"}),
+            "3": rg.node(CONDITIONING, {"tokens": 32, "width": 2560, "seed": 0}),
+            "4": rg.empty_latent(args.size, batch, "EmptySD3LatentImage"),
+        }
     else:
         n = file_names(arch)
         distilled = (
-            {"class_type": "UNETLoader", "inputs": {"unet_name": n["unet"], "weight_dtype": "default"}}
+            rg.node("UNETLoader", {"unet_name": n["unet"], "weight_dtype": "default"})
             if pair == "separate"
-            else {"class_type": "LoraLoaderModelOnly",
-                  "inputs": {"model": ["1", 0], "lora_name": n["lora"], "strength_model": 1.0}}
-        )  # fmt: skip
+            else rg.node("LoraLoaderModelOnly", {"model": ["1", 0], "lora_name": n["lora"], "strength_model": 1.0})
+        )
         g = {
-            "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": n["ckpt"]}},
+            "1": rg.node("CheckpointLoaderSimple", {"ckpt_name": n["ckpt"]}),
             "2": distilled,
-            "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "image of a car", "clip": ["1", 1]}},
-            "4": {"class_type": "EmptyLatentImage", "inputs": {"width": args.size, "height": args.size,
-                                                               "batch_size": batch}},
-        }  # fmt: skip
-    g["5"] = {"class_type": P.DISTILLED_SCHEDULE, "inputs": {"model": ["2", 0], "steps": steps, "scheduler": scheduler}}
-    g["6"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": sampler}}
+            "3": rg.node("CLIPTextEncode", {"text": "image of a car", "clip": ["1", 1]}),
+            "4": rg.empty_latent(args.size, batch),
+        }
+    g["5"] = rg.node(P.DISTILLED_SCHEDULE, {"model": ["2", 0], "steps": steps, "scheduler": scheduler})
+    g["6"] = rg.ksampler_select(sampler)
     pos = neg = ["3", 0]
     base, dist = ["1", 0], ["2", 0]
 
     def probe(node: str, latent, model, stage: str):
         if not args.probe:
             return latent
-        g[node] = {"class_type": PROBE, "inputs": {"latent": latent, "model": model, "stage": stage, "tag": tag}}
+        g[node] = rg.node(PROBE, {"latent": latent, "model": model, "stage": stage, "tag": tag})
         return [node, 0]
 
     def custom(node, model, add_noise, noise_seed, sigmas, latent):
-        g[node] = {"class_type": "SamplerCustom", "inputs": {
-            "model": model, "add_noise": add_noise, "noise_seed": noise_seed, "cfg": 1.0, "positive": pos,
-            "negative": neg, "sampler": ["6", 0], "sigmas": sigmas, "latent_image": latent}}  # fmt: skip
+        g[node] = rg.sampler_custom(model, noise_seed, pos, neg, ["6", 0], sigmas, latent, add_noise)
         return [node, 0]
 
     if method == "distilled alone":
-        out = probe("p1", custom("10", dist, True, seed, ["5", 0], probe("p0", ["4", 0], dist, "start")), dist,
-                    "distilled")  # fmt: skip
+        start = probe("p0", ["4", 0], dist, "start")
+        out = probe("p1", custom("10", dist, True, seed, ["5", 0], start), dist, "distilled")
     elif method == "pack hybrid":
-        g["10"] = {"class_type": P.BASE_FIRST_STEP, "inputs": {
-            "base_model": base, "positive": pos, "negative": neg, "latent_image": probe("p0", ["4", 0], base, "start"),
-            "seed": seed, "base_cfg": 1.0, "base_steps": 1, "steps": steps, "scheduler": scheduler,
-            "sampler_name": sampler, "distilled_model": dist}}  # fmt: skip
-        mid = probe("p1", ["10", 0], base, "base")
-        g["11"] = {"class_type": P.DISTILLED_CONTINUE, "inputs": {
-            "distilled_model": dist, "positive": pos, "negative": neg, "latent": mid, "cfg": 1.0}}  # fmt: skip
+        start = probe("p0", ["4", 0], base, "start")
+        g["10"] = rg.base_first_step(base, pos, neg, start, seed, 1, steps, dist, None, scheduler, sampler)
+        g["11"] = rg.distilled_continue(dist, pos, neg, probe("p1", ["10", 0], base, "base"))
         out = probe("p2", ["11", 0], dist, "distilled")
     else:
-        g["7"] = {"class_type": "SplitSigmas", "inputs": {"sigmas": ["5", 0], "step": 1}}
+        g["7"] = rg.node("SplitSigmas", {"sigmas": ["5", 0], "step": 1})
         mid = probe("p1", custom("10", base, True, seed, ["7", 0], probe("p0", ["4", 0], base, "start")), base, "base")
         out = probe("p2", custom("11", dist, False, derive_seed(seed, 1), ["7", 1], mid), dist, "distilled")
-    g[SAVE] = {"class_type": "SaveLatent", "inputs": {"samples": out, "filename_prefix": f"{OUTPUT_PREFIX}/latent"}}
+    g[SAVE] = rg.save_latent(out, f"{OUTPUT_PREFIX}/latent")
     return g
 
 

@@ -50,6 +50,7 @@ from bench_lora import target_lines
 from ddistill import protocol as P
 from ddistill.lora_maths import difference
 from ddistill.schedules import derive_seed
+from ddistill_dev.gpu import runner_graphs as rg
 from ddistill_dev.host import comfy_host
 
 CKPT, LORA = "bench_base.safetensors", "bench_distill_lora.safetensors"
@@ -150,67 +151,61 @@ def write_files(base: Path, arch: str, rank: int, cpu: bool) -> str:
 def loaders(args, batch: int) -> tuple[dict, str, str]:
     """Nodes 1-4 of a prompt (base model, LoRA model, conditioning, empty latent), its scheduler and its sampler."""
     if args.weights == "checkpoint":
-        size = args.size
-        return {
-            "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CKPT}},
-            "2": {"class_type": "LoraLoaderModelOnly",
-                  "inputs": {"model": ["1", 0], "lora_name": LORA, "strength_model": 1.0}},
-            "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "image of a car", "clip": ["1", 1]}},
-            "4": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": batch}},
-        }, "lcm", "lcm"  # fmt: skip
+        lora = rg.node("LoraLoaderModelOnly", {"model": ["1", 0], "lora_name": LORA, "strength_model": 1.0})
+        return (
+            {
+                "1": rg.node("CheckpointLoaderSimple", {"ckpt_name": CKPT}),
+                "2": lora,
+                "3": rg.node("CLIPTextEncode", {"text": "image of a car", "clip": ["1", 1]}),
+                "4": rg.empty_latent(args.size, batch),
+            },
+            "lcm",
+            "lcm",
+        )
     name, lora_name = quantized_names(args.weights, args.tiny)
     unet = (
-        {"class_type": "UnetLoaderGGUF", "inputs": {"unet_name": name}}
+        rg.node("UnetLoaderGGUF", {"unet_name": name})
         if args.weights == "gguf_q8_0"
-        else {"class_type": "UNETLoader", "inputs": {"unet_name": name, "weight_dtype": "default"}}
+        else rg.node("UNETLoader", {"unet_name": name, "weight_dtype": "default"})
     )
     latent = {"width": args.size, "height": args.height, "length": args.length, "batch_size": batch}
-    return {
-        "1": unet,
-        "2": {"class_type": "LoraLoaderModelOnly",
-              "inputs": {"model": ["1", 0], "lora_name": lora_name, "strength_model": 1.0}},
-        "3": {"class_type": CONDITIONING, "inputs": {"tokens": T5_TOKENS, "width": T5_WIDTH, "seed": 0}},
-        "4": {"class_type": "EmptyHunyuanLatentVideo", "inputs": latent},
-    }, "simple", "euler"  # fmt: skip
+    return (
+        {
+            "1": unet,
+            "2": rg.node("LoraLoaderModelOnly", {"model": ["1", 0], "lora_name": lora_name, "strength_model": 1.0}),
+            "3": rg.node(CONDITIONING, {"tokens": T5_TOKENS, "width": T5_WIDTH, "seed": 0}),
+            "4": rg.node("EmptyHunyuanLatentVideo", latent),
+        },
+        "simple",
+        "euler",
+    )
 
 
 def graph(args, method: str, seed: int, batch: int) -> dict:
-    """One API prompt of ``method``."""
-    pos, neg = ["3", 0], ["3", 0]
+    """One API prompt of ``method`` (nodes from ``ddistill_dev.gpu.runner_graphs``)."""
+    pos = neg = ["3", 0]
     g, scheduler, sampler = loaders(args, batch)
-    g["5"] = {"class_type": P.DISTILLED_SCHEDULE, "inputs": {"model": ["2", 0], "steps": 4, "scheduler": scheduler}}
-    g["6"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": sampler}}
-    common = {"cfg": 1.0, "positive": pos, "negative": neg, "sampler": ["6", 0]}
-
-    def custom(model, add_noise, noise_seed, sigmas, latent, **kw):
-        inputs = {"model": model, "add_noise": add_noise, "noise_seed": noise_seed, "sigmas": sigmas}
-        return {"class_type": "SamplerCustom", "inputs": {**common, **kw, **inputs, "latent_image": latent}}
-
+    g["5"] = rg.node(P.DISTILLED_SCHEDULE, {"model": ["2", 0], "steps": 4, "scheduler": scheduler})
+    g["6"] = rg.ksampler_select(sampler)
     if method == "LoRA model alone":
-        g["10"] = custom(["2", 0], True, seed, ["5", 0], ["4", 0])
+        g["10"] = rg.sampler_custom(["2", 0], seed, pos, neg, ["6", 0], ["5", 0], ["4", 0])
     elif method == "pack hybrid":
-        g["10"] = {"class_type": P.BASE_FIRST_STEP, "inputs": {
-            "base_model": ["1", 0], "positive": pos, "negative": neg, "latent_image": ["4", 0], "seed": seed,
-            "base_cfg": 1.0, "base_steps": 1, "steps": 4, "scheduler": scheduler, "sampler_name": sampler,
-            "distilled_model": ["2", 0]}}  # fmt: skip
-        cont = {"distilled_model": ["2", 0], "positive": pos, "negative": neg, "latent": ["10", 0], "cfg": 1.0}
-        g["11"] = {"class_type": P.DISTILLED_CONTINUE, "inputs": cont}
+        g["10"] = rg.base_first_step(["1", 0], pos, neg, ["4", 0], seed, 1, 4, ["2", 0], None, scheduler, sampler)
+        g["11"] = rg.distilled_continue(["2", 0], pos, neg, ["10", 0])
     elif method == "stock two samplers":
-        g["7"] = {"class_type": "SplitSigmas", "inputs": {"sigmas": ["5", 0], "step": 1}}
-        g["10"] = custom(["1", 0], True, seed, ["7", 0], ["4", 0])
-        g["11"] = custom(["2", 0], False, derive_seed(seed, 1), ["7", 1], ["10", 0])
+        g["7"] = rg.node("SplitSigmas", {"sigmas": ["5", 0], "step": 1})
+        g["10"] = rg.sampler_custom(["1", 0], seed, pos, neg, ["6", 0], ["7", 0], ["4", 0])
+        g["11"] = rg.sampler_custom(["2", 0], derive_seed(seed, 1), pos, neg, ["6", 0], ["7", 1], ["10", 0], False)
     else:  # the LoRA as a hook on the base, strength 0 for the first step (lcm: t 999 = 0.1%), 1 from 10% on
         lora_name = g["2"]["inputs"]["lora_name"]
-        g["20"] = {"class_type": "CreateHookLoraModelOnly", "inputs": {"lora_name": lora_name, "strength_model": 1.0}}
-        g["21"] = {"class_type": "CreateHookKeyframe", "inputs": {"strength_mult": 0.0, "start_percent": 0.0}}
-        g["22"] = {"class_type": "CreateHookKeyframe", "inputs": {"strength_mult": 1.0, "start_percent": 0.1,
-                                                                 "prev_hook_kf": ["21", 0]}}  # fmt: skip
-        g["23"] = {"class_type": "SetHookKeyframes", "inputs": {"hooks": ["20", 0], "hook_kf": ["22", 0]}}
+        g["20"] = rg.node("CreateHookLoraModelOnly", {"lora_name": lora_name, "strength_model": 1.0})
+        g["21"] = rg.node("CreateHookKeyframe", {"strength_mult": 0.0, "start_percent": 0.0})
+        g["22"] = rg.node("CreateHookKeyframe", {"strength_mult": 1.0, "start_percent": 0.1, "prev_hook_kf": ["21", 0]})
+        g["23"] = rg.node("SetHookKeyframes", {"hooks": ["20", 0], "hook_kf": ["22", 0]})
         props = {"cond_NEW": pos, "strength": 1.0, "set_cond_area": "default", "hooks": ["23", 0]}
-        g["24"] = {"class_type": "ConditioningSetProperties", "inputs": props}
-        g["10"] = custom(["1", 0], True, seed, ["5", 0], ["4", 0], positive=["24", 0], negative=["24", 0])
-    last = "11" if "11" in g else "10"
-    g["99"] = {"class_type": "SaveLatent", "inputs": {"samples": [last, 0], "filename_prefix": "bench/latent"}}
+        g["24"] = rg.node("ConditioningSetProperties", props)
+        g["10"] = rg.sampler_custom(["1", 0], seed, ["24", 0], ["24", 0], ["6", 0], ["5", 0], ["4", 0])
+    g["99"] = rg.save_latent(["11" if "11" in g else "10", 0], "bench/latent")
     return g
 
 

@@ -67,9 +67,19 @@ def ksampler(
 
 
 def base_first_step(
-    base_model, positive, negative, latent_image, seed, base_steps=1, steps=4, distilled_model=None, title=None
+    base_model,
+    positive,
+    negative,
+    latent_image,
+    seed,
+    base_steps=1,
+    steps=4,
+    distilled_model=None,
+    title=None,
+    scheduler="lcm",
+    sampler_name="lcm",
 ) -> dict:
-    """Base First Step Sampler (lcm sampler and schedule, cfg 1); ``distilled_model`` is its optional input."""
+    """Base First Step Sampler (cfg 1); ``distilled_model`` is its optional input."""
     wired = (
         {"base_model": base_model}
         if distilled_model is None
@@ -84,8 +94,8 @@ def base_first_step(
         "base_cfg": 1.0,
         "base_steps": base_steps,
         "steps": steps,
-        "scheduler": "lcm",
-        "sampler_name": "lcm",
+        "scheduler": scheduler,
+        "sampler_name": sampler_name,
     }
     return node(protocol.BASE_FIRST_STEP, inputs, title)
 
@@ -120,10 +130,10 @@ def basic_scheduler(model, scheduler: str, steps: int) -> dict:
     return node("BasicScheduler", {"model": model, "scheduler": scheduler, "steps": steps, "denoise": 1.0})
 
 
-def sampler_custom(model, noise_seed, positive, negative, sampler, sigmas, latent_image) -> dict:
+def sampler_custom(model, noise_seed, positive, negative, sampler, sigmas, latent_image, add_noise=True) -> dict:
     inputs = {
         "model": model,
-        "add_noise": True,
+        "add_noise": add_noise,
         "noise_seed": noise_seed,
         "cfg": 1.0,
         "positive": positive,
