@@ -119,20 +119,19 @@ def server(tmp_path_factory):
 
 
 def meter_prompt(colors=(0xFF0000, 0x0000FF), backend=None, batch=2):
-    """Core nodes only: EmptyImage batches of plain colours joined by ImageBatch."""
-    prompt = {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 64, "height": 64, "batch_size": batch, "color": colors[0]},
-        },
-        "2": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": colors[1]}},
-        "3": {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["2", 0]}},
-        "4": {
-            "class_type": "DDistill_DiversityMeter",
-            "inputs": {"images": ["3", 0], "backend": backend or "efficientnet_lite0 (ImageNet, not DreamSim)"},
-        },
+    """Core nodes only: EmptyImage batches of plain colours joined by ImageBatch, then the meter."""
+    from ddistill_dev.gpu import runner_graphs as rg
+
+    empty = {"width": 64, "height": 64}
+    return {
+        "1": rg.node("EmptyImage", {**empty, "batch_size": batch, "color": colors[0]}),
+        "2": rg.node("EmptyImage", {**empty, "batch_size": 1, "color": colors[1]}),
+        "3": rg.node("ImageBatch", {"image1": ["1", 0], "image2": ["2", 0]}),
+        "4": rg.node(
+            "DDistill_DiversityMeter",
+            {"images": ["3", 0], "backend": backend or "efficientnet_lite0 (ImageNet, not DreamSim)"},
+        ),
     }
-    return prompt
 
 
 def test_server_schema(server):

@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from ddistill_dev.gpu.runner_graphs import hybrid_prompt
+from ddistill_dev.gpu.runner_graphs import hybrid_prompt, node, tiny_conditioning
 from ddistill_dev.host.comfy_server import ComfyServer, execution_error
 
 
@@ -73,7 +73,7 @@ def test_noise_level_handover_errors_then_server_keeps_serving(server, inputs, n
 )
 def test_execution_errors_then_server_keeps_serving(server, mode, needle):
     prompt = hybrid_prompt()
-    prompt["4"] = {"class_type": "DDTest_BadLatent", "inputs": {"mode": mode, "batch": 2}}
+    prompt["4"] = node("DDTest_BadLatent", {"mode": mode, "batch": 2})
     entry = server.run(prompt)
     err = execution_error(entry)
     assert entry["status"]["status_str"] == "error" and needle in err["exception_message"], err
@@ -84,7 +84,7 @@ def test_execution_errors_then_server_keeps_serving(server, mode, needle):
 def test_pair_error_through_server(server):
     prompt = hybrid_prompt()
     prompt["2"]["inputs"]["kind"] = "sd15"
-    prompt["8"] = {"class_type": "DDTest_TinyConditioning", "inputs": {"kind": "sd15", "batch": 1, "seed": 0}}
+    prompt["8"] = tiny_conditioning("sd15")
     prompt["6"]["inputs"].update(positive=["8", 0], negative=["8", 0])
     err = execution_error(server.run(prompt))
     assert (

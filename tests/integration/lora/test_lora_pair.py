@@ -389,27 +389,24 @@ def lora_server(tmp_path_factory):
 
 
 def lora_graph(seed, stock=False):
-    from ddistill_dev.gpu.runner_graphs import hybrid_prompt
+    from ddistill_dev.gpu import runner_graphs as rg
 
-    prompt = hybrid_prompt(batch=2, seed=seed)
-    prompt["2"] = {
-        "class_type": "LoraLoaderModelOnly",
-        "inputs": {"model": ["1", 0], "lora_name": "tiny_dmd.safetensors", "strength_model": 1.0},
-    }
+    prompt = rg.hybrid_prompt(batch=2, seed=seed)
+    prompt["2"] = rg.node(
+        "LoraLoaderModelOnly", {"model": ["1", 0], "lora_name": "tiny_dmd.safetensors", "strength_model": 1.0}
+    )
     if stock:  # the same two segments with stock nodes only
         from ddistill.schedules import derive_seed
 
         for n in ("5", "6"):
             del prompt[n]
-        common = {"cfg": 1.0, "positive": ["3", 0], "negative": ["3", 0], "sampler": ["12", 0]}
-        schedule = {"model": ["2", 0], "steps": 4, "scheduler": "lcm"}
-        first = {"model": ["1", 0], "add_noise": True, "noise_seed": seed, "sigmas": ["11", 0]}
-        rest = {"model": ["2", 0], "add_noise": False, "noise_seed": derive_seed(seed, 1), "sigmas": ["11", 1]}
-        prompt["10"] = {"class_type": "DDistill_DistilledSchedule", "inputs": schedule}
-        prompt["11"] = {"class_type": "SplitSigmas", "inputs": {"sigmas": ["10", 0], "step": 1}}
-        prompt["12"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "lcm"}}
-        prompt["13"] = {"class_type": "SamplerCustom", "inputs": {**first, "latent_image": ["4", 0], **common}}
-        prompt["14"] = {"class_type": "SamplerCustom", "inputs": {**rest, "latent_image": ["13", 0], **common}}
+        pos = neg = ["3", 0]
+        prompt["10"] = rg.node("DDistill_DistilledSchedule", {"model": ["2", 0], "steps": 4, "scheduler": "lcm"})
+        prompt["11"] = rg.node("SplitSigmas", {"sigmas": ["10", 0], "step": 1})
+        prompt["12"] = rg.ksampler_select("lcm")
+        prompt["13"] = rg.sampler_custom(["1", 0], seed, pos, neg, ["12", 0], ["11", 0], ["4", 0])
+        rest = derive_seed(seed, 1)
+        prompt["14"] = rg.sampler_custom(["2", 0], rest, pos, neg, ["12", 0], ["11", 1], ["13", 0], add_noise=False)
         prompt["7"]["inputs"]["samples"] = ["14", 0]
     return prompt
 
