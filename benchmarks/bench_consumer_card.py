@@ -393,7 +393,9 @@ def graph(args, arch: str, pair: str, method: str, seed: int, batch: int, tag: s
         out = probe("p1", custom("10", dist, True, seed, ["5", 0], start), dist, "distilled")
     elif method == "pack hybrid":
         start = probe("p0", ["4", 0], base, "start")
-        g["10"] = rg.base_first_step(base, pos, neg, start, seed, 1, steps, dist, None, scheduler, sampler)
+        g["10"] = rg.base_first_step(
+            base, pos, neg, start, seed, steps=steps, distilled_model=dist, scheduler=scheduler, sampler_name=sampler
+        )
         g["11"] = rg.distilled_continue(dist, pos, neg, probe("p1", ["10", 0], base, "base"))
         out = probe("p2", ["11", 0], dist, "distilled")
     else:
@@ -594,13 +596,12 @@ def segments(entry: dict, snaps: list[dict]) -> dict[str, float]:
     probes' clocks (read after a device synchronise): before the first sampler, each sampling segment (its node's
     loads, sampling and the pack's own work), after the last sampler (saving)."""
     stamps = {k: m.get("timestamp") for k, m in entry["status"]["messages"]}
-    if not snaps or any("t" not in s for s in snaps) or None in (stamps.get("execution_start"), stamps.get(
-            "execution_success")):  # fmt: skip
+    start, end = stamps.get("execution_start"), stamps.get("execution_success")
+    if not snaps or start is None or end is None or any("t" not in s for s in snaps):
         return {}
-    marks = [("before", stamps["execution_start"] / 1000)] + [(s["stage"], s["t"]) for s in snaps]
-    out = {stage: t - prev for (_, prev), (stage, t) in zip(marks, marks[1:]) if stage != "start"}
-    out["before"] = snaps[0]["t"] - marks[0][1]
-    out["after"] = stamps["execution_success"] / 1000 - snaps[-1]["t"]
+    out = {"before": snaps[0]["t"] - start / 1000}
+    out.update((b["stage"], b["t"] - a["t"]) for a, b in zip(snaps, snaps[1:]))
+    out["after"] = end / 1000 - snaps[-1]["t"]
     return out
 
 

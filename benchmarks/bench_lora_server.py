@@ -190,7 +190,9 @@ def graph(args, method: str, seed: int, batch: int) -> dict:
     if method == "LoRA model alone":
         g["10"] = rg.sampler_custom(["2", 0], seed, pos, neg, ["6", 0], ["5", 0], ["4", 0])
     elif method == "pack hybrid":
-        g["10"] = rg.base_first_step(["1", 0], pos, neg, ["4", 0], seed, 1, 4, ["2", 0], None, scheduler, sampler)
+        g["10"] = rg.base_first_step(
+            ["1", 0], pos, neg, ["4", 0], seed, distilled_model=["2", 0], scheduler=scheduler, sampler_name=sampler
+        )
         g["11"] = rg.distilled_continue(["2", 0], pos, neg, ["10", 0])
     elif method == "stock two samplers":
         g["7"] = rg.node("SplitSigmas", {"sigmas": ["5", 0], "step": 1})

@@ -413,12 +413,13 @@ class LoraPair:
         device, offload = runner.load_device, runner.offload_device
         self.device = device
         if RESIDENT_BASE_WEIGHTS and self.keys:
-            held = [k for k in self.keys if not k.carried()]  # a weight carrying its own patches needs no copy
-            self.copies_bytes = sum(k.nbytes for k in held)
-            if self.copies is None and held and self._room(self.copies_bytes, runner, memory_required):
-                copies = [self._base_copy(k, device, offload, runner.weight_inplace_update) for k in held]
-                self.copies = comfy.model_patcher.ModelPatcher(Held(copies), device, offload)
-                self.copy_index = {k.key: j for j, k in enumerate(held)}
+            if self.copies is None:
+                held = [k for k in self.keys if not k.carried()]  # a weight carrying its own patches needs no copy
+                self.copies_bytes = sum(k.nbytes for k in held)
+                if held and self._room(self.copies_bytes, runner, memory_required):
+                    copies = [self._base_copy(k, device, offload, runner.weight_inplace_update) for k in held]
+                    self.copies = comfy.model_patcher.ModelPatcher(Held(copies), device, offload)
+                    self.copy_index = {k.key: j for j, k in enumerate(held)}
             if self.copies is not None:
                 self._load(self.copies, runner, memory_required)
         plan = self._make_plan(runner.model)

@@ -67,8 +67,8 @@ class Plan:
     @staticmethod
     def exit(state) -> None:
         saved, fsaved, handles, csaved = state
-        for p, own in reversed(csaved):
-            p.patches = own
+        for p, old in reversed(csaved):
+            p.patches = old
         for h in handles:
             h.remove()
         for params, name, old in reversed(saved):
