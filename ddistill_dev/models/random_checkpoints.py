@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-_COMMON = {
+# what every SD-family UNet config here shares (the tiny ones of tiny_models too)
+UNET_COMMON = {
     "use_checkpoint": False,
     "image_size": 32,
     "out_channels": 4,
@@ -28,10 +29,16 @@ _SD1_LAYOUT = {
     "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
 }
 # The full-size UNets as ComfyUI's model detection reads them from the released files.
-SD15_UNET = {**_COMMON, **_SD1_LAYOUT, "use_linear_in_transformer": False, "context_dim": 768, "num_heads": 8}
-SD21_UNET = {**_COMMON, **_SD1_LAYOUT, "use_linear_in_transformer": True, "context_dim": 1024, "num_head_channels": 64}
+SD15_UNET = {**UNET_COMMON, **_SD1_LAYOUT, "use_linear_in_transformer": False, "context_dim": 768, "num_heads": 8}
+SD21_UNET = {
+    **UNET_COMMON,
+    **_SD1_LAYOUT,
+    "use_linear_in_transformer": True,
+    "context_dim": 1024,
+    "num_head_channels": 64,
+}
 SDXL_UNET = {
-    **_COMMON,
+    **UNET_COMMON,
     "num_classes": "sequential",
     "adm_in_channels": 2816,
     "num_res_blocks": [2, 2, 2],

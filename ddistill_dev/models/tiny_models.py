@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from .random_checkpoints import UNET_COMMON
+
 TINY_UNET = {
-    "use_checkpoint": False,
-    "image_size": 32,
-    "out_channels": 4,
-    "use_spatial_transformer": True,
-    "legacy": False,
-    "in_channels": 4,
+    **UNET_COMMON,
     "model_channels": 64,
     "num_res_blocks": [1],
     "transformer_depth": [1],
@@ -19,8 +16,6 @@ TINY_UNET = {
     "use_linear_in_transformer": True,
     "num_head_channels": 32,
     "transformer_depth_output": [1, 1],
-    "use_temporal_attention": False,
-    "use_temporal_resblock": False,
     "dtype": torch.float32,
 }
 CONTEXT_DIM = {"sdxl": 2048, "sd15": 768, "sd21": 1024, "sd21v": 1024, "flow": 768}

@@ -2,6 +2,9 @@
 real servers on 127.0.0.1 (``ddistill_dev.host.comfy_server``). The pure tests in ``tests/unit`` need none of it."""
 
 import importlib
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from browser import chromium  # noqa: F401  (module-scoped fixture of the browser tests)
@@ -11,6 +14,16 @@ from ddistill_dev.host import comfy_host
 comfy_host.boot()
 
 
+def pytest_sessionstart(session):
+    """Say the free disk where the tests write (the checkout, the temporary folder), also under ``-q``: a full disk
+    fails them far from the cause (a 2.2 GB full-size checkpoint, 1 GB of DreamSim stand-in weights)."""
+    places = {"checkout": Path(__file__).resolve().parents[2], "temp": Path(tempfile.gettempdir())}
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    reporter.write_line(
+        "free disk: " + ", ".join(f"{k} {shutil.disk_usage(v).free / 2**30:.1f} GiB" for k, v in places.items())
+    )
+
+
 @pytest.fixture(scope="session")
 def pack():
     return comfy_host.load_pack()
@@ -18,6 +31,12 @@ def pack():
 
 def _pack_module(pack, name: str):
     return importlib.import_module(f"{pack.__name__}.{name}")
+
+
+@pytest.fixture(scope="session")
+def pack_modules(pack):
+    """``pack_modules(alias="nodes.lora_pair", ...)``: {alias: that module of the pack, as ComfyUI imported it}."""
+    return lambda **paths: {alias: _pack_module(pack, path) for alias, path in paths.items()}
 
 
 @pytest.fixture(scope="session")

