@@ -10,14 +10,16 @@
 # and LoRA pairs through the server under 12 / 8 GiB caps and none, Z-Image pair under 24 GiB, bytes moved and the
 # floor; its model files go to CONSUMER_BASE (default /tmp/ddistill_consumer_base, outside OUT_DIR), are kept and
 # reused by the next run on the same machine (the other host); CONSUMER_PARTS=unet|zimage, CONSUMER_CAPS=12,8,none,
-# CONSUMER_BUDGET_S (default QUICK 420, else 1800): no new block after that many seconds).
+# CONSUMER_BUDGET_S (default QUICK 420, else 1800): no new block after that many seconds); quantized (a Wan 2.2 A14B
+# expert as fp8_scaled and as GGUF Q8_0 + the lightx2v LoRA through the server: carry the ComfyUI-GGUF archive and set
+# DD_GGUF_ARCHIVE; 13-15 GiB files per format in /tmp/ddistill_quantized_base, removed after each).
 # QUICK=1 fits one host in about 10 minutes of an H200.
 # UNTIL_S=N starts no further part once N seconds have passed (to stay inside a machine's time limit per command).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="$(realpath -m "${1:-bench_out}")"
 mkdir -p "$out"
-parts="${PARTS:-main lowvram x0 diversity lora lora_server profile profile_lora handover consumer}"
+parts="${PARTS:-main lowvram x0 diversity lora lora_server profile profile_lora handover consumer quantized}"
 quick="${QUICK:-}"
 if [ -d .bench/diversity_wheels_min ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .bench/diversity_wheels_min/*.whl
@@ -54,6 +56,16 @@ for part in $parts; do
               --parts "${CONSUMER_PARTS:-unet,zimage}" --caps "${CONSUMER_CAPS:-12,8,none}" \
               --base "${CONSUMER_BASE:-/tmp/ddistill_consumer_base}" --out "$out/consumer.md" 2>&1 | quiet
               rm -rf "${CONSUMER_BASE:-/tmp/ddistill_consumer_base}/output" ;;
+    quantized) qbase=/tmp/ddistill_quantized_base
+              : > "$out/quantized.md"
+              for w in fp8_scaled gguf_q8_0; do
+                  python3 benchmarks/bench_lora_server.py --weights "$w" --configs uncapped --batches 1 --size 832 \
+                      --height 480 --length 17 --repeats "$(r 6 3)" --stock-repeats "$(r 3 2)" --base "$qbase" \
+                      --out "$out/quantized_$w.md" 2>&1 | quiet
+                  { echo "### $w"; echo; cat "$out/quantized_$w.md" 2>/dev/null || echo "(not produced)"; echo; } \
+                      >> "$out/quantized.md"
+                  rm -rf "$qbase"
+              done ;;
     *) echo "unknown part: $part" ;;
     esac
 done
