@@ -59,3 +59,15 @@ def demo(pack):
 @pytest.fixture(scope="session")
 def dm(pack):
     return _pack_module(pack, "ddistill.demo_model")
+
+
+@pytest.fixture(scope="session")
+def mb(pack):
+    """The core's embedding module (the Diversity Meter's backends)."""
+    return _pack_module(pack, "ddistill.embedding")
+
+
+@pytest.fixture(scope="session")
+def loading(pack):
+    """The meter's networks placed by ComfyUI's model management (nodes/metric_loading.py)."""
+    return _pack_module(pack, "nodes.metric_loading")
