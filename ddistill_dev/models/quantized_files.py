@@ -8,9 +8,11 @@ loaders (UNETLoader / ``comfy.sd.load_diffusion_model``) detect:
   to its mixed-precision ops: a ``QuantizedTensor`` of layout ``TensorCoreFP8E4M3Layout`` per Linear weight.
 * ``comfy_quant`` (``write_comfy_quant``, ComfyUI 0.33+): the Linear weights of the transformer blocks quantized
   by ComfyUI's own ``QuantizedTensor.from_float`` into one of ``QUANT_ALGOS`` (``float8_e4m3fn``,
-  ``int8_tensorwise``, ``nvfp4``, ``mxfp8``), their tensors under the keys the layout's ``state_dict`` names and a
-  ``<layer>.comfy_quant`` JSON key; other weights (embeddings, head: the ones detection reads the shapes of) stay
-  float, as in released mixed-precision files.
+  ``int8_tensorwise``, ``nvfp4``, ``mxfp8``, ``convrot_w4a4``, ``asym_w4a8_int8``), their tensors under the keys
+  the layout's ``state_dict`` names and a ``<layer>.comfy_quant`` JSON key; other weights (embeddings, head: the
+  ones detection reads the shapes of) stay float, as in released mixed-precision files, and so do the layers a
+  layout refuses by shape (``convrot_w4a4`` and ``asym_w4a8_int8`` take in_features that are multiples of 256 only:
+  in the tiny Wan, the second FFN layer of each block).
 
 The model is a tiny random one of ``tiny_models.FAMILIES`` whose detection keeps it tiny (Wan 2.2). For tests."""
 
@@ -24,7 +26,7 @@ import torch
 from .tiny_models import make_family_model
 
 FP8_MAX = 448.0  # torch.finfo(torch.float8_e4m3fn).max
-COMFY_QUANT_FORMATS = ("float8_e4m3fn", "int8_tensorwise", "nvfp4", "mxfp8")
+COMFY_QUANT_FORMATS = ("float8_e4m3fn", "int8_tensorwise", "nvfp4", "mxfp8", "convrot_w4a4", "asym_w4a8_int8")
 
 
 def linear_layers(model: torch.nn.Module) -> list[str]:
@@ -73,7 +75,7 @@ def comfy_quant_available(fmt: str) -> str | None:
     if fmt not in QUANT_ALGOS:
         return f"this ComfyUI's QUANT_ALGOS has no {fmt} (comfy_kitchen too old?)"
     try:
-        QuantizedTensor.from_float(torch.randn(32, 64), QUANT_ALGOS[fmt]["comfy_tensor_layout"]).dequantize()
+        QuantizedTensor.from_float(torch.randn(32, 256), QUANT_ALGOS[fmt]["comfy_tensor_layout"]).dequantize()
     except Exception as e:
         return f"{fmt} cannot be built on the CPU here: {type(e).__name__}: {e}"
     return None
@@ -81,21 +83,29 @@ def comfy_quant_available(fmt: str) -> str | None:
 
 def comfy_quant_state_dict(diffusion_model: torch.nn.Module, fmt: str, only: str = "blocks.") -> dict:
     """The diffusion model's state dict with the Linear weights under ``only`` quantized to ``fmt`` by ComfyUI's
-    ``QuantizedTensor.from_float`` (round to nearest), as a ``comfy_quant`` file holds them."""
+    ``QuantizedTensor.from_float`` (round to nearest), as a ``comfy_quant`` file holds them; a layer whose shape the
+    layout refuses (``ValueError`` from its block rules) stays float. At least one layer must take the format."""
     from comfy.quant_ops import QUANT_ALGOS, QuantizedTensor
 
     layout = QUANT_ALGOS[fmt]["comfy_tensor_layout"]
     sd = {k: v.detach().clone() for k, v in diffusion_model.state_dict().items()}
+    quantized = 0
     for layer in linear_layers(diffusion_model):
         if not layer.startswith(only):
             continue
-        w = sd.pop(f"{layer}.weight").to(torch.float32)
-        qt = QuantizedTensor.from_float(w, layout)
+        try:
+            qt = QuantizedTensor.from_float(sd[f"{layer}.weight"].to(torch.float32), layout)
+        except ValueError:
+            continue
+        del sd[f"{layer}.weight"]
+        quantized += 1
         for k, v in qt.state_dict(f"{layer}.weight").items():
             if v.dtype == getattr(torch, "float8_e8m0fnu", None):
                 v = v.view(torch.uint8)  # stored as bytes; the loader views them back
             sd[k] = v
         sd[f"{layer}.comfy_quant"] = torch.tensor(list(json.dumps({"format": fmt}).encode()), dtype=torch.uint8)
+    if not quantized:
+        raise ValueError(f"{fmt}: no Linear layer under {only!r} has a shape this layout takes")
     return sd
 
 
