@@ -176,3 +176,13 @@ def test_the_main_job_imports_only_the_product():
         assert not unknown, f"{module} imports {sorted(unknown)}: add it to requirements.txt and PRODUCT_THIRD_PARTY"
         for top in third - {"torch"}:
             assert PRODUCT_THIRD_PARTY[top] in requirements, f"{module} imports {top}: not in requirements.txt"
+
+
+def test_test_modules_have_unique_basenames():
+    """pytest imports test modules by basename (rootdir-based, no __init__.py): two test files of one name in different
+    folders stop a run over both ("import file mismatch")."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    clashes = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not clashes, clashes
