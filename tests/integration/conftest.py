@@ -46,6 +46,30 @@ def hn(pack):
 
 
 @pytest.fixture(scope="session")
+def run_hybrid(hn):
+    """``run_hybrid(base, distilled, positive, negative, latent, seed, cfg=1.0, **base_inputs)``: Base First Step
+    (base_cfg 1, base_steps 1, 4 lcm steps unless ``base_inputs`` say otherwise) then Distilled Continue at ``cfg``,
+    called by input name as ComfyUI calls them; (Base First Step's outputs, Distilled Continue's outputs)."""
+
+    def run(base, distilled, positive, negative, latent, seed, cfg=1.0, **base_inputs):
+        inputs = {"base_cfg": 1.0, "base_steps": 1, "steps": 4, "scheduler": "lcm", "sampler_name": "lcm"}
+        first = hn.BaseFirstStepSampler.execute(
+            base_model=base,
+            positive=positive,
+            negative=negative,
+            latent_image=latent,
+            seed=seed,
+            **{**inputs, **base_inputs},
+        ).result
+        second = hn.DistilledContinueSampler.execute(
+            distilled_model=distilled, positive=positive, negative=negative, latent=first[0], cfg=cfg
+        ).result
+        return first, second
+
+    return run
+
+
+@pytest.fixture(scope="session")
 def sampling(pack):
     return _pack_module(pack, "nodes.sampling")
 

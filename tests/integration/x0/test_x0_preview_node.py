@@ -13,7 +13,6 @@ from ddistill_dev.models import tiny_models as tm
 def mods(pack_modules):
     return pack_modules(
         preview_nodes="nodes.preview_nodes",
-        hybrid_nodes="nodes.hybrid_nodes",
         trajectory="ddistill.trajectory",
         embedding="ddistill.embedding",
     )
@@ -25,28 +24,11 @@ def vae():
 
 
 @pytest.fixture(scope="module")
-def hybrid(mods):
+def hybrid(run_hybrid):
     """Base First Step + Distilled Continue on tiny SDXL models: (final LATENT, trajectory), batch 2, 4 steps."""
     base, distilled = tm.make_model("sdxl", 1), tm.make_model("sdxl", 2)
     pos, neg = tm.make_conditioning("sdxl"), tm.make_conditioning("sdxl", seed=1)
-    hn = mods["hybrid_nodes"]
-    first = hn.BaseFirstStepSampler.execute(
-        base_model=base,
-        positive=pos,
-        negative=neg,
-        latent_image=tm.empty_latent(2, 8),
-        seed=5,
-        base_cfg=1.0,
-        base_steps=1,
-        steps=4,
-        scheduler="lcm",
-        sampler_name="lcm",
-    )
-    return tuple(
-        hn.DistilledContinueSampler.execute(
-            distilled_model=distilled, positive=pos, negative=neg, latent=first.result[0], cfg=1.0
-        ).result
-    )
+    return tuple(run_hybrid(base, distilled, pos, neg, tm.empty_latent(2, 8), seed=5)[1])
 
 
 def preview(mods, vae, metric=None, max_cells=64, cell_size=48, **sources):

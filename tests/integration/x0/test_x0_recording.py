@@ -93,26 +93,11 @@ def skip_first(mods, model, latent, steps=4, seed=4):
     ).result
 
 
-def test_true_noise_model_recovers_x0_exactly_in_the_hybrid(mods):
+def test_true_noise_model_recovers_x0_exactly_in_the_hybrid(run_hybrid):
     x0 = target_x0()
     base, distilled = oracle("sdxl", x0), oracle("sdxl", x0)
     pos, neg = tm.make_conditioning("sdxl"), tm.make_conditioning("sdxl")
-    hn = mods["hybrid_nodes"]
-    first = hn.BaseFirstStepSampler.execute(
-        base_model=base,
-        positive=pos,
-        negative=neg,
-        latent_image=tm.empty_latent(3, 8),
-        seed=9,
-        base_cfg=1.0,
-        base_steps=1,
-        steps=4,
-        scheduler="lcm",
-        sampler_name="lcm",
-    )
-    latent, traj = hn.DistilledContinueSampler.execute(
-        distilled_model=distilled, positive=pos, negative=neg, latent=first.result[0], cfg=1.0
-    ).result
+    latent, traj = run_hybrid(base, distilled, pos, neg, tm.empty_latent(3, 8), seed=9)[1]
     want = base.model.process_latent_out(x0)
     assert len(traj) == 4
     for f in traj.frames:
