@@ -51,6 +51,14 @@ def own_patch_list(patches) -> bool:
     )
 
 
+def stored_packed(t: torch.Tensor) -> bool:
+    """Whether a tensor stores its weight as packed data rather than as its values: an integer or byte dtype, or a
+    stored shape other than the logical ``tensor_shape`` it declares (ComfyUI-GGUF's quantized and BF16 tensors;
+    its F16 / F32 tensors hold their values)."""
+    shape = getattr(t, "tensor_shape", None)
+    return not t.dtype.is_floating_point or (shape is not None and tuple(shape) != tuple(t.shape))
+
+
 def foreign_weight(t: torch.Tensor, known: tuple[type, ...] = ()) -> str | None:
     """What keeps a weight from being presented exactly, judged by what the weight is; None for a plain
     ``torch.Tensor`` / ``nn.Parameter`` (any dtype: fp32, fp16, bf16, fp8), whose patches live in the ModelPatcher,

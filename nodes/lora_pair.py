@@ -64,6 +64,7 @@ from .lora_weights import (
     layer_weight,
     negated,
     on_device,
+    own_merge,
     quantized_classes,
     returns_weight,
     tensors_of,
@@ -414,7 +415,7 @@ class LoraPair:
         self.device = device
         if RESIDENT_BASE_WEIGHTS and self.keys:
             if self.copies is None:
-                held = [k for k in self.keys if not k.carried()]  # a weight carrying its own patches needs no copy
+                held = [k for k in self.keys if not k.carried(self.backup)]  # carrying its own patches: no copy
                 self.copies_bytes = sum(k.nbytes for k in held)
                 if held and self._room(self.copies_bytes, runner, memory_required):
                     copies = [self._base_copy(k, device, offload, runner.weight_inplace_update) for k in held]
@@ -460,6 +461,9 @@ class LoraPair:
         original = k.original(self.backup)
         if not k.base and not inplace and original.device == offload:
             return original
+        base = self.base_ref()
+        if not k.converted and base is not None and own_merge(base):
+            return k.merged_by(base, original, device).to(offload)
         return k.exact_base(original, device).to(offload)
 
     def _make_plan(self, model) -> Plan:
@@ -490,7 +494,7 @@ class LoraPair:
                 layer_resident[id(k.module)] = layer_resident.get(id(k.module), True) and resident(k)
         for k in self.keys:
             params, cur = k.module._parameters, k.param()
-            if k.carried():  # ComfyUI-GGUF's quantized weights: the base MODEL's own patch list for the forward
+            if k.carried(self.backup):  # ComfyUI-GGUF's quantized weights: the base MODEL's own list for the forward
                 plan.carried.append((params, k.name, k.own_patches()))
                 continue
             dynamic = dynamic_layer(k.module)
@@ -534,7 +538,7 @@ class LoraPair:
                 fn = BaseWeight(k, delta=(undo, [on_device(q, held) for q in k.base_rest]))
             else:
                 fn = BaseWeight(k, source=self.backup[k.key].weight if merged else None)
-            if k.fn_attr is None:
+            if k.fn_attr is None or k.in_self_casting_layer(self.backup):
                 plan.transient.append((params, k.name, fn))
             else:
                 plan.funcs.append((k.module, k.fn_attr, [fn] + kept))

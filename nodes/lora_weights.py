@@ -18,7 +18,7 @@ import comfy.utils
 import comfy.weight_adapter
 import torch
 
-from ..ddistill.lora_maths import own_patch_list, shared_prefix
+from ..ddistill.lora_maths import own_patch_list, shared_prefix, stored_packed
 
 
 def layer_weight(model, key: str):
@@ -119,11 +119,20 @@ class WeightKey:
     def param(self):
         return self.module._parameters[self.name]
 
-    def carried(self) -> bool:
-        """Whether the weight as loaded carries its own patches (ComfyUI-GGUF's quantized weights: its ModelPatcher
-        gives the tensor the MODEL's patch list, its layers apply it at each forward): presented by giving it the
-        base MODEL's list for the base forward, no copy."""
-        return own_patch_list(getattr(self.param(), "patches", None))
+    def carried(self, backup) -> bool:
+        """Whether the weight as loaded carries its own patches (``carries_own_patches``): presented by giving it
+        the base MODEL's list for the base forward, no copy."""
+        return carries_own_patches(self.param(), self.key in backup)
+
+    def in_self_casting_layer(self, backup) -> bool:
+        """Whether the layer holds a parameter that carries its own patches: such a layer (ComfyUI-GGUF's quantized
+        ones) casts all its parameters itself and calls no ComfyUI weight function, so a differing parameter of it
+        that carries none (an F32 bias a LoRA's ``diff_b`` patched, merged the ordinary way) is made for the forward
+        and swapped in instead."""
+        path = self.key.rsplit(".", 1)[0]
+        return any(
+            carries_own_patches(p, f"{path}.{n}" in backup) for n, p in self.module._parameters.items() if p is not None
+        )
 
     def own_patches(self) -> list:
         """The patch list the base MODEL's load gives such a weight (as ComfyUI-GGUF's ``patch_weight_to_device``:
@@ -158,6 +167,23 @@ class WeightKey:
         finally:
             params[self.name] = current
 
+    def merged_by(self, patcher, original: torch.Tensor, device) -> torch.Tensor:
+        """The base version as ``patcher`` (the base MODEL) merges it itself: its own ``patch_weight_to_device``
+        (a ModelPatcher subclass of another pack that merges its own way: ComfyUI-GGUF computes its F16 / F32
+        tensors in float32 where ComfyUI 0.33 uses ``lora_compute_dtype``), called on a throwaway clone holding
+        only this key's base patches, its own backup and no in-place update, while the layer presents the
+        original; the layer's parameter is put back after."""
+        sandbox = patcher.clone()
+        sandbox.backup, sandbox.patches, sandbox.weight_inplace_update = {}, {self.key: list(self.base)}, False
+        params = self.module._parameters
+        current = params[self.name]
+        params[self.name] = original
+        try:
+            sandbox.patch_weight_to_device(self.key, device_to=device)
+            return params[self.name].detach()
+        finally:
+            params[self.name] = current
+
     def as_cast(self, stored: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """A weight in the stored format as ComfyUI's cast path hands it to a layer's weight functions (``like``:
         what it handed this time): on its device, in its dtype, a QuantizedTensor dequantized (0.33's
@@ -167,6 +193,24 @@ class WeightKey:
         if quantized and isinstance(out, quantized):
             out = out.dequantize()
         return out.to(like.dtype) if out.dtype != like.dtype else out
+
+
+def carries_own_patches(p: torch.Tensor, merged: bool) -> bool:
+    """Whether a loaded parameter carries its own patches (ComfyUI-GGUF's quantized weights: its ModelPatcher gives
+    the tensor the MODEL's patch list, its layers apply it at each forward). A tensor with such a list that its
+    ModelPatcher merged instead (``merged``: its original in the backup; GGUF's F16 / F32 tensors) is an ordinary
+    weight; one not patched now (an empty list, no backup) carries its patches only if it stores packed data."""
+    patches = getattr(p, "patches", None)
+    if merged or not own_patch_list(patches):
+        return False
+    return bool(patches) or stored_packed(p)
+
+
+def own_merge(patcher) -> bool:
+    """Whether a MODEL merges patches into its weights with a ``patch_weight_to_device`` of its own, not one of
+    ComfyUI's (``comfy.*``) ModelPatcher classes: the pair then makes its exact copies through that method."""
+    fn = getattr(type(patcher), "patch_weight_to_device", None)
+    return fn is not None and not getattr(fn, "__module__", "").startswith("comfy.")
 
 
 def string_to_seed(key: str) -> int:

@@ -37,10 +37,12 @@ def lora_state_dict(
     scale: float = 0.5,
     dtype: torch.dtype = torch.float32,
     only: str | None = None,
+    bias_diff: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """A random LoRA for ``model`` (a ComfyUI BaseModel): rank ``rank`` on every Linear and Conv weight (those whose
     model key contains ``only``, if given); its update has about ``scale`` times the spread of a fan-in-scaled
-    weight."""
+    weight. ``bias_diff`` > 0: also a ``diff_b`` of that spread for each such layer's bias (lightx2v's LoRAs carry
+    them; ComfyUI's loader makes a "diff" patch of the bias)."""
     g = torch.Generator().manual_seed(seed)
     sd = model.state_dict()
     out: dict[str, torch.Tensor] = {}
@@ -57,6 +59,9 @@ def lora_state_dict(
             out[f"{name}.alpha"] = torch.tensor(float(r))
         else:
             out[f"{name}.lora_A.weight"], out[f"{name}.lora_B.weight"] = down, up
+        bias = sd.get(key[: -len(".weight")] + ".bias") if key.endswith(".weight") else None
+        if bias_diff > 0 and bias is not None:
+            out[f"{name}.diff_b"] = torch.randn(bias.shape, generator=g) * bias_diff
     return {k: v.to(dtype) if v.ndim else v for k, v in out.items()}
 
 

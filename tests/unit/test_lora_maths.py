@@ -3,7 +3,16 @@ Dynamic VRAM swap must take whole, and the difference measure of the README's bo
 
 import torch
 
-from ddistill.lora_maths import difference, differing_keys, patch_lists_equal, shared_prefix, sibling_keys
+from ddistill.lora_maths import (
+    difference,
+    differing_keys,
+    foreign_weight,
+    own_patch_list,
+    patch_lists_equal,
+    shared_prefix,
+    sibling_keys,
+    stored_packed,
+)
 
 
 def test_patch_lists_compare_by_identity_as_clones_share_entries():
@@ -35,3 +44,39 @@ def test_difference_relative_to_rms():
     ref = torch.full((2, 4), 2.0)
     d = difference(ref + torch.tensor([0.5, 0, 0, 0] + [0] * 4).view(2, 4), ref)
     assert d == {"max_abs": 0.5, "rms": 2.0, "relative": 0.25}
+
+
+class _Carrying(torch.Tensor):
+    """A tensor subclass that carries patches and may declare a logical shape, as ComfyUI-GGUF's GGMLTensor does."""
+
+
+def _carrying(data: torch.Tensor, patches, tensor_shape=None) -> torch.Tensor:
+    t = data.as_subclass(_Carrying)
+    t.patches = patches
+    if tensor_shape is not None:
+        t.tensor_shape = torch.Size(tensor_shape)
+    return t
+
+
+def test_own_patch_lists_and_packed_storage():
+    """(patch list, key) pairs are a list a layer applies; an empty one is such a list too (a weight not patched
+    now), so whether a tensor carries its patches then depends on what it stores: packed bytes (integer dtype, or a
+    stored shape other than its logical one) or the weight's values (GGUF's F16 / F32 tensors)."""
+    assert own_patch_list([([("p",)], "w.weight")]) and own_patch_list([])
+    assert not own_patch_list(["unknown"]) and not own_patch_list(None) and not own_patch_list([([], 3)])
+    assert stored_packed(torch.zeros(4, 34, dtype=torch.uint8))  # Q8_0 blocks
+    assert stored_packed(_carrying(torch.zeros(4, 34, dtype=torch.uint8), [], (4, 32)))
+    assert stored_packed(_carrying(torch.zeros(4, 8, dtype=torch.float16), [], (4, 16)))  # values, other shape
+    assert not stored_packed(_carrying(torch.zeros(4, 32, dtype=torch.float16), [], (4, 32)))  # F16 values
+    assert not stored_packed(torch.zeros(3, dtype=torch.float8_e4m3fn))
+
+
+def test_foreign_weight_names_what_keeps_a_weight_from_the_fast_path():
+    assert foreign_weight(torch.zeros(2)) is None and foreign_weight(torch.nn.Parameter(torch.zeros(2))) is None
+    assert foreign_weight(_carrying(torch.zeros(2), [])) is None
+    assert foreign_weight(_carrying(torch.zeros(2), ["unknown"])) == (
+        "its weights are _Carrying tensors (test_lora_maths) carrying patches in an unknown form"
+    )
+    plain = torch.zeros(2).as_subclass(_Carrying)
+    assert "a tensor subclass (a quantized layout)" in foreign_weight(plain)
+    assert foreign_weight(plain, known=(_Carrying,)) is None

@@ -13,6 +13,8 @@ import importlib.util
 import logging
 import sys
 
+import comfy.model_management as mm
+import comfy.model_patcher
 import comfy.sample
 import comfy.samplers
 import comfy.sd
@@ -54,6 +56,8 @@ def files(tmp_path_factory):
     plain = tm.make_family_model(KIND, 1).model  # the same keys and shapes as the GGUF model
     rl.save(base / "loras" / "dmd.safetensors", rl.lora_state_dict(plain, rank=4, seed=3))
     rl.save(base / "loras" / "style.safetensors", rl.lora_state_dict(plain, rank=2, seed=6, only="attn"))
+    rl.save(base / "loras" / "dmd_ffn.safetensors", rl.lora_state_dict(plain, rank=4, seed=4, only="ffn"))
+    rl.save(base / "loras" / "dmd_bias.safetensors", rl.lora_state_dict(plain, rank=4, seed=3, bias_diff=0.5))
     rl.save(base / "loras" / "unmatched.safetensors", rl.unmatched_lora())
     mp = pytest.MonkeyPatch()
     for name, sub in (("unet", "unet"), ("loras", "loras")):
@@ -66,7 +70,9 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mods(pack_modules):
-    return pack_modules(lp="nodes.lora_pair", hn="nodes.hybrid_nodes", sampling="nodes.sampling")
+    return pack_modules(
+        lp="nodes.lora_pair", lw="nodes.lora_weights", hn="nodes.hybrid_nodes", sampling="nodes.sampling"
+    )
 
 
 def load_gguf(gguf_pack, files):
@@ -264,3 +270,101 @@ def test_q8_0_quantizer_equals_the_gguf_package():
         gguf_files.q8_0(x.to(torch.bfloat16))
         == gguf.quants.quantize(x.to(torch.bfloat16).float().numpy(), gguf.GGMLQuantizationType.Q8_0)
     ).all()
+
+
+TYPES_PATH = {"Q4_0": FAST, "Q5_1": FAST, "BF16": FAST, "F16": "weights differ: 16 swapped in from exact copies"}
+
+
+def load_type(gguf_pack, files, qtype: str):
+    """The tiny Wan model of seed 1 as a GGUF file of ``qtype`` (written once), loaded by UnetLoaderGGUF."""
+    name = f"tiny_wan_{qtype.lower()}.gguf"
+    if not (files / "unet" / name).is_file():
+        gguf_files.write_family_gguf(files / "unet" / name, KIND, seed=1, qtype=qtype)
+    return gguf_pack.NODE_CLASS_MAPPINGS["UnetLoaderGGUF"]().load_unet(name)[0]
+
+
+@pytest.mark.parametrize("qtype", list(TYPES_PATH))
+def test_gguf_types_take_the_path_of_how_gguf_patches_them(mods, gguf_pack, files, events, qtype, caplog):
+    """Other GGUF types (those the gguf package writes; not its K-quants): quantized ones and BF16 carry their
+    patches like Q8_0 (the base's own list); F16, which GGUF loads as torch-compatible tensors and merges the
+    ordinary way (an F16 tensor with an empty patch list, its original in the backup), takes exact copies. Both
+    bit-equal to the stock chain; giving an F16 tensor the base's list would leave the distilled merge in it."""
+    base = load_type(gguf_pack, files, qtype)
+    distilled = lora(base, "dmd.safetensors")
+    with caplog.at_level(logging.INFO):
+        hybrid(mods, base, distilled, connect=True, runs=2)
+        zero(events)
+        out = hybrid(mods, base, distilled, connect=True)
+    assert (events["unpatch"], events["patch"]) == (0, 0), events
+    lines = pair_lines(caplog)
+    assert len(lines) == 1 and TYPES_PATH[qtype] in lines[0], lines
+    check_against_stock(mods, base, distilled, out, qtype)
+
+
+@pytest.mark.parametrize("qtype", ["F16", "Q8_0"])
+def test_gguf_lora_on_one_side_each(mods, gguf_pack, files, events, qtype):
+    """A style LoRA on the attention of the base only and the distilled LoRA on the FFN only: the keys the loaded
+    (distilled) weights leave unpatched hold an empty list and no backup, and carry patches only where stored packed
+    (Q8_0: the base's list; F16: an exact copy)."""
+    root = load_type(gguf_pack, files, qtype)
+    base, distilled = lora(root, "style.safetensors", 0.7), lora(root, "dmd_ffn.safetensors")
+    assert not set(base.patches) & set(distilled.patches)
+    out = hybrid(mods, base, distilled, connect=True, runs=3)
+    pair = mods["lp"].pair_for(base, distilled)
+    assert bool(pair.plan.carried) is (qtype != "F16") and (pair.copies is None) is (qtype != "F16")
+    check_against_stock(mods, base, distilled, out, f"{qtype} one side each")
+
+
+def test_gguf_f16_copies_made_as_gguf_merges(mods, gguf_pack, files, monkeypatch):
+    """GGUF merges its F16 tensors in float32; ComfyUI's ModelPatcher in ``lora_compute_dtype`` (float16 on a
+    GPU in 0.33). With that dtype forced here, the pair's copies, made by GGUF's own patch_weight_to_device, still
+    equal the stock chain bit for bit, where ComfyUI's recipe gives other weights. Without copies, the merged F16
+    weights take the forward-time delta path: within 1e-3 of the latent RMS of the stock chain."""
+    monkeypatch.setattr(mm, "lora_compute_dtype", lambda device: torch.float16, raising=False)
+    lw, lp = mods["lw"], mods["lp"]
+    root = load_type(gguf_pack, files, "F16")
+    assert lw.own_merge(root) and not lw.own_merge(
+        comfy.model_patcher.ModelPatcher(torch.nn.Linear(1, 1), "cpu", "cpu")
+    )
+    base = lora(root, "style.safetensors", 0.7)
+    distilled = lora(base, "dmd.safetensors", 0.8)
+    out = hybrid(mods, base, distilled, connect=True, runs=3)
+    pair = lp.pair_for(base, distilled)
+    assert pair.copies is not None
+    check_against_stock(mods, base, distilled, out, "F16, float16 LoRA compute")
+    k = next(k for k in pair.keys if k.base)  # a style-patched weight: its base version is a merge
+    original = k.original(pair.backup)
+    assert not torch.equal(k.exact_base(original, torch.device("cpu")), k.merged_by(base, original, "cpu"))
+    # forward-time: merged F16 weights take the delta path (W_merged - dW_distilled + dW_base, 1 ulp per weight)
+    monkeypatch.setattr(lp, "RESIDENT_BASE_WEIGHTS", False)
+    base = lora(root, "style.safetensors", 0.7)
+    distilled = lora(base, "dmd.safetensors", 0.8)
+    out = hybrid(mods, base, distilled, connect=True, runs=3)
+    assert lp.pair_for(base, distilled).copies is None
+    ref, both = stock_chain(mods, base, distilled), stock_chain(mods, distilled, distilled)
+    for got, want, far in zip(out, ref, both):
+        assert max_abs(got, want) <= 1e-3 * rms(want) < max_abs(far, want), (max_abs(got, want), rms(want))
+
+
+@pytest.mark.parametrize("resident", [True, False], ids=["copies", "forward-time"])
+def test_gguf_lora_with_bias_diffs(mods, gguf_pack, files, monkeypatch, resident):
+    """A LoRA with ``diff_b`` bias patches (as lightx2v's Wan LoRAs have) on a Q8_0 model: GGUF merges the F32 biases
+    the ordinary way, while their layers (quantized weights) cast themselves and call no ComfyUI weight function.
+    Copies: bit-equal to the stock chain. Forward-time: the biases are made for the forward and swapped in (the
+    delta path: within 1e-3 of the RMS), never left as the distilled merge."""
+    monkeypatch.setattr(mods["lp"], "RESIDENT_BASE_WEIGHTS", resident)
+    base = load_gguf(gguf_pack, files)
+    distilled = lora(base, "dmd_bias.safetensors")
+    params = dict(base.model.named_parameters())
+    biases = [k for k in distilled.patches if k.endswith(".bias")]
+    assert len(biases) >= 8 and all(distilled.patches[k][0][1][0] == "diff" for k in biases)
+    out = hybrid(mods, base, distilled, connect=True, runs=3)
+    pair = mods["lp"].pair_for(base, distilled)
+    assert {k.key for k in pair.keys} >= set(biases) and all(type(params[k]).__name__ == "GGMLTensor" for k in biases)
+    if resident:
+        check_against_stock(mods, base, distilled, out, "bias diffs")
+        return
+    assert pair.copies is None and len(pair.plan.transient) == len(biases)
+    ref, both = stock_chain(mods, base, distilled), stock_chain(mods, distilled, distilled)
+    for got, want, far in zip(out, ref, both):
+        assert max_abs(got, want) <= 1e-3 * rms(want) < max_abs(far, want), (max_abs(got, want), rms(want))
