@@ -532,7 +532,7 @@ class LoraPair:
                     plan.funcs.append((k.module, k.fn_attr, [BaseWeight(k, source=src)] + kept))
                 plan.layers.append((k, src, kept))
                 continue
-            if merged and k.additive:
+            if merged and k.additive and k.precise:
                 self.delta_keys.append(k)
                 undo = [on_device(negated(q), held) for q in k.distilled_rest]
                 fn = BaseWeight(k, delta=(undo, [on_device(q, held) for q in k.base_rest]))

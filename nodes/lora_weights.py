@@ -112,6 +112,9 @@ class WeightKey:
         # the delta path works on the weight as the layer stores it: not for a converted one (rounded at each set)
         additive = all(is_additive(q) for q in self.base_rest + self.distilled_rest)
         self.additive = additive and not self.converted
+        # whether the delta's extra rounding of a merge the layer stores is small: at most an ulp of a 16- or 32-bit
+        # float; an fp8 weight's ulp is up to an eighth of it, so a merged fp8 weight is made from its original
+        self.precise = self.dtype.is_floating_point and torch.finfo(self.dtype).bits >= 16
         self.seed = string_to_seed(key)
         attr = f"{self.name}_function"
         self.fn_attr = attr if self.name in ("weight", "bias") and hasattr(self.module, attr) else None
@@ -271,10 +274,7 @@ class BaseWeight:
             undo, redo = self.delta
             w = comfy.lora.calculate_weight(undo, weight.to(torch.float32, copy=True), k.key)
             w = comfy.lora.calculate_weight(redo, w, k.key) if redo else w
-        else:
-            src = self.source if self.source is not None else weight
-            if not k.base and src.dtype == k.dtype:  # the original itself: no patch to apply, nothing to round
-                return src.to(device=weight.device, dtype=weight.dtype, copy=True)
-            w = mm.cast_to_device(src, weight.device, torch.float32, copy=True)
-            w = comfy.lora.calculate_weight(k.base, w, k.key) if k.base else w
-        return comfy.float.stochastic_rounding(w, k.dtype, seed=k.seed).to(weight.dtype)
+            return comfy.float.stochastic_rounding(w, k.dtype, seed=k.seed).to(weight.dtype)
+        # from the original (ModelPatcher.backup, else the weight the layer holds), as ComfyUI merges it
+        src = self.source if self.source is not None else weight
+        return k.exact_base(src, weight.device).to(weight.dtype)

@@ -56,6 +56,12 @@ def scaled_fp8_state_dict(diffusion_model: torch.nn.Module) -> dict[str, torch.T
     return sd
 
 
+def write_plain(path: Path, kind: str = "wan22", seed: int = 0) -> Path:
+    """A tiny random model of ``kind`` as a plain float32 diffusion-model file (UNETLoader's ``weight_dtype``
+    ``fp8_e4m3fn`` then stores its weights as plain fp8 tensors)."""
+    return _save(path, make_family_model(kind, seed).model.diffusion_model.state_dict())
+
+
 def write_scaled_fp8(path: Path, kind: str = "wan22", seed: int = 0) -> Path:
     """A tiny random model of ``kind`` as an fp8_scaled diffusion-model file (see the module's docstring)."""
     return _save(path, scaled_fp8_state_dict(make_family_model(kind, seed).model.diffusion_model))
