@@ -2,12 +2,12 @@
 file (ComfyUI 0.3.75: ``scaled_fp8_ops``, plain fp8 weights the layer scales; 0.33: ``QuantizedTensor`` of layout
 ``TensorCoreFP8E4M3Layout``) and, on 0.33, as ``comfy_quant`` files of each ``QuantizedTensor`` format the CPU can
 build (``ddistill_dev.models.quantized_files``), loaded with the stock UNETLoader and given a LoRA with the stock
-LoraLoaderModelOnly; also a plain file loaded with UNETLoader's weight_dtype fp8_e4m3fn (plain fp8 weights). The pair keeps exact base copies made as ComfyUI patches such a weight (the layer's
-``convert_weight``, ``comfy.lora.calculate_weight``, its ``set_weight(..., return_weight=True)`` with the key's
-rounding seed), at their stored size: the hybrid runs without unpatch / re-patch and equals the stock two-sampler
-chain bit for bit. Without resident copies (``RESIDENT_BASE_WEIGHTS`` False) the same base weights are made per layer
-at each base forward from the original stored weight; measured against the stock chain (README, "LoRA-distilled
-pairs")."""
+LoraLoaderModelOnly; also a plain file loaded with UNETLoader's weight_dtype fp8_e4m3fn (plain fp8 weights). The
+pair keeps exact base copies made as ComfyUI patches such a weight (the layer's ``convert_weight``,
+``comfy.lora.calculate_weight``, its ``set_weight(..., return_weight=True)`` with the key's rounding seed), at their
+stored size: the hybrid runs without unpatch / re-patch and equals the stock two-sampler chain bit for bit. Without
+resident copies (``RESIDENT_BASE_WEIGHTS`` False) the same base weights are made per layer at each base forward from
+the original stored weight; measured against the stock chain (README, "LoRA-distilled pairs")."""
 
 import logging
 
