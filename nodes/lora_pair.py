@@ -62,9 +62,9 @@ from .lora_weights import (
     BaseWeight,
     WeightKey,
     layer_weight,
+    merge_sandbox,
     negated,
     on_device,
-    own_merge,
     quantized_classes,
     returns_weight,
     tensors_of,
@@ -418,7 +418,10 @@ class LoraPair:
                 held = [k for k in self.keys if not k.carried(self.backup)]  # carrying its own patches: no copy
                 self.copies_bytes = sum(k.nbytes for k in held)
                 if held and self._room(self.copies_bytes, runner, memory_required):
-                    copies = [self._base_copy(k, device, offload, runner.weight_inplace_update) for k in held]
+                    base = self.base_ref()
+                    sandbox = merge_sandbox(base) if base is not None else None
+                    inplace = runner.weight_inplace_update
+                    copies = [self._base_copy(k, device, offload, inplace, sandbox) for k in held]
                     self.copies = comfy.model_patcher.ModelPatcher(Held(copies), device, offload)
                     self.copy_index = {k.key: j for j, k in enumerate(held)}
             if self.copies is not None:
@@ -454,16 +457,15 @@ class LoraPair:
         self.plan = plan
         self._report(device)
 
-    def _base_copy(self, k: WeightKey, device, offload, inplace: bool) -> torch.Tensor:
+    def _base_copy(self, k: WeightKey, device, offload, inplace: bool, sandbox=None) -> torch.Tensor:
         """The exact base version of one weight, on the offload device for ComfyUI to load. A weight the base does
         not patch is its original, which ModelPatcher.backup already holds there: held as is, without a copy (never
         written in place: ComfyUI replaces patched parameters unless the model patches in place)."""
         original = k.original(self.backup)
         if not k.base and not inplace and original.device == offload:
             return original
-        base = self.base_ref()
-        if not k.converted and base is not None and own_merge(base):
-            return k.merged_by(base, original, device).to(offload)
+        if sandbox is not None and not k.converted:  # the base MODEL merges its own way (merge_sandbox)
+            return k.merged_by(sandbox, original, device).to(offload)
         return k.exact_base(original, device).to(offload)
 
     def _make_plan(self, model) -> Plan:

@@ -170,14 +170,11 @@ class WeightKey:
         finally:
             params[self.name] = current
 
-    def merged_by(self, patcher, original: torch.Tensor, device) -> torch.Tensor:
-        """The base version as ``patcher`` (the base MODEL) merges it itself: its own ``patch_weight_to_device``
-        (a ModelPatcher subclass of another pack that merges its own way: ComfyUI-GGUF computes its F16 / F32
-        tensors in float32 where ComfyUI 0.33 uses ``lora_compute_dtype``), called on a throwaway clone holding
-        only this key's base patches, its own backup and no in-place update, while the layer presents the
-        original; the layer's parameter is put back after."""
-        sandbox = patcher.clone()
-        sandbox.backup, sandbox.patches, sandbox.weight_inplace_update = {}, {self.key: list(self.base)}, False
+    def merged_by(self, sandbox, original: torch.Tensor, device) -> torch.Tensor:
+        """The base version as the base MODEL merges it itself (``merge_sandbox``: a throwaway clone of it): its own
+        ``patch_weight_to_device`` with only this key's base patches, while the layer presents the original; the
+        layer's parameter is put back after."""
+        sandbox.patches = {self.key: list(self.base)}
         params = self.module._parameters
         current = params[self.name]
         params[self.name] = original
@@ -209,11 +206,18 @@ def carries_own_patches(p: torch.Tensor, merged: bool) -> bool:
     return bool(patches) or stored_packed(p)
 
 
-def own_merge(patcher) -> bool:
-    """Whether a MODEL merges patches into its weights with a ``patch_weight_to_device`` of its own, not one of
-    ComfyUI's (``comfy.*``) ModelPatcher classes: the pair then makes its exact copies through that method."""
+def merge_sandbox(patcher):
+    """None for a MODEL that merges patches as ComfyUI's ModelPatcher classes (``comfy.*``) do, which
+    ``WeightKey.exact_base`` reproduces; else a throwaway clone of it (its own backup, no in-place update) whose own
+    ``patch_weight_to_device`` makes the copies (``WeightKey.merged_by``): a ModelPatcher subclass of another pack
+    that merges its own way (ComfyUI-GGUF merges its F16 / F32 tensors in float32 where ComfyUI 0.33 uses
+    ``lora_compute_dtype``, float16 on a GPU)."""
     fn = getattr(type(patcher), "patch_weight_to_device", None)
-    return fn is not None and not getattr(fn, "__module__", "").startswith("comfy.")
+    if fn is None or getattr(fn, "__module__", "").startswith("comfy."):
+        return None
+    sandbox = patcher.clone()
+    sandbox.backup, sandbox.weight_inplace_update = {}, False
+    return sandbox
 
 
 def string_to_seed(key: str) -> int:

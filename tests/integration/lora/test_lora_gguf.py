@@ -323,9 +323,9 @@ def test_gguf_f16_copies_made_as_gguf_merges(mods, gguf_pack, files, monkeypatch
     monkeypatch.setattr(mm, "lora_compute_dtype", lambda device: torch.float16, raising=False)
     lw, lp = mods["lw"], mods["lp"]
     root = load_type(gguf_pack, files, "F16")
-    assert lw.own_merge(root) and not lw.own_merge(
-        comfy.model_patcher.ModelPatcher(torch.nn.Linear(1, 1), "cpu", "cpu")
-    )
+    assert lw.merge_sandbox(comfy.model_patcher.ModelPatcher(torch.nn.Linear(1, 1), "cpu", "cpu")) is None
+    sandbox = lw.merge_sandbox(root)  # GGUF's own merge
+    assert type(sandbox) is type(root) and sandbox.backup == {} and sandbox.backup is not root.backup
     base = lora(root, "style.safetensors", 0.7)
     distilled = lora(base, "dmd.safetensors", 0.8)
     out = hybrid(mods, base, distilled, connect=True, runs=3)
@@ -334,7 +334,7 @@ def test_gguf_f16_copies_made_as_gguf_merges(mods, gguf_pack, files, monkeypatch
     check_against_stock(mods, base, distilled, out, "F16, float16 LoRA compute")
     k = next(k for k in pair.keys if k.base)  # a style-patched weight: its base version is a merge
     original = k.original(pair.backup)
-    assert not torch.equal(k.exact_base(original, torch.device("cpu")), k.merged_by(base, original, "cpu"))
+    assert not torch.equal(k.exact_base(original, torch.device("cpu")), k.merged_by(sandbox, original, "cpu"))
     # forward-time: merged F16 weights take the delta path (W_merged - dW_distilled + dW_base, 1 ulp per weight)
     monkeypatch.setattr(lp, "RESIDENT_BASE_WEIGHTS", False)
     base = lora(root, "style.safetensors", 0.7)
