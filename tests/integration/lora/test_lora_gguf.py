@@ -49,10 +49,9 @@ def gguf_pack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """models/unet/tiny_wan_q8.gguf (the tiny Wan model of seed 1 as Q8_0) and LoRAs for it in models/loras, in
+    """models/unet (the GGUF files ``load_gguf`` writes) and LoRAs for the tiny Wan model in models/loras, in
     folders ComfyUI's folder_paths lists for this module's tests."""
     base = tmp_path_factory.mktemp("gguf_models")
-    gguf_files.write_family_gguf(base / "unet" / "tiny_wan_q8.gguf", KIND, seed=1)
     plain = tm.make_family_model(KIND, 1).model  # the same keys and shapes as the GGUF model
     rl.save(base / "loras" / "dmd.safetensors", rl.lora_state_dict(plain, rank=4, seed=3))
     rl.save(base / "loras" / "style.safetensors", rl.lora_state_dict(plain, rank=2, seed=6, only="attn"))
@@ -75,8 +74,12 @@ def mods(pack_modules):
     )
 
 
-def load_gguf(gguf_pack, files):
-    return gguf_pack.NODE_CLASS_MAPPINGS["UnetLoaderGGUF"]().load_unet("tiny_wan_q8.gguf")[0]
+def load_gguf(gguf_pack, files, qtype: str = "Q8_0"):
+    """The tiny Wan model of seed 1 as a GGUF file of ``qtype`` (written once), loaded by UnetLoaderGGUF."""
+    name = f"tiny_wan_{qtype.lower()}.gguf"
+    if not (files / "unet" / name).is_file():
+        gguf_files.write_family_gguf(files / "unet" / name, KIND, seed=1, qtype=qtype)
+    return gguf_pack.NODE_CLASS_MAPPINGS["UnetLoaderGGUF"]().load_unet(name)[0]
 
 
 def max_abs(a, b) -> float:
@@ -275,21 +278,13 @@ def test_q8_0_quantizer_equals_the_gguf_package():
 TYPES_PATH = {"Q4_0": FAST, "Q5_1": FAST, "BF16": FAST, "F16": "weights differ: 16 swapped in from exact copies"}
 
 
-def load_type(gguf_pack, files, qtype: str):
-    """The tiny Wan model of seed 1 as a GGUF file of ``qtype`` (written once), loaded by UnetLoaderGGUF."""
-    name = f"tiny_wan_{qtype.lower()}.gguf"
-    if not (files / "unet" / name).is_file():
-        gguf_files.write_family_gguf(files / "unet" / name, KIND, seed=1, qtype=qtype)
-    return gguf_pack.NODE_CLASS_MAPPINGS["UnetLoaderGGUF"]().load_unet(name)[0]
-
-
 @pytest.mark.parametrize("qtype", list(TYPES_PATH))
 def test_gguf_types_take_the_path_of_how_gguf_patches_them(mods, gguf_pack, files, events, qtype, caplog):
     """Other GGUF types (those the gguf package writes; not its K-quants): quantized ones and BF16 carry their
     patches like Q8_0 (the base's own list); F16, which GGUF loads as torch-compatible tensors and merges the
     ordinary way (an F16 tensor with an empty patch list, its original in the backup), takes exact copies. Both
     bit-equal to the stock chain; giving an F16 tensor the base's list would leave the distilled merge in it."""
-    base = load_type(gguf_pack, files, qtype)
+    base = load_gguf(gguf_pack, files, qtype)
     distilled = lora(base, "dmd.safetensors")
     with caplog.at_level(logging.INFO):
         hybrid(mods, base, distilled, connect=True, runs=2)
@@ -306,7 +301,7 @@ def test_gguf_lora_on_one_side_each(mods, gguf_pack, files, events, qtype):
     """A style LoRA on the attention of the base only and the distilled LoRA on the FFN only: the keys the loaded
     (distilled) weights leave unpatched hold an empty list and no backup, and carry patches only where stored packed
     (Q8_0: the base's list; F16: an exact copy)."""
-    root = load_type(gguf_pack, files, qtype)
+    root = load_gguf(gguf_pack, files, qtype)
     base, distilled = lora(root, "style.safetensors", 0.7), lora(root, "dmd_ffn.safetensors")
     assert not set(base.patches) & set(distilled.patches)
     out = hybrid(mods, base, distilled, connect=True, runs=3)
@@ -322,7 +317,7 @@ def test_gguf_f16_copies_made_as_gguf_merges(mods, gguf_pack, files, monkeypatch
     weights take the forward-time delta path: within 1e-3 of the latent RMS of the stock chain."""
     monkeypatch.setattr(mm, "lora_compute_dtype", lambda device: torch.float16, raising=False)
     lw, lp = mods["lw"], mods["lp"]
-    root = load_type(gguf_pack, files, "F16")
+    root = load_gguf(gguf_pack, files, "F16")
     assert lw.merge_sandbox(comfy.model_patcher.ModelPatcher(torch.nn.Linear(1, 1), "cpu", "cpu")) is None
     sandbox = lw.merge_sandbox(root)  # GGUF's own merge
     assert type(sandbox) is type(root) and sandbox.backup == {} and sandbox.backup is not root.backup
