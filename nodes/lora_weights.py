@@ -7,6 +7,7 @@ strength_model, offset, function)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 
@@ -162,25 +163,26 @@ class WeightKey:
         out = comfy.lora.calculate_weight(self.base, temp, self.key)
         if self.set is None:
             return comfy.float.stochastic_rounding(out, self.dtype, seed=self.seed)
-        params = self.module._parameters
-        current = params[self.name]
-        params[self.name] = original
-        try:
+        with self.presenting(original):
             return self.set(out, seed=self.seed, return_weight=True)
-        finally:
-            params[self.name] = current
 
     def merged_by(self, sandbox, original: torch.Tensor, device) -> torch.Tensor:
         """The base version as the base MODEL merges it itself (``merge_sandbox``: a throwaway clone of it): its own
-        ``patch_weight_to_device`` with only this key's base patches, while the layer presents the original; the
-        layer's parameter is put back after."""
+        ``patch_weight_to_device`` with only this key's base patches, while the layer presents the original."""
         sandbox.patches = {self.key: list(self.base)}
+        with self.presenting(original) as params:
+            sandbox.patch_weight_to_device(self.key, device_to=device)
+            return params[self.name].detach()
+
+    @contextlib.contextmanager
+    def presenting(self, original: torch.Tensor):
+        """The layer holds ``original`` as its parameter inside the block (which may replace it, as ComfyUI's set
+        functions do); the parameter it held before is put back after. Yields the layer's parameter registry."""
         params = self.module._parameters
         current = params[self.name]
         params[self.name] = original
         try:
-            sandbox.patch_weight_to_device(self.key, device_to=device)
-            return params[self.name].detach()
+            yield params
         finally:
             params[self.name] = current
 
