@@ -59,6 +59,17 @@ def stored_packed(t: torch.Tensor) -> bool:
     return not t.dtype.is_floating_point or (shape is not None and tuple(shape) != tuple(t.shape))
 
 
+def carries_own_patches(p: torch.Tensor, merged: bool) -> bool:
+    """Whether a loaded parameter carries its own patches (ComfyUI-GGUF's quantized weights: its ModelPatcher gives
+    the tensor the MODEL's patch list, its layers apply it at each forward). A tensor with such a list that its
+    ModelPatcher merged instead (``merged``: its original in the backup; GGUF's F16 / F32 tensors) is an ordinary
+    weight; one not patched now (an empty list, no backup) carries its patches only if it stores packed data."""
+    patches = getattr(p, "patches", None)
+    if merged or not own_patch_list(patches):
+        return False
+    return bool(patches) or stored_packed(p)
+
+
 def foreign_weight(t: torch.Tensor, known: tuple[type, ...] = ()) -> str | None:
     """What keeps a weight from being presented exactly, judged by what the weight is; None for a plain
     ``torch.Tensor`` / ``nn.Parameter`` (any dtype: fp32, fp16, bf16, fp8), whose patches live in the ModelPatcher,

@@ -19,7 +19,7 @@ import comfy.utils
 import comfy.weight_adapter
 import torch
 
-from ..ddistill.lora_maths import own_patch_list, shared_prefix, stored_packed
+from ..ddistill.lora_maths import carries_own_patches, shared_prefix
 
 
 def layer_weight(model, key: str):
@@ -195,17 +195,6 @@ class WeightKey:
         if quantized and isinstance(out, quantized):
             out = out.dequantize()
         return out.to(like.dtype) if out.dtype != like.dtype else out
-
-
-def carries_own_patches(p: torch.Tensor, merged: bool) -> bool:
-    """Whether a loaded parameter carries its own patches (ComfyUI-GGUF's quantized weights: its ModelPatcher gives
-    the tensor the MODEL's patch list, its layers apply it at each forward). A tensor with such a list that its
-    ModelPatcher merged instead (``merged``: its original in the backup; GGUF's F16 / F32 tensors) is an ordinary
-    weight; one not patched now (an empty list, no backup) carries its patches only if it stores packed data."""
-    patches = getattr(p, "patches", None)
-    if merged or not own_patch_list(patches):
-        return False
-    return bool(patches) or stored_packed(p)
 
 
 def merge_sandbox(patcher):

@@ -4,6 +4,7 @@ Dynamic VRAM swap must take whole, and the difference measure of the README's bo
 import torch
 
 from ddistill.lora_maths import (
+    carries_own_patches,
     difference,
     differing_keys,
     foreign_weight,
@@ -69,6 +70,17 @@ def test_own_patch_lists_and_packed_storage():
     assert stored_packed(_carrying(torch.zeros(4, 8, dtype=torch.float16), [], (4, 16)))  # values, other shape
     assert not stored_packed(_carrying(torch.zeros(4, 32, dtype=torch.float16), [], (4, 32)))  # F16 values
     assert not stored_packed(torch.zeros(3, dtype=torch.float8_e4m3fn))
+
+
+def test_carries_own_patches_only_when_its_patcher_did_not_merge_it():
+    packed = _carrying(torch.zeros(4, 34, dtype=torch.uint8), [], (4, 32))
+    values = _carrying(torch.zeros(4, 32, dtype=torch.float16), [], (4, 32))
+    listed = _carrying(torch.zeros(4, 34, dtype=torch.uint8), [([("p",)], "w.weight")], (4, 32))
+    assert carries_own_patches(listed, merged=False) and carries_own_patches(packed, merged=False)
+    assert not carries_own_patches(values, merged=False)  # GGUF F16 not patched now: an ordinary weight
+    assert not carries_own_patches(values, merged=True) and not carries_own_patches(listed, merged=True)
+    assert not carries_own_patches(torch.zeros(2), merged=False)  # no patches attribute
+    assert not carries_own_patches(_carrying(torch.zeros(4, 34, dtype=torch.uint8), ["unknown"]), merged=False)
 
 
 def test_foreign_weight_names_what_keeps_a_weight_from_the_fast_path():
